@@ -1,0 +1,408 @@
+// End-to-end test: the built client and the demo page in headless Chromium,
+// against the REAL sessiongate binary, with a tiny upstream written here.
+//
+//   npm run test:e2e            (binary: $SG_BIN, else ../../target/release/sessiongate)
+//
+// Needs Debian's chromium (/usr/bin/chromium, or $CHROMIUM). Exits non-zero,
+// with a message, when the binary or the browser is missing.
+import http from "node:http";
+import net from "node:net";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawn, execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pkgDir = path.resolve(here, "..");
+const SG_BIN = process.env.SG_BIN ?? path.resolve(pkgDir, "../../target/release/sessiongate");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ACCESS_TTL_S = 5;
+const PASSWORD = "correct horse";
+
+function fail(message) {
+  console.error(`e2e: ${message}`);
+  process.exit(1);
+}
+
+if (!fs.existsSync(SG_BIN)) {
+  fail(`sessiongate binary not found at ${SG_BIN}. Build it (cargo build --release) or set SG_BIN. Nothing was tested.`);
+}
+if (!fs.existsSync(CHROMIUM)) {
+  fail(`Chromium not found at ${CHROMIUM}. Install it (apt-get install -y chromium) or set CHROMIUM. Nothing was tested.`);
+}
+if (!fs.existsSync(path.join(pkgDir, "dist/index.js"))) fail("dist/ is missing: run `npm run build` first.");
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sg-e2e-"));
+const cleanups = [];
+let passed = 0;
+let failed = 0;
+
+const watchdog = setTimeout(() => {
+  console.error("e2e: timed out after 240 s");
+  void finish(1);
+}, 240_000);
+
+async function finish(code) {
+  clearTimeout(watchdog);
+  for (const fn of cleanups.reverse()) {
+    try {
+      await fn();
+    } catch {
+      // keep cleaning
+    }
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  console.log(`e2e: ${passed} passed, ${failed} failed`);
+  process.exit(code || (failed > 0 ? 1 : 0));
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name} (${Date.now() - started} ms)`);
+  } catch (err) {
+    failed++;
+    console.log(`not ok - ${name}\n  ${String(err?.stack ?? err).split("\n").join("\n  ")}`);
+    throw err;
+  }
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function waitFor(what, fn, timeoutMs = 10_000, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- the upstream: POST /login, the demo page, the built client, /api/whoami ----
+
+const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".map": "application/json" };
+
+function startUpstream(port) {
+  const files = (urlPath) => {
+    if (urlPath === "/app/" || urlPath === "/app/index.html") return path.join(here, "demo/index.html");
+    if (urlPath === "/app/demo.js") return path.join(here, "demo/demo.js");
+    if (urlPath.startsWith("/app/dist/")) {
+      const file = path.resolve(pkgDir, "dist", urlPath.slice("/app/dist/".length));
+      return file.startsWith(path.join(pkgDir, "dist") + path.sep) ? file : null;
+    }
+    return null;
+  };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const url = new URL(req.url, "http://upstream");
+      if (req.method === "POST" && url.pathname === "/login") {
+        let body = null;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+        } catch {
+          // fall through to 400
+        }
+        if (!body || typeof body.username !== "string" || !/^[a-z]+$/.test(body.username)) {
+          res.writeHead(400, { "Content-Type": "application/json" }).end('{"error":"bad_request","message":"Bad login request."}');
+        } else if (body.password !== PASSWORD) {
+          res.writeHead(401, { "Content-Type": "application/json" }).end('{"error":"invalid_credentials","message":"Wrong username or password."}');
+        } else {
+          res.writeHead(200, {
+            "Content-Type": "application/json",
+            "X-Session-Subject": `user-${body.username}`,
+            "X-Session-Claims": '{"role":"user"}',
+          }).end("{}");
+        }
+        return;
+      }
+      if (req.method === "GET" && url.pathname === "/api/whoami") {
+        res.writeHead(200, { "Content-Type": "application/json" }).end(
+          JSON.stringify({
+            user: req.headers["x-auth-user-id"] ?? null,
+            session: req.headers["x-auth-session-id"] ?? null,
+            claims: req.headers["x-auth-claims"] ?? null,
+          }),
+        );
+        return;
+      }
+      const file = req.method === "GET" ? files(url.pathname) : null;
+      if (file && fs.existsSync(file)) {
+        res.writeHead(200, {
+          "Content-Type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream",
+          "Cache-Control": "no-store",
+        }).end(fs.readFileSync(file));
+        return;
+      }
+      res.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"Not found."}');
+    });
+  });
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
+}
+
+// ---- metrics ----
+
+async function metric(adminUrl, name, labels) {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$/.exec(line.trim());
+    if (!m || m[1] !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => (m[2] ?? "").includes(`${k}="${v}"`))) total += Number(m[3]);
+  }
+  return total;
+}
+
+// ---- main ----
+
+async function main() {
+  const [gwPort, adminPort, upPort] = [await freePort(), await freePort(), await freePort()];
+  const gw = `http://127.0.0.1:${gwPort}`;
+  const admin = `http://127.0.0.1:${adminPort}`;
+
+  const upstream = await startUpstream(upPort);
+  cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+
+  const key = execFileSync(SG_BIN, ["keygen", "--alg", "EdDSA", "--kid", "k1"], { encoding: "utf8" });
+  fs.writeFileSync(path.join(tmp, "k1.pem"), key, { mode: 0o600 });
+  const configPath = path.join(tmp, "sessiongate.yaml");
+  fs.writeFileSync(
+    configPath,
+    `server:
+  listen: 127.0.0.1:${gwPort}
+  admin_listen: 127.0.0.1:${adminPort}
+upstream:
+  url: http://127.0.0.1:${upPort}
+tokens:
+  access_ttl: ${ACCESS_TTL_S}s
+  leeway: 0s
+  keys:
+    - kid: k1
+      alg: EdDSA
+      private_key_file: k1.pem
+sessions:
+  reuse_grace: 0s          # strict: any duplicate refresh from the tabs would revoke the session
+store:
+  backend: sqlite
+  sqlite:
+    path: ${path.join(tmp, "sessiongate.db")}
+login: {}
+routes:
+  - { prefix: /app/, auth: none }
+  - { prefix: /, auth: required }
+`,
+  );
+
+  const logPath = path.join(tmp, "sessiongate.log");
+  const logFd = fs.openSync(logPath, "w");
+  const sg = spawn(SG_BIN, ["run", "--config", configPath], { stdio: ["ignore", logFd, logFd] });
+  let sgExited = null;
+  sg.on("exit", (code, signal) => (sgExited = { code, signal }));
+  cleanups.push(async () => {
+    if (sgExited === null) {
+      sg.kill("SIGTERM");
+      await waitFor("sessiongate to stop", () => sgExited !== null, 12_000).catch(() => sg.kill("SIGKILL"));
+    }
+    if (failed > 0) {
+      const log = fs.readFileSync(logPath, "utf8").split("\n").slice(-30).join("\n");
+      console.log(`--- last lines of the sessiongate log ---\n${log}`);
+    }
+  });
+
+  await step("sessiongate starts and /readyz answers 200", async () => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (sgExited !== null) throw new Error(`sessiongate exited early: ${JSON.stringify(sgExited)} (see its log below)`);
+      const ok = await fetch(`${admin}/readyz`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error("GET /readyz did not answer 200 within 30 s");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  const userDataDir = fs.mkdtempSync(path.join(tmp, "chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+    ],
+  });
+  cleanups.push(() => context.close());
+  const pageErrors = [];
+  const watch = (page, name) => page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
+
+  const tabA = context.pages()[0] ?? (await context.newPage());
+  watch(tabA, "A");
+  const log = (page) => page.evaluate(() => ({ ...window.demo.log, signedIn: window.demo.client.isSignedIn() }));
+  const stored = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("sessiongate.session")));
+
+  await step("login through the demo page (same origin, via sessiongate)", async () => {
+    await tabA.goto(`${gw}/app/`);
+    await tabA.waitForFunction(() => window.demo?.ready === true);
+    check(await tabA.isVisible("#login"), "login form not shown");
+    await tabA.fill("#username", "alice");
+    await tabA.fill("#password", "wrong");
+    await tabA.click("#sign-in");
+    await tabA.waitForSelector("#banner:not([hidden])");
+    check((await tabA.textContent("#banner")).includes("Wrong username or password"), "failed login not reported");
+    await tabA.fill("#password", PASSWORD);
+    await tabA.click("#sign-in");
+    await tabA.waitForSelector("#app:not([hidden])");
+    await tabA.click("#call");
+    await tabA.waitForFunction(() => document.querySelector("#result").textContent.startsWith("200"));
+    const result = await tabA.textContent("#result");
+    check(result.includes('"user":"user-alice"'), `whoami: ${result}`);
+    check(result.includes("role"), `claims missing: ${result}`);
+  });
+
+  await step(`auto-refresh with access_ttl ${ACCESS_TTL_S}s keeps the API working`, async () => {
+    const before = await stored(tabA);
+    await waitFor("two background refreshes", async () => (await log(tabA)).localRefresh >= 2, 4 * ACCESS_TTL_S * 1000);
+    const after = await stored(tabA);
+    check(after.accessToken !== before.accessToken, "access token did not change");
+    check(after.sessionId === before.sessionId, "session changed");
+    await tabA.click("#call");
+    await tabA.waitForFunction(() => document.querySelector("#result").textContent.startsWith("200"));
+    const l = await log(tabA);
+    check(l.ended.length === 0, `session ended: ${l.ended}`);
+  });
+
+  const tabB = await context.newPage();
+  watch(tabB, "B");
+
+  await step("two tabs refresh at once without triggering reuse detection (reuse_grace 0s)", async () => {
+    await tabB.goto(`${gw}/app/`);
+    await tabB.waitForFunction(() => window.demo?.ready === true);
+    check(await tabB.isVisible("#app"), "tab B did not pick up the session");
+    const rotatedBefore = await metric(admin, "sessiongate_refresh_total", { result: "rotated" });
+    // Forced refreshes in both tabs at the same moment, several times.
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([
+        tabA.evaluate(() => window.demo.client.refresh()),
+        tabB.evaluate(() => window.demo.client.refresh()),
+      ]);
+    }
+    // And both background timers running through two token lifetimes.
+    await new Promise((r) => setTimeout(r, 2 * ACCESS_TTL_S * 1000 + 500));
+    for (const tab of [tabA, tabB]) {
+      await tab.click("#call");
+      await tab.waitForFunction(() => /^\d/.test(document.querySelector("#result").textContent));
+      const text = await tab.textContent("#result");
+      check(text.startsWith("200"), `API call failed: ${text}`);
+    }
+    const [la, lb] = [await log(tabA), await log(tabB)];
+    check(la.ended.length === 0 && lb.ended.length === 0, `session ended: ${la.ended} / ${lb.ended}`);
+    check(la.signedIn && lb.signedIn, "a tab got signed out");
+    const reused = await metric(admin, "sessiongate_refresh_total", { result: "reused" });
+    const grace = await metric(admin, "sessiongate_refresh_total", { result: "grace" });
+    const rotated = (await metric(admin, "sessiongate_refresh_total", { result: "rotated" })) - rotatedBefore;
+    check(reused === 0, `refresh_token_reused happened ${reused} times`);
+    check(grace === 0, `the grace window was needed ${grace} times (tabs raced)`);
+    // 3 forced pairs coordinated: 3 to 6 rotations (a tab may refresh right after the other); plus ~2-3 timer cycles.
+    check(rotated >= 3 && rotated <= 12, `unexpected number of rotations: ${rotated}`);
+    console.log(`  rotations: ${rotated}, tab A refresh events: ${la.refresh} (own ${la.localRefresh}), tab B: ${lb.refresh} (own ${lb.localRefresh})`);
+  });
+
+  await step("sessions component lists sessions (hostile User-Agent escaped) and revokes another one", async () => {
+    const hostileUA = '<img src=x onerror="window.__xss=1">Evil/1.0 (X11; Linux x86_64)';
+    const res = await fetch(`${gw}/v1/auth/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "User-Agent": hostileUA },
+      body: JSON.stringify({ username: "alice", password: PASSWORD }),
+    });
+    check(res.status === 200, `second login: ${res.status}`);
+    const other = await res.json();
+    const whoami = () => fetch(`${gw}/api/whoami`, { headers: { Authorization: `Bearer ${other.access_token}` } });
+    check((await whoami()).status === 200, "other device's token does not work");
+
+    await tabA.evaluate(() => window.demo.view.reload());
+    await tabA.waitForFunction(() => document.querySelectorAll("#sessions .sg-session").length === 2);
+    const rows = await tabA.$$eval("#sessions .sg-session", (els) =>
+      els.map((el) => ({
+        id: el.dataset.sessionId,
+        current: el.classList.contains("sg-current"),
+        device: el.querySelector(".sg-device").textContent,
+        title: el.querySelector(".sg-device").title,
+        thisDevice: el.querySelector(".sg-this-device")?.textContent ?? null,
+        meta: el.querySelector(".sg-meta").textContent,
+      })),
+    );
+    if (process.env.E2E_SCREENSHOT) await tabA.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
+    const mine = rows.find((r) => r.current);
+    const theirs = rows.find((r) => r.id === other.session_id);
+    check(mine && mine.thisDevice === "This device", `current row: ${JSON.stringify(rows)}`);
+    check(mine.device.includes("Chrome") && mine.device.includes("Linux"), `device: ${mine.device}`);
+    check(/127\.0\.0\.1/.test(mine.meta) && /active/.test(mine.meta), `meta: ${mine.meta}`);
+    check(theirs && !theirs.current, `other row missing: ${JSON.stringify(rows)}`);
+    check(theirs.title === hostileUA, "full user agent not kept as plain text");
+    check((await tabA.$$("#sessions img")).length === 0, "user agent was parsed as HTML");
+    check((await tabA.evaluate(() => window.__xss)) === undefined, "XSS payload ran");
+
+    await tabA.click(`#sessions .sg-session[data-session-id="${other.session_id}"] .sg-revoke`);
+    await tabA.waitForFunction(() => document.querySelectorAll("#sessions .sg-session").length === 1);
+    const status = await tabA.textContent("#sessions .sg-status");
+    check(/Signed out/.test(status), `status: ${status}`);
+    const after = await whoami();
+    const body = await after.json();
+    check(after.status === 401 && body.error === "session_revoked", `revoked token still answers ${after.status} ${JSON.stringify(body)}`);
+    check((await log(tabA)).signedIn, "revoking another session signed this tab out");
+  });
+
+  await step("sign out everywhere logs both tabs out and revokes the tokens", async () => {
+    const token = (await stored(tabA)).accessToken;
+    await tabA.click("#sessions .sg-revoke-all");
+    await tabA.waitForSelector("#login:not([hidden])");
+    await waitFor("tab B to be signed out", async () => !(await log(tabB)).signedIn, 5000);
+    check(await tabB.isVisible("#login"), "tab B still shows the app");
+    check((await log(tabB)).ended.includes("logged_out"), "tab B got no sessionended event");
+    check(!(await log(tabA)).ended.length, "tab A reported an unexpected session end");
+    check((await tabA.evaluate(() => localStorage.getItem("sessiongate.session"))) === null, "tokens left in storage");
+    const res = await fetch(`${gw}/api/whoami`, { headers: { Authorization: `Bearer ${token}` } });
+    check(res.status === 401 && (await res.json()).error === "session_revoked", `old token: ${res.status}`);
+    check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+  });
+}
+
+main().then(
+  () => finish(0),
+  (err) => {
+    if (failed === 0) {
+      failed++;
+      console.log(`not ok - setup\n  ${String(err?.stack ?? err)}`);
+    }
+    return finish(1);
+  },
+);

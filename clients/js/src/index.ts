@@ -1,0 +1,20 @@
+/**
+ * Browser client for sessiongate (see clients/js/README.md).
+ * @packageDocumentation
+ */
+export {
+  createSessionClient,
+  type FetchLike,
+  type LockManagerLike,
+  type LoginResult,
+  type RefreshEvent,
+  type SessionClient,
+  type SessionClientEvents,
+  type SessionClientOptions,
+  type SessionEndedEvent,
+  type SessionInfo,
+  type StateChangeEvent,
+} from "./client.js";
+export { END_MESSAGES, SessionError, type SessionEndReason } from "./errors.js";
+export { createMemoryStorage, type TokenState, type TokenStorage } from "./storage.js";
+export { describeUserAgent } from "./device.js";

@@ -1,0 +1,293 @@
+// A small in-process stand-in for sessiongate's /v1/auth routes (SPEC 4) and a
+// protected API, with the behaviour the client relies on: login, refresh with
+// rotation, reuse detection (strict by default: reuse_grace 0), 401 codes,
+// sessions list/revoke, logout, and the refresh cookie mode.
+import http from "node:http";
+import { randomBytes } from "node:crypto";
+
+const COOKIE = "sg_refresh";
+
+/**
+ * @param {{accessTtl?: number, reuseGraceMs?: number, cookie?: boolean, refreshDelayMs?: number}} [options]
+ */
+export async function startAuthServer(options = {}) {
+  const cfg = { accessTtl: 60, reuseGraceMs: 0, cookie: false, refreshDelayMs: 0, ...options };
+  /** @type {Map<string, any>} */
+  const sessions = new Map();
+  /** @type {Map<string, {sid: string, exp: number}>} */
+  const access = new Map();
+  /** refresh token -> session id, for every token ever issued */
+  const refreshIndex = new Map();
+  const requests = [];
+  const events = [];
+  const behaviour = { apiAlwaysExpired: false };
+
+  const token = (prefix) => `${prefix}-${randomBytes(16).toString("base64url")}`;
+
+  function issueAccess(session) {
+    const at = token("at");
+    access.set(at, { sid: session.id, exp: Date.now() + cfg.accessTtl * 1000 });
+    return at;
+  }
+
+  function tokenResponse(res, session, refreshToken) {
+    const headers = {};
+    if (cfg.cookie) headers["Set-Cookie"] = `${COOKIE}=${refreshToken}; HttpOnly; Path=/v1/auth; SameSite=Strict`;
+    json(res, 200, {
+      access_token: issueAccess(session),
+      token_type: "Bearer",
+      expires_in: cfg.accessTtl,
+      refresh_token: refreshToken,
+      session_id: session.id,
+    }, headers);
+  }
+
+  function bearer(req, res) {
+    const h = req.headers.authorization;
+    if (!h) return void error(res, 401, "missing_token", "No token.");
+    const m = /^Bearer (.+)$/i.exec(h);
+    const entry = m && access.get(m[1]);
+    if (!entry) return void error(res, 401, "invalid_token", "Bad token.");
+    const session = sessions.get(entry.sid);
+    if (session.revoked) return void error(res, 401, "session_revoked", "Session revoked.");
+    if (entry.exp <= Date.now() || behaviour.apiAlwaysExpired) return void error(res, 401, "token_expired", "Expired.");
+    return session;
+  }
+
+  function cookieToken(req) {
+    const m = new RegExp(`(?:^|;\\s*)${COOKIE}=([^;]+)`).exec(req.headers.cookie ?? "");
+    return m ? m[1] : null;
+  }
+
+  function revoke(session, reason) {
+    if (!session.revoked) {
+      session.revoked = true;
+      events.push({ type: "revoked", sid: session.id, reason });
+    }
+  }
+
+  async function handle(req, res, body) {
+    const url = new URL(req.url, "http://x");
+    const path = url.pathname;
+    const route = `${req.method} ${path}`;
+    if (route === "POST /v1/auth/login") {
+      const creds = parse(body);
+      if (!creds || creds.password !== "pw") return error(res, 401, "invalid_credentials", "Wrong username or password.");
+      const now = new Date().toISOString();
+      const session = {
+        id: token("s"), sub: `user-${creds.username}`, current: token("rt"), previous: null,
+        revoked: false, expired: false, createdAt: now, lastActiveAt: now,
+        ip: "127.0.0.1", ua: req.headers["user-agent"] ?? "",
+      };
+      sessions.set(session.id, session);
+      refreshIndex.set(session.current, session.id);
+      return tokenResponse(res, session, session.current);
+    }
+    if (route === "POST /v1/auth/refresh") {
+      if (cfg.refreshDelayMs) await new Promise((r) => setTimeout(r, cfg.refreshDelayMs));
+      const parsed = body.length ? parse(body) : {};
+      if (parsed === null) return error(res, 400, "invalid_request", "Bad JSON.");
+      const presented = (parsed && typeof parsed.refresh_token === "string" && parsed.refresh_token) ||
+        (cfg.cookie ? cookieToken(req) : null);
+      if (!presented) return error(res, 400, "invalid_request", "No refresh token.");
+      const session = sessions.get(refreshIndex.get(presented));
+      if (!session) return error(res, 401, "invalid_refresh_token", "Unknown refresh token.");
+      if (session.revoked) return error(res, 401, "session_revoked", "Session revoked.");
+      if (session.expired) return error(res, 401, "session_expired", "Your session has expired. Please sign in again.");
+      session.lastActiveAt = new Date().toISOString();
+      if (presented === session.current) {
+        session.previous = { token: session.current, at: Date.now() };
+        session.current = token("rt");
+        refreshIndex.set(session.current, session.id);
+        events.push({ type: "rotated", sid: session.id });
+        return tokenResponse(res, session, session.current);
+      }
+      if (session.previous?.token === presented && Date.now() - session.previous.at < cfg.reuseGraceMs) {
+        events.push({ type: "grace", sid: session.id });
+        return tokenResponse(res, session, session.current);
+      }
+      events.push({ type: "reused", sid: session.id });
+      revoke(session, "reuse");
+      return error(res, 401, "refresh_token_reused", "Refresh token reused.");
+    }
+    if (route === "POST /v1/auth/logout") {
+      let session = null;
+      if (req.headers.authorization) {
+        session = bearer(req, res);
+        if (!session) return;
+      } else {
+        const parsed = body.length ? parse(body) : {};
+        const presented = parsed?.refresh_token || (cfg.cookie ? cookieToken(req) : null);
+        session = presented ? sessions.get(refreshIndex.get(presented)) : null;
+        if (!session) return error(res, 400, "invalid_request", "No token.");
+      }
+      revoke(session, "logout");
+      res.writeHead(204).end();
+      return;
+    }
+    if (route === "GET /v1/auth/sessions") {
+      const me = bearer(req, res);
+      if (!me) return;
+      const list = [...sessions.values()]
+        .filter((s) => s.sub === me.sub && !s.revoked)
+        .reverse()
+        .map((s) => ({
+          id: s.id, created_at: s.createdAt, last_active_at: s.lastActiveAt,
+          expires_at: new Date(Date.now() + 86400000).toISOString(), ip: s.ip, user_agent: s.ua,
+          current: s.id === me.id,
+        }));
+      return json(res, 200, { sessions: list });
+    }
+    if (req.method === "DELETE" && path.startsWith("/v1/auth/sessions/")) {
+      const me = bearer(req, res);
+      if (!me) return;
+      const target = sessions.get(decodeURIComponent(path.slice("/v1/auth/sessions/".length)));
+      if (!target || target.sub !== me.sub || target.revoked) return error(res, 404, "not_found", "No such session.");
+      revoke(target, "user");
+      res.writeHead(204).end();
+      return;
+    }
+    if (route === "POST /v1/auth/sessions/revoke-all") {
+      const me = bearer(req, res);
+      if (!me) return;
+      const keep = parse(body)?.keep_current === true;
+      let n = 0;
+      for (const s of sessions.values()) {
+        if (s.sub === me.sub && !s.revoked && !(keep && s.id === me.id)) {
+          revoke(s, "revoke_all");
+          n++;
+        }
+      }
+      return json(res, 200, { revoked: n });
+    }
+    if (path.startsWith("/api/")) {
+      const me = bearer(req, res);
+      if (!me) return;
+      return json(res, 200, { sub: me.sub, path, method: req.method, body: body.toString("utf8") });
+    }
+    return error(res, 404, "not_found", "Not found.");
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      requests.push({
+        method: req.method, path: new URL(req.url, "http://x").pathname,
+        headers: { ...req.headers }, body: body.toString("utf8"),
+      });
+      handle(req, res, body).catch((err) => {
+        res.writeHead(500).end(String(err));
+      });
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cfg,
+    behaviour,
+    requests,
+    events,
+    sessions,
+    /** number of requests with this method and path */
+    count(method, path) {
+      return requests.filter((r) => r.method === method && r.path === path).length;
+    },
+    refreshCount() {
+      return this.count("POST", "/v1/auth/refresh");
+    },
+    /** every access token issued so far expires now (server side only) */
+    expireAccessTokens() {
+      for (const entry of access.values()) entry.exp = 0;
+    },
+    setSessionExpired(sid) {
+      sessions.get(sid).expired = true;
+    },
+    revokeSession(sid) {
+      revoke(sessions.get(sid), "admin");
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+function parse(buf) {
+  try {
+    return JSON.parse(buf.toString("utf8"));
+  } catch {
+    return null;
+  }
+}
+
+function json(res, status, body, headers = {}) {
+  res.writeHead(status, { "Content-Type": "application/json", ...headers }).end(JSON.stringify(body));
+}
+
+function error(res, status, code, message) {
+  const headers = { "Content-Type": "application/json" };
+  if (status === 401) headers["WWW-Authenticate"] = `Bearer realm="sessiongate", error="invalid_token"`;
+  res.writeHead(status, headers).end(JSON.stringify({ error: code, message }));
+}
+
+/** A storage object like localStorage, in memory; `raw` exposes the map. */
+export function fakeStorage() {
+  const raw = new Map();
+  return {
+    raw,
+    getItem: (k) => (raw.has(k) ? raw.get(k) : null),
+    setItem: (k, v) => void raw.set(k, String(v)),
+    removeItem: (k) => void raw.delete(k),
+  };
+}
+
+/** An in-process Web Locks stand-in: one FIFO queue per lock name. */
+export function fakeLocks() {
+  const tails = new Map();
+  let granted = 0;
+  return {
+    get granted() {
+      return granted;
+    },
+    request(name, callback) {
+      const prev = tails.get(name) ?? Promise.resolve();
+      const run = prev.then(() => {
+        granted++;
+        return callback();
+      });
+      tails.set(name, run.catch(() => undefined));
+      return run;
+    },
+  };
+}
+
+/**
+ * A fetch with a tiny cookie jar (Node's fetch has none), sending cookies only
+ * with `credentials: "include"`, and recording what the client asked for.
+ */
+export function cookieJarFetch() {
+  const jar = new Map();
+  const calls = [];
+  const fn = async (input, init) => {
+    const req = new Request(input, init);
+    const credentials = init?.credentials ?? req.credentials;
+    calls.push({ url: req.url, method: req.method, credentials, body: init?.body ?? null });
+    if (credentials === "include" && jar.size) {
+      req.headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
+    }
+    const res = await fetch(req);
+    for (const line of res.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      const i = pair.indexOf("=");
+      jar.set(pair.slice(0, i), pair.slice(i + 1));
+    }
+    return res;
+  };
+  return { fetch: fn, calls, jar };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

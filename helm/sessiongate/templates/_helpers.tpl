@@ -1,0 +1,390 @@
+{{/*
+Helpers for the sessiongate chart: names, labels, paths inside the pod, the
+rendered sessiongate.yaml, the sessiongate container and the checks that
+refuse unsafe or inconsistent values.
+*/}}
+
+{{/* Chart name, overridable. */}}
+{{- define "sessiongate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full resource name: <release>-<chart>, or the release when it contains the chart name. */}}
+{{- define "sessiongate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value: name-version. */}}
+{{- define "sessiongate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels on every resource. */}}
+{{- define "sessiongate.labels" -}}
+helm.sh/chart: {{ include "sessiongate.chart" . }}
+{{ include "sessiongate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sessiongate
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: immutable on a Deployment, keep them minimal. */}}
+{{- define "sessiongate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sessiongate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sessiongate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sessiongate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* image reference: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{- define "sessiongate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Paths inside the pod. The ConfigMap, keys and TLS are separate mounts so none nests in another. */}}
+{{- define "sessiongate.configDir" -}}/etc/sessiongate/config{{- end }}
+{{- define "sessiongate.configFile" -}}{{ include "sessiongate.configDir" . }}/sessiongate.yaml{{- end }}
+{{- define "sessiongate.keysDir" -}}/etc/sessiongate/keys{{- end }}
+{{- define "sessiongate.tlsDir" -}}/etc/sessiongate/tls{{- end }}
+
+{{/* Name of the Secret holding the token keys. */}}
+{{- define "sessiongate.keysSecretName" -}}
+{{- .Values.tokens.existingSecret | default (printf "%s-keys" (include "sessiongate.fullname" .)) }}
+{{- end }}
+
+{{/* Environment variable carrying the i-th HS256 secret. */}}
+{{- define "sessiongate.hsEnvName" -}}
+{{- printf "SG_TOKEN_SECRET_%d" (int .) }}
+{{- end }}
+
+{{/*
+A duration string (500ms, 10s, 15m, 2h, 7d) as whole seconds, rounded up.
+*/}}
+{{- define "sessiongate.seconds" -}}
+{{- $d := toString . }}
+{{- if not (regexMatch "^[0-9]+(ms|s|m|h|d)$" $d) }}
+{{- fail (printf "duration %q: expected a number followed by ms, s, m, h or d" $d) }}
+{{- end }}
+{{- $num := regexFind "^[0-9]+" $d }}
+{{- $n := $num | int }}
+{{- $unit := trimPrefix $num $d }}
+{{- if eq $unit "ms" }}{{ div (add $n 999) 1000 }}
+{{- else if eq $unit "s" }}{{ $n }}
+{{- else if eq $unit "m" }}{{ mul $n 60 }}
+{{- else if eq $unit "h" }}{{ mul $n 3600 }}
+{{- else }}{{ mul $n 86400 }}
+{{- end }}
+{{- end }}
+
+{{/* preStop sleep seconds actually rendered (the native sleep action needs Kubernetes >= 1.30). */}}
+{{- define "sessiongate.preStopSleep" -}}
+{{- if and (gt (int .Values.lifecycle.preStopSleepSeconds) 0) (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- int .Values.lifecycle.preStopSleepSeconds }}
+{{- else }}0{{- end }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: always above shutdown_grace + the preStop sleep. */}}
+{{- define "sessiongate.terminationGracePeriodSeconds" -}}
+{{- $floor := add (include "sessiongate.seconds" .Values.server.shutdownGrace | int) (include "sessiongate.preStopSleep" . | int) }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $floor 10 }}
+{{- else if le (int .Values.terminationGracePeriodSeconds) $floor }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than server.shutdownGrace + lifecycle.preStopSleepSeconds (%d), or in-flight requests are killed" (int .Values.terminationGracePeriodSeconds) $floor) }}
+{{- else }}
+{{- int .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse values that would deploy something unsafe or broken. Included by the
+Deployment so every render runs it.
+*/}}
+{{- define "sessiongate.validate" -}}
+{{- $v := .Values }}
+{{- if not (has $v.mode (list "standalone" "sidecar")) }}
+{{- fail (printf "mode must be standalone or sidecar, not %q" $v.mode) }}
+{{- end }}
+{{- $url := $v.upstream.url | default "" }}
+{{- if not (regexMatch "^https?://" $url) }}
+{{- fail "upstream.url must be an http:// or https:// URL" }}
+{{- end }}
+{{- if eq $v.mode "sidecar" }}
+{{- if not $v.sidecar.containers }}
+{{- fail "mode=sidecar needs the legacy app's container(s) in sidecar.containers" }}
+{{- end }}
+{{- if not (regexMatch "^https?://(127\\.[0-9.]+|localhost|\\[::1\\])(:[0-9]+)?(/.*)?$" $url) }}
+{{- fail "mode=sidecar: upstream.url must be a loopback address (http://127.0.0.1:<port>); the app must not be reachable from outside the pod" }}
+{{- end }}
+{{- if and $v.sidecar.native (not (semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version)) }}
+{{- fail "sidecar.native needs Kubernetes >= 1.29" }}
+{{- end }}
+{{- range $c := concat $v.sidecar.containers $v.sidecar.initContainers }}
+{{- range $p := $c.ports | default list }}
+{{- if has (int $p.containerPort) (list (int $v.server.port) (int $v.admin.port)) }}
+{{- fail (printf "sidecar container %q uses port %d, which sessiongate listens on (server.port / admin.port)" $c.name (int $p.containerPort)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- else if or $v.sidecar.containers $v.sidecar.initContainers }}
+{{- fail "sidecar.containers / sidecar.initContainers are only used with mode=sidecar" }}
+{{- end }}
+{{- if eq (int $v.server.port) (int $v.admin.port) }}
+{{- fail "server.port and admin.port must differ" }}
+{{- end }}
+{{- if not (has $v.store.backend (list "sqlite" "redis")) }}
+{{- fail (printf "store.backend must be sqlite or redis, not %q" $v.store.backend) }}
+{{- end }}
+{{- if eq $v.store.backend "sqlite" }}
+{{- if or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled }}
+{{- fail "store.backend=sqlite keeps sessions inside one pod: more than one replica (replicaCount > 1 or autoscaling) needs store.backend=redis" }}
+{{- end }}
+{{- else }}
+{{- $r := $v.store.redis }}
+{{- if and (or $r.passwordKey $r.urlKey) (not $r.existingSecret) }}
+{{- fail "store.redis.passwordKey / urlKey need store.redis.existingSecret" }}
+{{- end }}
+{{- if not $r.urlKey }}
+{{- $urls := kindIs "slice" $r.url | ternary $r.url (list $r.url) }}
+{{- if not $urls }}
+{{- fail "store.redis.url needs at least one url" }}
+{{- end }}
+{{- range $u := $urls }}
+{{- if not (regexMatch "^rediss?://" $u) }}
+{{- fail "store.redis.url must start with redis:// or rediss://" }}
+{{- end }}
+{{- if regexMatch "^rediss?://[^/@]*:[^$/@][^/@]*@" $u }}
+{{- fail "store.redis.url holds a literal password: put it in a Secret (store.redis.existingSecret + passwordKey) and write ${SG_REDIS_PASSWORD} in the url" }}
+{{- end }}
+{{- if and $r.passwordKey (not (contains "${SG_REDIS_PASSWORD}" $u)) }}
+{{- fail "store.redis.passwordKey is set but store.redis.url does not use ${SG_REDIS_PASSWORD}, e.g. redis://:${SG_REDIS_PASSWORD}@redis:6379/0" }}
+{{- end }}
+{{- if and (contains "${SG_REDIS_PASSWORD}" $u) (not $r.passwordKey) }}
+{{- fail "store.redis.url uses ${SG_REDIS_PASSWORD}: set store.redis.existingSecret and store.redis.passwordKey" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $v.tokens.keys }}
+{{- fail "tokens.keys needs at least one key" }}
+{{- end }}
+{{- $kids := list }}
+{{- $items := list }}
+{{- range $k := $v.tokens.keys }}
+{{- if has $k.kid $kids }}
+{{- fail (printf "tokens.keys: kid %q appears twice" $k.kid) }}
+{{- end }}
+{{- if has $k.secretKey $items }}
+{{- fail (printf "tokens.keys: secretKey %q is used by two keys" $k.secretKey) }}
+{{- end }}
+{{- $kids = append $kids $k.kid }}
+{{- $items = append $items $k.secretKey }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if $v.podDisruptionBudget.enabled }}
+{{- if eq (kindIs "invalid" $v.podDisruptionBudget.minAvailable) (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable) }}
+{{- fail "podDisruptionBudget: set exactly one of minAvailable / maxUnavailable (the other null)" }}
+{{- end }}
+{{- end }}
+{{- if and $v.store.sqlite.existingClaim (eq $v.store.backend "redis") }}
+{{- fail "store.sqlite.existingClaim is only used with store.backend=sqlite" }}
+{{- end }}
+{{- if and $v.metrics.serviceMonitor.enabled $v.metrics.podMonitor.enabled }}
+{{- fail "enable metrics.serviceMonitor or metrics.podMonitor, not both: every series would be scraped twice" }}
+{{- end }}
+{{- $_ := include "sessiongate.terminationGracePeriodSeconds" . }}
+{{- end }}
+
+{{/*
+sessiongate.yaml: .Values.config plus the keys the chart owns (listeners,
+shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
+*/}}
+{{- define "sessiongate.config" -}}
+{{- $v := .Values }}
+{{- $cfg := deepCopy ($v.config | default dict) }}
+{{- $server := get $cfg "server" | default dict }}
+{{- $_ := set $server "listen" (printf "0.0.0.0:%d" (int $v.server.port)) }}
+{{- $_ := set $server "admin_listen" (printf "0.0.0.0:%d" (int $v.admin.port)) }}
+{{- $_ := set $server "shutdown_grace" $v.server.shutdownGrace }}
+{{- if $v.server.tls.existingSecret }}
+{{- $_ := set $server "tls" (dict "cert_file" (printf "%s/tls.crt" (include "sessiongate.tlsDir" .)) "key_file" (printf "%s/tls.key" (include "sessiongate.tlsDir" .))) }}
+{{- end }}
+{{- $_ := set $cfg "server" $server }}
+{{- $upstream := get $cfg "upstream" | default dict }}
+{{- $_ := set $upstream "url" $v.upstream.url }}
+{{- $_ := set $cfg "upstream" $upstream }}
+{{- $tokens := get $cfg "tokens" | default dict }}
+{{- $keys := list }}
+{{- range $i, $k := $v.tokens.keys }}
+{{- if eq $k.alg "HS256" }}
+{{- $keys = append $keys (dict "kid" $k.kid "alg" $k.alg "secret" (printf "${%s}" (include "sessiongate.hsEnvName" $i))) }}
+{{- else }}
+{{- $keys = append $keys (dict "kid" $k.kid "alg" $k.alg "private_key_file" (printf "%s/%s" (include "sessiongate.keysDir" $) $k.secretKey)) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $tokens "keys" $keys }}
+{{- $_ := set $cfg "tokens" $tokens }}
+{{- if eq $v.store.backend "redis" }}
+{{- $url := $v.store.redis.url }}
+{{- if $v.store.redis.urlKey }}{{ $url = "${SG_REDIS_URL}" }}{{ end }}
+{{- $_ := set $cfg "store" (dict "backend" "redis" "redis" (dict "url" $url "key_prefix" $v.store.redis.keyPrefix)) }}
+{{- else }}
+{{- $_ := set $cfg "store" (dict "backend" "sqlite" "sqlite" (dict "path" (printf "%s/sessiongate.db" (trimSuffix "/" $v.store.sqlite.dir)))) }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* The sessiongate container, as a regular container or (sidecar.native) an init container. */}}
+{{- define "sessiongate.container" -}}
+{{- $v := .Values -}}
+- name: sessiongate
+  image: {{ include "sessiongate.image" . | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  {{- if and (eq $v.mode "sidecar") $v.sidecar.native }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["run", "--config", {{ include "sessiongate.configFile" . | quote }}]
+  ports:
+    - name: http
+      containerPort: {{ $v.server.port }}
+      protocol: TCP
+    - name: admin
+      containerPort: {{ $v.admin.port }}
+      protocol: TCP
+  {{- $env := include "sessiongate.env" . }}
+  {{- if trim $env }}
+  env:
+    {{- trim $env | nindent 4 }}
+  {{- end }}
+  {{- with $v.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    periodSeconds: {{ $v.probes.startup.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.startup.timeoutSeconds }}
+    failureThreshold: {{ $v.probes.startup.failureThreshold }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    initialDelaySeconds: {{ $v.probes.liveness.initialDelaySeconds }}
+    periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
+    failureThreshold: {{ $v.probes.liveness.failureThreshold }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: admin
+    initialDelaySeconds: {{ $v.probes.readiness.initialDelaySeconds }}
+    periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
+    failureThreshold: {{ $v.probes.readiness.failureThreshold }}
+  {{- $sleep := include "sessiongate.preStopSleep" . | int }}
+  {{- if gt $sleep 0 }}
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: {{ $sleep }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $v.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml $v.resources | nindent 4 }}
+  volumeMounts:
+    - name: config
+      mountPath: {{ include "sessiongate.configDir" . }}
+      readOnly: true
+    {{- if include "sessiongate.pemKeys" . }}
+    - name: keys
+      mountPath: {{ include "sessiongate.keysDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.server.tls.existingSecret }}
+    - name: tls
+      mountPath: {{ include "sessiongate.tlsDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if eq $v.store.backend "sqlite" }}
+    - name: data
+      mountPath: {{ $v.store.sqlite.dir }}
+    {{- end }}
+    - name: tmp
+      mountPath: /tmp
+    {{- with $v.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/* Environment of the sessiongate container: secrets referenced as ${VAR} in the config, then extraEnv. */}}
+{{- define "sessiongate.env" -}}
+{{- $v := .Values }}
+{{- if eq $v.store.backend "redis" }}
+{{- if $v.store.redis.passwordKey }}
+- name: SG_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.store.redis.existingSecret }}
+      key: {{ $v.store.redis.passwordKey }}
+{{- end }}
+{{- if $v.store.redis.urlKey }}
+- name: SG_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.store.redis.existingSecret }}
+      key: {{ $v.store.redis.urlKey }}
+{{- end }}
+{{- end }}
+{{- range $i, $k := $v.tokens.keys }}
+{{- if eq $k.alg "HS256" }}
+- name: {{ include "sessiongate.hsEnvName" $i }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sessiongate.keysSecretName" $ }}
+      key: {{ $k.secretKey }}
+{{- end }}
+{{- end }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Secret items holding PEM keys (every alg but HS256), one per line; empty when none. */}}
+{{- define "sessiongate.pemKeys" -}}
+{{- range .Values.tokens.keys }}
+{{- if ne .alg "HS256" }}
+{{ .secretKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL matchers selecting this release's series. */}}
+{{- define "sessiongate.promSelector" -}}
+{{- .Values.prometheusRule.selector | default (printf "namespace=%q, job=~%q" .Release.Namespace (printf ".*%s.*" (include "sessiongate.fullname" .))) }}
+{{- end }}

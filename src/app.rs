@@ -1,0 +1,159 @@
+//! Wires a validated [`Config`] into a running pingora server: the proxy and
+//! admin listeners, the store, and the background tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::auth::Authenticator;
+use crate::config::{Config, Store};
+use crate::metrics::Metrics;
+use crate::proxy::api::AuthApi;
+use crate::proxy::gateway::Gateway;
+use crate::proxy::login::LoginForwarder;
+use crate::proxy::upstream::Upstream;
+use crate::revocation::RevocationList;
+use crate::sessions::Sessions;
+use crate::shutdown::{Drain, InFlight, Signals};
+use crate::store::sqlite::SqliteStore;
+use crate::store::SessionStore;
+
+/// Builds everything and serves until SIGTERM/SIGINT. Returns only on a start-up failure.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let server = build(config)?;
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    Ok(())
+}
+
+pub fn build(config: Config) -> anyhow::Result<Server> {
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn SessionStore> = match &config.store {
+        Store::Sqlite { path } => Arc::new(
+            SqliteStore::open(path).with_context(|| format!("opening the SQLite store at {}", path.display()))?,
+        ),
+        Store::Redis(_) => anyhow::bail!("store.backend: redis is not available in this build yet; use sqlite"),
+    };
+    let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
+    let revocations = Arc::new(RevocationList::new(config.revocation.cache_entries, token_lifetime));
+    let sessions = Arc::new(Sessions::new(&config, store.clone(), revocations.clone(), metrics.clone()));
+
+    // A restart must forget no revocation: load them before serving.
+    let loaded = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(sessions.load_revocations())
+        .map_err(|e| anyhow::anyhow!("loading revocations from the store: {e}"))?;
+    tracing::info!(revocations = loaded, "revocation list loaded");
+
+    let upstream = Upstream::new(&config.upstream);
+    let ca_file = config.upstream.ca_file.as_ref().map(|p| p.display().to_string());
+    let login = config
+        .login
+        .clone()
+        .map(|l| LoginForwarder::new(l, upstream.clone(), ca_file.clone()));
+    let inflight = Arc::new(InFlight::default());
+    let auth = Arc::new(Authenticator::new(&config.tokens, revocations.clone(), metrics.clone()));
+    let api = AuthApi::new(&config, sessions.clone(), login);
+    let gateway = Gateway::new(&config, auth, api, upstream.clone(), metrics.clone(), inflight.clone());
+
+    let grace = config.server.shutdown_grace;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        // Our Drain service exits as soon as requests are done; pingora's
+        // own timer only has to outlast it.
+        grace_period_seconds: Some(grace.as_secs() + 5),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ca_file,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
+    let listen = config.server.listen.to_string();
+    match &config.server.tls {
+        Some(tls) => proxy
+            .add_tls(&listen, &tls.cert_file.to_string_lossy(), &tls.key_file.to_string_lossy())
+            .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
+        None => proxy.add_tcp(&listen),
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "admin".to_string(),
+        Admin {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            revocations: revocations.clone(),
+            inflight: inflight.clone(),
+        },
+    );
+    admin.add_tcp(&config.server.admin_listen.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "maintenance",
+        Maintenance {
+            sessions: sessions.clone(),
+            upstream,
+            cleanup_every: config.sessions.cleanup_interval,
+        },
+    ));
+    let flush_store = store.clone();
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            inflight,
+            grace,
+            flush: Box::new(move || drop(flush_store.clone())),
+        },
+    ));
+    tracing::info!(
+        listen = %config.server.listen,
+        admin = %config.server.admin_listen,
+        upstream = %config.upstream.url,
+        "sessiongate starting"
+    );
+    Ok(server)
+}
+
+/// Periodic work: session cleanup and upstream DNS refresh.
+struct Maintenance {
+    sessions: Arc<Sessions>,
+    upstream: Arc<Upstream>,
+    cleanup_every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Maintenance {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut cleanup = tokio::time::interval(self.cleanup_every);
+        let mut resolve = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = cleanup.tick() => match self.sessions.cleanup().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions and old events removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "session cleanup failed; will retry"),
+                },
+                _ = resolve.tick() => {
+                    if self.upstream.needs_resolving() || self.upstream.peer().is_none() {
+                        if let Err(e) = self.upstream.resolve() {
+                            tracing::warn!(error = %e, "cannot resolve the upstream");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

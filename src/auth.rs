@@ -1,0 +1,155 @@
+//! "Who is calling, and may they pass?" — bearer extraction, verification
+//! with a cache of verified tokens, the revocation check, and route policy.
+//! No pingora types in here.
+
+pub mod keys;
+pub mod routes;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use moka::sync::Cache;
+
+use crate::config::Tokens;
+use crate::errors::ApiError;
+use crate::metrics::Metrics;
+use crate::revocation::RevocationList;
+use crate::time::unix_now;
+pub use verify::Verified;
+use verify::Verifier;
+
+/// The outcome label of `sessiongate_token_validations_total`.
+pub fn validation_result(r: &Result<Arc<Verified>, ApiError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ApiError::MissingToken) => "missing",
+        Err(ApiError::TokenExpired) => "expired",
+        Err(ApiError::SessionRevoked) => "revoked",
+        Err(_) => "invalid",
+    }
+}
+
+pub struct Authenticator {
+    verifier: Verifier,
+    /// token -> verified claims; an entry never outlives its token's `exp` + leeway.
+    cache: Option<Cache<Box<str>, Arc<Verified>>>,
+    revocations: Arc<RevocationList>,
+    leeway: i64,
+    metrics: Arc<Metrics>,
+}
+
+struct UntilExpiry {
+    leeway: i64,
+}
+
+impl moka::Expiry<Box<str>, Arc<Verified>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        value: &Arc<Verified>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = value.exp + self.leeway - unix_now();
+        Some(Duration::from_secs(left.max(0) as u64))
+    }
+}
+
+impl Authenticator {
+    pub fn new(tokens: &Tokens, revocations: Arc<RevocationList>, metrics: Arc<Metrics>) -> Self {
+        let leeway = tokens.leeway.as_secs() as i64;
+        let cache = (tokens.verified_cache_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(tokens.verified_cache_entries)
+                .expire_after(UntilExpiry { leeway })
+                .build()
+        });
+        Authenticator {
+            verifier: Verifier::new(tokens),
+            cache,
+            revocations,
+            leeway,
+            metrics,
+        }
+    }
+
+    /// Verifies the bearer token in `authorization` (if any) and checks revocation.
+    /// `Ok(None)`: no bearer token was sent.
+    pub fn authenticate(&self, authorization: Option<&HeaderValue>) -> Result<Option<Arc<Verified>>, ApiError> {
+        let Some(token) = authorization.and_then(bearer_token) else {
+            if authorization.is_some_and(is_bearer_scheme) {
+                let r = Err(ApiError::InvalidToken("the Bearer credentials are empty or malformed"));
+                self.count(&r);
+                return r.map(Some);
+            }
+            return Ok(None);
+        };
+        let r = self.check(token);
+        self.count(&r);
+        r.map(Some)
+    }
+
+    fn count(&self, r: &Result<Arc<Verified>, ApiError>) {
+        self.metrics
+            .token_validations
+            .with_label_values(&[validation_result(r)])
+            .inc();
+    }
+
+    fn check(&self, token: &str) -> Result<Arc<Verified>, ApiError> {
+        let now = unix_now();
+        let verified = match self.cache.as_ref().and_then(|c| c.get(token)) {
+            // The cache drops entries at expiry, but a read may race the clock.
+            Some(v) if v.exp + self.leeway >= now => v,
+            Some(_) => return Err(ApiError::TokenExpired),
+            None => {
+                let v = Arc::new(self.verifier.verify(token, now)?);
+                if let Some(c) = &self.cache {
+                    c.insert(token.into(), v.clone());
+                }
+                v
+            }
+        };
+        if self.revocations.is_revoked(&verified.sid) {
+            return Err(ApiError::SessionRevoked);
+        }
+        Ok(verified)
+    }
+}
+
+fn is_bearer_scheme(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ')
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+/// Other schemes (Basic, ...) are not ours: they count as "no token".
+pub fn bearer_token(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    let (scheme, rest) = s.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches(' ');
+    let token68 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    (!token.is_empty() && token.bytes().all(token68)).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_not_tokens() {
+        let hv = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(bearer_token(&hv("Bearer abc.def.ghi")), Some("abc.def.ghi"));
+        assert_eq!(bearer_token(&hv("bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&hv("BEARER  abc ")), Some("abc"));
+        assert_eq!(bearer_token(&hv("Basic dXNlcjpwdw==")), None);
+        assert_eq!(bearer_token(&hv("Bearer")), None);
+        assert_eq!(bearer_token(&hv("Bearer a b")), None);
+        assert!(is_bearer_scheme(&hv("Bearer")));
+        assert!(!is_bearer_scheme(&hv("Bearerx y")));
+    }
+}

@@ -1,0 +1,138 @@
+//! Every metric of SPEC 7, registered once in one registry, served on the admin listener.
+
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+pub const HTTP_REQUESTS: &str = "sessiongate_http_requests_total";
+pub const HTTP_DURATION: &str = "sessiongate_http_request_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "sessiongate_upstream_request_duration_seconds";
+pub const TOKEN_VALIDATIONS: &str = "sessiongate_token_validations_total";
+pub const REFRESH: &str = "sessiongate_refresh_total";
+pub const SECURITY_EVENTS: &str = "sessiongate_security_events_total";
+pub const SESSIONS_CREATED: &str = "sessiongate_sessions_created_total";
+pub const SESSIONS_REVOKED: &str = "sessiongate_sessions_revoked_total";
+pub const REVOCATION_ENTRIES: &str = "sessiongate_revocation_list_entries";
+pub const STORE_DURATION: &str = "sessiongate_store_operation_duration_seconds";
+pub const REVOCATION_STALENESS: &str = "sessiongate_revocation_sync_staleness_seconds";
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub upstream_duration: prometheus::Histogram,
+    pub token_validations: IntCounterVec,
+    pub refresh: IntCounterVec,
+    pub security_events: IntCounterVec,
+    pub sessions_created: IntCounter,
+    pub sessions_revoked: IntCounterVec,
+    pub revocation_entries: IntGauge,
+    pub store_duration: HistogramVec,
+    pub revocation_staleness: prometheus::Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // 100 µs to ~13 s.
+        let buckets = exponential_buckets(0.0001, 2.5, 14).expect("valid buckets");
+        let hist = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(buckets.clone());
+        let m = Metrics {
+            http_requests: IntCounterVec::new(
+                Opts::new(HTTP_REQUESTS, "Requests answered, by route and status."),
+                &["route", "status"],
+            )
+            .expect("metric"),
+            http_duration: HistogramVec::new(
+                hist(HTTP_DURATION, "Time from request head to the end of the response, by route."),
+                &["route"],
+            )
+            .expect("metric"),
+            upstream_duration: prometheus::Histogram::with_opts(hist(
+                UPSTREAM_DURATION,
+                "Time from sending to the upstream to the end of its response.",
+            ))
+            .expect("metric"),
+            token_validations: IntCounterVec::new(
+                Opts::new(TOKEN_VALIDATIONS, "Access-token checks, by result."),
+                &["result"],
+            )
+            .expect("metric"),
+            refresh: IntCounterVec::new(Opts::new(REFRESH, "Refresh attempts, by result."), &["result"])
+                .expect("metric"),
+            security_events: IntCounterVec::new(
+                Opts::new(SECURITY_EVENTS, "Security events recorded, by type."),
+                &["type"],
+            )
+            .expect("metric"),
+            sessions_created: IntCounter::new(SESSIONS_CREATED, "Sessions created by login.").expect("metric"),
+            sessions_revoked: IntCounterVec::new(
+                Opts::new(SESSIONS_REVOKED, "Sessions revoked, by reason."),
+                &["reason"],
+            )
+            .expect("metric"),
+            revocation_entries: IntGauge::new(
+                REVOCATION_ENTRIES,
+                "Sessions in the in-memory revocation list.",
+            )
+            .expect("metric"),
+            store_duration: HistogramVec::new(
+                hist(STORE_DURATION, "Session-store operations, by operation and backend."),
+                &["op", "backend"],
+            )
+            .expect("metric"),
+            revocation_staleness: prometheus::Gauge::new(
+                REVOCATION_STALENESS,
+                "Seconds since the revocation list was last in sync with the store.",
+            )
+            .expect("metric"),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_duration.clone()),
+            Box::new(m.upstream_duration.clone()),
+            Box::new(m.token_validations.clone()),
+            Box::new(m.refresh.clone()),
+            Box::new(m.security_events.clone()),
+            Box::new(m.sessions_created.clone()),
+            Box::new(m.sessions_revoked.clone()),
+            Box::new(m.revocation_entries.clone()),
+            Box::new(m.store_duration.clone()),
+            Box::new(m.revocation_staleness.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("each metric is registered once");
+        }
+        // Make the label sets an operator alerts on visible from the start.
+        for r in ["ok", "missing", "invalid", "expired", "revoked"] {
+            m.token_validations.with_label_values(&[r]);
+        }
+        for r in ["rotated", "grace", "reused", "invalid", "expired", "revoked"] {
+            m.refresh.with_label_values(&[r]);
+        }
+        for t in ["refresh_token_reuse", "new_ip", "new_device", "revoke_all", "session_revoked", "login"] {
+            m.security_events.with_label_values(&[t]);
+        }
+        for r in ["user", "revoke_all", "logout", "reuse"] {
+            m.sessions_revoked.with_label_values(&[r]);
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail on a Vec");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,300 @@
+//! The pingora `ProxyHttp` implementation. Each phase delegates: request
+//! checks and routing, then auth, then header rewrite and forwarding.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+
+use super::api::AuthApi;
+use super::client::ClientInfo;
+use super::headers::{acceptable_request_id, new_request_id, same_name};
+use super::path::normalize;
+use super::respond::{send_error, X_REQUEST_ID};
+use super::upstream::Upstream;
+use crate::auth::routes::RouteTable;
+use crate::auth::{Authenticator, Verified};
+use crate::config::{AuthPolicy, Config, IdentityHeaders};
+use crate::errors::ApiError;
+use crate::metrics::Metrics;
+use crate::shutdown::{InFlight, InFlightGuard};
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+pub struct Gateway {
+    pub auth: Arc<Authenticator>,
+    pub routes: RouteTable,
+    pub api: AuthApi,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Arc<Metrics>,
+    pub identity: IdentityHeaders,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub tls: bool,
+    pub inflight: Arc<InFlight>,
+}
+
+/// Per-request state shared across the phases.
+pub struct RequestCtx {
+    pub start: Instant,
+    pub route: &'static str,
+    pub request_id: HeaderValue,
+    pub client: ClientInfo,
+    pub identity: Option<Arc<Verified>>,
+    /// The normalized path and query, when it differs from what the client sent.
+    pub forward_target: Option<String>,
+    pub upstream_start: Option<Instant>,
+    _inflight: InFlightGuard,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, auth: Arc<Authenticator>, api: AuthApi, upstream: Arc<Upstream>, metrics: Arc<Metrics>, inflight: Arc<InFlight>) -> Self {
+        Gateway {
+            auth,
+            routes: RouteTable::new(config.routes.clone()),
+            api,
+            upstream,
+            metrics,
+            identity: config.identity_headers.clone(),
+            max_headers: config.server.max_headers,
+            max_header_bytes: config.server.max_header_bytes,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            tls: config.server.tls.is_some(),
+            inflight,
+        }
+    }
+
+    /// Everything decided before forwarding. `Ok(true)`: the answer was sent.
+    async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, ApiError> {
+        let req = session.req_header();
+        if req.headers.len() > self.max_headers || head_size(req) > self.max_header_bytes {
+            return Err(ApiError::HeadersTooLarge);
+        }
+        if req.headers.get_all(AUTHORIZATION).iter().count() > 1 {
+            return Err(ApiError::BadRequest("more than one Authorization header"));
+        }
+        let raw = req.raw_path();
+        if raw.contains(&b'\\') || raw.contains(&b'#') {
+            return Err(ApiError::BadRequest("backslash or fragment in the request target"));
+        }
+        let path = req.uri.path();
+        let normalized = normalize(path).map_err(ApiError::BadRequest)?;
+        if normalized.as_ref() != path {
+            let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            ctx.forward_target = Some(format!("{normalized}{query}"));
+        }
+        let path = normalized.into_owned();
+        if path == JWKS_PATH {
+            ctx.route = "jwks";
+            self.api.jwks(session, ctx).await?;
+            return Ok(true);
+        }
+        if self.api.owns(&path) {
+            self.api.handle(self, session, ctx, &path).await?;
+            return Ok(true);
+        }
+        ctx.route = "proxy";
+        let req = session.req_header();
+        match self.routes.policy(&req.method, &path) {
+            AuthPolicy::None => {}
+            AuthPolicy::Optional => ctx.identity = self.auth.authenticate(req.headers.get(AUTHORIZATION))?,
+            AuthPolicy::Required => {
+                ctx.identity = Some(self.auth.authenticate(req.headers.get(AUTHORIZATION))?.ok_or(ApiError::MissingToken)?);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Rewrites a request bound for the upstream (proxied requests and login alike).
+    pub fn rewrite_upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx, strip: &[&http::HeaderName]) -> pingora::Result<()> {
+        if let Some(target) = &ctx.forward_target {
+            req.set_uri(target.parse().map_err(|_| Error::explain(ErrorType::InternalError, "normalized URI"))?);
+        }
+        // Client copies of identity headers, in any spelling, never pass.
+        let identity = [&self.identity.user_id, &self.identity.session_id, &self.identity.claims];
+        let doomed: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|k| identity.iter().chain(strip).any(|h| same_name(k.as_str().as_bytes(), h.as_str().as_bytes())))
+            .cloned()
+            .collect();
+        for name in doomed {
+            req.remove_header(&name);
+        }
+        if let Some(id) = &ctx.identity {
+            req.insert_header(self.identity.user_id.clone(), id.user_header.clone())?;
+            req.insert_header(self.identity.session_id.clone(), id.session_header.clone())?;
+            req.insert_header(self.identity.claims.clone(), id.claims_header.clone())?;
+        }
+        let peer = ctx.client.peer_ip.to_string();
+        if ctx.client.peer_trusted {
+            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
+                _ => peer,
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        } else {
+            req.insert_header("x-forwarded-for", peer)?;
+        }
+        if !ctx.client.peer_trusted || !req.headers.contains_key("x-forwarded-proto") {
+            req.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
+        }
+        if !ctx.client.peer_trusted || !req.headers.contains_key("x-forwarded-host") {
+            match req.headers.get(HOST).cloned() {
+                Some(host) => req.insert_header("x-forwarded-host", host)?,
+                None => {
+                    req.remove_header("x-forwarded-host");
+                }
+            }
+        }
+        if !req.headers.contains_key(HOST) {
+            req.insert_header(HOST, self.upstream.authority())?;
+        }
+        req.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        Ok(())
+    }
+}
+
+fn head_size(req: &RequestHeader) -> usize {
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    line + req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+}
+
+fn to_api_error(e: &Error) -> Option<ApiError> {
+    use ErrorType::*;
+    if let HTTPStatus(code) = e.etype() {
+        return Some(match code {
+            431 => ApiError::HeadersTooLarge,
+            413 => ApiError::PayloadTooLarge,
+            400..=499 => ApiError::BadRequest("the request is malformed"),
+            _ => ApiError::UpstreamUnavailable("The upstream service failed.".into()),
+        });
+    }
+    match e.esource() {
+        pingora::ErrorSource::Upstream => Some(match e.etype() {
+            ReadTimedout | WriteTimedout => ApiError::UpstreamTimeout,
+            _ => ApiError::UpstreamUnavailable("The upstream service is unavailable.".into()),
+        }),
+        pingora::ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => None,
+            _ => Some(ApiError::BadRequest("the request is malformed")),
+        },
+        _ => match e.etype() {
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | SocketError => {
+                Some(ApiError::UpstreamUnavailable("The upstream service is unavailable.".into()))
+            }
+            _ => Some(ApiError::Internal),
+        },
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            route: "proxy",
+            request_id: HeaderValue::from_static("-"),
+            client: ClientInfo::unknown(),
+            identity: None,
+            forward_target: None,
+            upstream_start: None,
+            _inflight: self.inflight.enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = req
+            .headers
+            .get(X_REQUEST_ID)
+            .filter(|v| acceptable_request_id(v))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        ctx.client = ClientInfo::new(peer_ip, session.req_header(), &self.trusted_proxies);
+        match self.decide(session, ctx).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                send_error(session, &e, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        ctx.upstream_start = Some(Instant::now());
+        match self.upstream.peer() {
+            Some(p) => Ok(Box::new((*p).clone())),
+            None => Error::e_explain(ErrorType::ConnectNoRoute, "the upstream address is not resolved"),
+        }
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        self.rewrite_upstream_request(req, ctx, &[])
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let api = if session.response_written().is_some() { None } else { to_api_error(e) };
+        let code = match &api {
+            Some(err) => {
+                if err.status() >= 500 {
+                    tracing::warn!(error = %e, request_id = ctx.request_id.to_str().unwrap_or("-"), "proxying failed");
+                }
+                match send_error(session, err, &ctx.request_id).await {
+                    Ok(()) => err.status(),
+                    Err(_) => 0,
+                }
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // fail_to_proxy logs what matters, without pingora's request summary
+        // (which could carry a token in a query string).
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let status_label = status.to_string();
+        self.metrics.http_requests.with_label_values(&[ctx.route, status_label.as_str()]).inc();
+        self.metrics.http_duration.with_label_values(&[ctx.route]).observe(elapsed.as_secs_f64());
+        if let Some(t) = ctx.upstream_start {
+            self.metrics.upstream_duration.observe(t.elapsed().as_secs_f64());
+        }
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            route = ctx.route,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            client_ip = %ctx.client.ip,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            user_id = ctx.identity.as_ref().map(|i| i.sub.as_str()),
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Request-path normalization (SPEC 6). The path that routing decides on is
+//! the path that is forwarded, so the upstream can never see a different one.
+
+use std::borrow::Cow;
+
+/// Percent-decodes the unreserved characters RFC 3986 says are equivalent
+/// (`%61` = `a`), upper-cases the hex of the rest, removes dot segments and
+/// merges `//`. Refuses what upstream servers read in different ways.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err("the path must start with /");
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => return Err("backslash in the path"),
+            0..=0x20 | 0x7f => return Err("control character or space in the path"),
+            b'#' => return Err("fragment in the request target"),
+            _ => {}
+        }
+    }
+    let needs_work = bytes.contains(&b'%')
+        || path.contains("//")
+        || path.contains("/.")
+        || path.contains(';');
+    if !needs_work {
+        return Ok(Cow::Borrowed(path));
+    }
+    let decoded = decode_unreserved(bytes)?;
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        let bare = seg.split(';').next().unwrap_or("");
+        let is_dot = bare == "." || bare == ".." || bare.eq_ignore_ascii_case("%2e") || bare.eq_ignore_ascii_case("%2e%2e")
+            || bare.eq_ignore_ascii_case(".%2e") || bare.eq_ignore_ascii_case("%2e.");
+        if is_dot && (*seg != "." && *seg != "..") {
+            return Err("a dot segment with parameters or encoding");
+        }
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            "" if i != last => {} // `//` merged
+            s => out.push(s),
+        }
+    }
+    let mut result = String::with_capacity(decoded.len());
+    for s in &out {
+        result.push('/');
+        result.push_str(s);
+    }
+    if result.is_empty() {
+        result.push('/');
+    }
+    Ok(Cow::Owned(result))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode_unreserved(bytes: &[u8]) -> Result<String, &'static str> {
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            out.push(b as char);
+            i += 1;
+            continue;
+        }
+        let (Some(h), Some(l)) = (
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) else {
+            return Err("malformed percent-encoding in the path");
+        };
+        let v = h * 16 + l;
+        match v {
+            b'/' => return Err("encoded slash (%2F) in the path"),
+            b'\\' => return Err("encoded backslash (%5C) in the path"),
+            0 => return Err("encoded NUL (%00) in the path"),
+            // Keep an encoded dot encoded; the segment check above refuses `%2e` segments.
+            b'.' => out.push_str("%2E"),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(v as char),
+            _ => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+            }
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    fn ok(p: &str) -> String {
+        normalize(p).unwrap_or_else(|e| panic!("{p}: {e}")).into_owned()
+    }
+
+    #[test]
+    fn plain_paths_pass_untouched() {
+        for p in ["/", "/api/things", "/a/b.json", "/a/.well-known/x", "/a-b_c~d"] {
+            assert_eq!(ok(p), p);
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_double_slashes_are_resolved() {
+        assert_eq!(ok("/public/../api/x"), "/api/x");
+        assert_eq!(ok("/a/./b"), "/a/b");
+        assert_eq!(ok("/a//b"), "/a/b");
+        assert_eq!(ok("//a"), "/a");
+        assert_eq!(ok("/../../x"), "/x");
+        assert_eq!(ok("/a/.."), "/");
+        assert_eq!(ok("/a/b/."), "/a/b/");
+        assert_eq!(ok("/a/"), "/a/");
+        assert_eq!(ok("/healthz/../admin"), "/admin");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(ok("/%61dmin"), "/admin");
+        assert_eq!(ok("/a%20b"), "/a%20b");
+        assert_eq!(ok("/a%3fb"), "/a%3Fb");
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for p in [
+            "/public/a%2Fb", "/public/a%2fb", "/public/a%5Cb", "/public/a%5cb", "/public/%2e%2e/x",
+            "/public/%2E/x", "/public/.%2e/x", "/public/a\\b", "/public/a%00b", "/public/..;x/y",
+            "/public/.;x/y", "/a%zz", "/a%2", "relative", "/a#b", "/a\0b",
+        ] {
+            assert!(normalize(p).is_err(), "{p:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn parameters_on_ordinary_segments_are_kept() {
+        assert_eq!(ok("/a;v=1/b"), "/a;v=1/b");
+    }
+}

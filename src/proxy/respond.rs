@@ -1,0 +1,55 @@
+//! Writing the answers sessiongate makes itself (errors, session API, JWKS).
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::errors::ApiError;
+
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Sends a complete response. The body is skipped for HEAD requests.
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    extra: Vec<(HeaderName, HeaderValue)>,
+    request_id: &HeaderValue,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    if !body.is_empty() || status != 204 {
+        resp.insert_header(http::header::CONTENT_TYPE, JSON)?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(X_REQUEST_ID, request_id.clone())?;
+    for (name, value) in extra {
+        resp.append_header(name, value)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+    }
+    Ok(())
+}
+
+/// Sends `err` as SPEC 4's JSON error, with `WWW-Authenticate` / `Retry-After` where due.
+pub async fn send_error(session: &mut Session, err: &ApiError, request_id: &HeaderValue) -> pingora::Result<()> {
+    let mut extra = Vec::new();
+    if let Some(challenge) = err.www_authenticate() {
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            extra.push((http::header::WWW_AUTHENTICATE, v));
+        }
+    }
+    if let ApiError::RateLimited { retry_after_secs } = err {
+        extra.push((http::header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+    }
+    if matches!(err.status(), 400 | 413 | 431) {
+        // The request's framing or body may be unread: do not reuse the connection.
+        session.set_keepalive(None);
+    }
+    send(session, err.status(), err.body(), extra, request_id).await
+}

@@ -1,0 +1,8 @@
+//! Sessions: refresh tokens, rotation with reuse detection, the session API's
+//! logic, and the per-IP rate limits of login and refresh.
+
+pub mod ratelimit;
+pub mod refresh_token;
+mod service;
+
+pub use service::{Client, SessionView, Sessions, TokenResponse};

@@ -1,0 +1,434 @@
+//! Session logic with no HTTP in it: login, refresh rotation with reuse
+//! detection and the grace window (SPEC 4.3), listing, revocation, logout.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::refresh_token::{self, random_b64};
+use crate::auth::keys::TokenKey;
+use crate::auth::Verified;
+use crate::config::Config;
+use crate::errors::ApiError;
+use crate::events::{self, Events};
+use crate::metrics::Metrics;
+use crate::revocation::RevocationList;
+use crate::store::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError};
+use crate::time::{rfc3339_ms, unix_now_ms};
+
+/// Who is asking, as far as the network tells.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_active_at: String,
+    pub expires_at: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub current: bool,
+}
+
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    sid: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    ext: serde_json::Value,
+}
+
+/// Why a session is being revoked (the `reason` label).
+#[derive(Clone, Copy)]
+pub enum Reason {
+    User,
+    RevokeAll,
+    Logout,
+    Reuse,
+}
+
+impl Reason {
+    fn label(self) -> &'static str {
+        match self {
+            Reason::User => "user",
+            Reason::RevokeAll => "revoke_all",
+            Reason::Logout => "logout",
+            Reason::Reuse => "reuse",
+        }
+    }
+}
+
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    keys: Vec<Arc<TokenKey>>,
+    issuer: String,
+    audience: String,
+    access_ttl_secs: i64,
+    lifetimes: Lifetimes,
+    reuse_grace_ms: i64,
+    notice_new_ip: bool,
+    notice_new_device: bool,
+    events_retain_ms: i64,
+    revocations: Arc<RevocationList>,
+    events: Events,
+    metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn SessionStore>,
+        revocations: Arc<RevocationList>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Sessions {
+            events: Events::new(store.clone(), metrics.clone()),
+            store,
+            keys: config.tokens.keys.clone(),
+            issuer: config.tokens.issuer.clone(),
+            audience: config.tokens.audience.clone(),
+            access_ttl_secs: config.tokens.access_ttl.as_secs() as i64,
+            lifetimes: Lifetimes {
+                idle_ms: config.sessions.idle_timeout.as_millis() as i64,
+                absolute_ms: config.sessions.absolute_lifetime.as_millis() as i64,
+            },
+            reuse_grace_ms: config.sessions.reuse_grace.as_millis() as i64,
+            notice_new_ip: config.security_events.new_ip,
+            notice_new_device: config.security_events.new_device,
+            events_retain_ms: config.security_events.retain.as_millis() as i64,
+            revocations,
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// Times a store call and turns its failure into 503 `store_unavailable`.
+    async fn timed<T>(&self, op: &'static str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, ApiError> {
+        let start = Instant::now();
+        let r = f.await;
+        self.metrics
+            .store_duration
+            .with_label_values(&[op, self.store.backend()])
+            .observe(start.elapsed().as_secs_f64());
+        r.map_err(|e| {
+            tracing::error!(op, error = %e, "session store call failed");
+            ApiError::StoreUnavailable
+        })
+    }
+
+    fn signing_key(&self) -> &TokenKey {
+        &self.keys[0]
+    }
+
+    fn key_by_kid(&self, kid: &str) -> Option<&TokenKey> {
+        self.keys.iter().find(|k| k.kid == kid).map(|k| k.as_ref())
+    }
+
+    /// Creates a session for `subject` after the upstream accepted a login.
+    pub async fn login(&self, subject: &str, claims_json: String, client: &Client) -> Result<TokenResponse, ApiError> {
+        let now = unix_now_ms();
+        let key = self.signing_key();
+        let record = SessionRecord {
+            id: refresh_token::new_session_id(),
+            user_id: subject.to_owned(),
+            claims: claims_json,
+            created_at: now,
+            last_active_at: now,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            generation: 0,
+            kid: key.kid.clone(),
+            rotated_at: 0,
+            revoked_at: None,
+        };
+        self.timed("create", self.store.create(&record)).await?;
+        self.metrics.sessions_created.inc();
+        self.event(events::LOGIN, &record.user_id, &record.id, client, now).await;
+        self.token_response(&record, key)
+    }
+
+    fn token_response(&self, s: &SessionRecord, refresh_key: &TokenKey) -> Result<TokenResponse, ApiError> {
+        let refresh_token = refresh_token::issue(refresh_key, &s.id, s.generation).ok_or(ApiError::Internal)?;
+        Ok(TokenResponse {
+            access_token: self.access_token(s)?,
+            token_type: "Bearer",
+            expires_in: self.access_ttl_secs as u64,
+            refresh_token,
+            session_id: s.id.clone(),
+        })
+    }
+
+    fn access_token(&self, s: &SessionRecord) -> Result<String, ApiError> {
+        let key = self.signing_key();
+        let iat = unix_now_ms() / 1000;
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            aud: &self.audience,
+            sub: &s.user_id,
+            sid: &s.id,
+            iat,
+            exp: iat + self.access_ttl_secs,
+            jti: random_b64::<16>(),
+            ext: serde_json::from_str(&s.claims).unwrap_or_else(|_| serde_json::json!({})),
+        };
+        let mut header = jsonwebtoken::Header::new(key.alg.jwt());
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| {
+            tracing::error!(error = %e, kid = %key.kid, "signing an access token failed");
+            ApiError::Internal
+        })
+    }
+
+    /// POST /v1/auth/refresh (SPEC 4.2, 4.3).
+    pub async fn refresh(&self, token: &str, client: &Client) -> Result<TokenResponse, ApiError> {
+        let r = self.refresh_inner(token, client).await;
+        let label = match &r {
+            Ok((_, label)) => label,
+            Err(ApiError::RefreshTokenReused) => "reused",
+            Err(ApiError::SessionExpired) => "expired",
+            Err(ApiError::SessionRevoked) => "revoked",
+            Err(ApiError::StoreUnavailable) => "store_unavailable",
+            Err(_) => "invalid",
+        };
+        self.metrics.refresh.with_label_values(&[label]).inc();
+        r.map(|(t, _)| t)
+    }
+
+    async fn refresh_inner(&self, token: &str, client: &Client) -> Result<(TokenResponse, &'static str), ApiError> {
+        let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        let now = unix_now_ms();
+        let current = self
+            .timed("get", self.store.get(&presented.session_id))
+            .await?
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        self.usable(&current, now)?;
+        if presented.generation == current.generation {
+            let activity = Activity {
+                at: now,
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+                kid: self.signing_key().kid.clone(),
+            };
+            let outcome = self
+                .timed("rotate", self.store.rotate(&current.id, current.generation, &activity))
+                .await?;
+            return match outcome {
+                RotateOutcome::Rotated(after) => {
+                    self.notice_changes(&current, client, now).await;
+                    Ok((self.token_response(&after, self.signing_key())?, "rotated"))
+                }
+                // Another request rotated this very token a moment ago.
+                RotateOutcome::Conflict(after) => {
+                    self.usable(&after, now)?;
+                    self.predecessor(&after, presented.generation, client, now).await
+                }
+                RotateOutcome::NotFound => Err(ApiError::InvalidRefreshToken),
+            };
+        }
+        if presented.generation > current.generation {
+            // A valid MAC on a future generation: the store lost writes. Refuse.
+            tracing::error!(session_id = %current.id, "refresh token ahead of the stored generation");
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        self.predecessor(&current, presented.generation, client, now).await
+    }
+
+    /// A token older than the current one: the grace window, or reuse.
+    async fn predecessor(
+        &self,
+        current: &SessionRecord,
+        generation: u64,
+        client: &Client,
+        now: i64,
+    ) -> Result<(TokenResponse, &'static str), ApiError> {
+        let in_grace = self.reuse_grace_ms > 0
+            && generation + 1 == current.generation
+            && now - current.rotated_at < self.reuse_grace_ms;
+        if in_grace {
+            let key = self.key_by_kid(&current.kid).ok_or(ApiError::InvalidRefreshToken)?;
+            return Ok((self.token_response(current, key)?, "grace"));
+        }
+        self.revoke_sessions(&current.user_id, &[current.id.clone()], Reason::Reuse, now).await;
+        self.timed("revoke", self.store.revoke(&current.id, now)).await?;
+        self.event(events::REFRESH_TOKEN_REUSE, &current.user_id, &current.id, client, now).await;
+        Err(ApiError::RefreshTokenReused)
+    }
+
+    fn usable(&self, s: &SessionRecord, now: i64) -> Result<(), ApiError> {
+        if s.revoked_at.is_some() {
+            return Err(ApiError::SessionRevoked);
+        }
+        if self.lifetimes.is_expired(s, now) {
+            return Err(ApiError::SessionExpired);
+        }
+        Ok(())
+    }
+
+    async fn notice_changes(&self, before: &SessionRecord, client: &Client, now: i64) {
+        if self.notice_new_ip && before.ip != client.ip {
+            self.event(events::NEW_IP, &before.user_id, &before.id, client, now).await;
+        }
+        if self.notice_new_device && before.user_agent != client.user_agent {
+            self.event(events::NEW_DEVICE, &before.user_id, &before.id, client, now).await;
+        }
+    }
+
+    async fn event(&self, kind: &'static str, user_id: &str, session_id: &str, client: &Client, at: i64) {
+        self.events
+            .record(SecurityEvent {
+                kind,
+                user_id: user_id.to_owned(),
+                session_id: session_id.to_owned(),
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+                at,
+            })
+            .await;
+    }
+
+    /// Puts `ids` on the revocation list at once and counts them; the store write is the caller's.
+    async fn revoke_sessions(&self, _user_id: &str, ids: &[String], reason: Reason, now: i64) {
+        for id in ids {
+            self.revocations.insert(id, now / 1000);
+        }
+        self.metrics
+            .sessions_revoked
+            .with_label_values(&[reason.label()])
+            .inc_by(ids.len() as u64);
+        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+    }
+
+    /// GET /v1/auth/sessions.
+    pub async fn list(&self, who: &Verified) -> Result<Vec<SessionView>, ApiError> {
+        let now = unix_now_ms();
+        let rows = self
+            .timed("list", self.store.list_active(&who.sub, now, self.lifetimes))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == who.sid,
+                created_at: rfc3339_ms(s.created_at),
+                last_active_at: rfc3339_ms(s.last_active_at),
+                expires_at: rfc3339_ms(self.lifetimes.expires_at(&s)),
+                id: s.id,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect())
+    }
+
+    /// DELETE /v1/auth/sessions/{id}: someone else's or an unknown session is 404 alike.
+    pub async fn revoke_one(&self, who: &Verified, id: &str, client: &Client) -> Result<(), ApiError> {
+        let now = unix_now_ms();
+        let owned = self
+            .timed("get", self.store.get(id))
+            .await?
+            .filter(|s| s.user_id == who.sub && s.revoked_at.is_none() && !self.lifetimes.is_expired(s, now));
+        let Some(session) = owned else {
+            return Err(ApiError::NotFound);
+        };
+        let reason = if session.id == who.sid { Reason::Logout } else { Reason::User };
+        self.revoke_one_session(&session, reason, client, now).await
+    }
+
+    async fn revoke_one_session(&self, s: &SessionRecord, reason: Reason, client: &Client, now: i64) -> Result<(), ApiError> {
+        // Store first: a revocation that is not written must not be reported as done.
+        let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
+        if changed {
+            self.revoke_sessions(&s.user_id, std::slice::from_ref(&s.id), reason, now).await;
+            self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now).await;
+        } else {
+            self.revocations.insert(&s.id, now / 1000);
+        }
+        Ok(())
+    }
+
+    /// POST /v1/auth/sessions/revoke-all.
+    pub async fn revoke_all(&self, who: &Verified, keep_current: bool, client: &Client) -> Result<usize, ApiError> {
+        let now = unix_now_ms();
+        let except = keep_current.then_some(who.sid.as_str());
+        let ids = self
+            .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
+            .await?;
+        self.revoke_sessions(&who.sub, &ids, Reason::RevokeAll, now).await;
+        self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now).await;
+        Ok(ids.len())
+    }
+
+    /// POST /v1/auth/logout with an access token.
+    pub async fn logout_access(&self, who: &Verified, client: &Client) -> Result<(), ApiError> {
+        let now = unix_now_ms();
+        match self.timed("get", self.store.get(&who.sid)).await? {
+            Some(s) if s.user_id == who.sub => self.revoke_one_session(&s, Reason::Logout, client, now).await,
+            _ => {
+                // Not in the store (cleaned up): still make sure its tokens stop.
+                self.revocations.insert(&who.sid, now / 1000);
+                Ok(())
+            }
+        }
+    }
+
+    /// POST /v1/auth/logout with a refresh token: any token we issued for the session ends it.
+    pub async fn logout_refresh(&self, token: &str, client: &Client) -> Result<(), ApiError> {
+        let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        let now = unix_now_ms();
+        let s = self
+            .timed("get", self.store.get(&presented.session_id))
+            .await?
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        self.revoke_one_session(&s, Reason::Logout, client, now).await
+    }
+
+    /// Loads revocations whose tokens may still be presented (at start and on resync).
+    pub async fn load_revocations(&self) -> Result<usize, ApiError> {
+        let since = self.revocations.horizon() * 1000;
+        let rows = self.timed("revoked_since", self.store.revoked_since(since)).await?;
+        let n = rows
+            .iter()
+            .filter(|(id, at)| self.revocations.insert(id, at / 1000))
+            .count();
+        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+        Ok(n)
+    }
+
+    /// Deletes expired sessions, revoked ones no token can use, and old events.
+    pub async fn cleanup(&self) -> Result<u64, ApiError> {
+        let now = unix_now_ms();
+        let revoked_before = now - self.lifetimes.absolute_ms.max(self.lifetimes.idle_ms);
+        let n = self
+            .timed(
+                "cleanup",
+                self.store
+                    .cleanup(now, self.lifetimes, revoked_before, now - self.events_retain_ms),
+            )
+            .await?;
+        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+        Ok(n)
+    }
+}

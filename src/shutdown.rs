@@ -1,0 +1,93 @@
+//! Graceful shutdown (SPEC 1): on SIGTERM/SIGINT stop accepting, let
+//! in-flight requests finish for up to `server.shutdown_grace`, then exit 0.
+//!
+//! pingora's own graceful path sleeps the whole grace period even when idle;
+//! this watcher exits as soon as the last request is done.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+
+/// Counts requests in progress.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    draining: AtomicBool,
+}
+
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// SIGTERM and SIGINT both mean "graceful terminate"; SIGQUIT stays pingora's upgrade.
+pub struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+            _ = int.recv() => tracing::info!("SIGINT received: draining"),
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Waits for the shutdown broadcast, then for in-flight requests (at most
+/// `grace`), runs `flush`, and exits the process with 0.
+pub struct Drain {
+    pub inflight: Arc<InFlight>,
+    pub grace: Duration,
+    pub flush: Box<dyn Fn() + Send + Sync>,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        self.inflight.draining.store(true, Ordering::Release);
+        let deadline = Instant::now() + self.grace;
+        // Let accept loops notice the broadcast before counting.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.inflight.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.inflight.count();
+        if left > 0 {
+            tracing::warn!(requests = left, "shutdown grace period over; cutting remaining requests");
+        }
+        (self.flush)();
+        tracing::info!("sessiongate stopped");
+        std::process::exit(0);
+    }
+}

@@ -1,0 +1,124 @@
+//! The session store contract. Every backend implements [`SessionStore`] with
+//! the same semantics, and one generic test suite (tests/store_contract.rs)
+//! holds them to it.
+//!
+//! Semantics:
+//! - A session row never holds a refresh token: only its rotation
+//!   `generation` and the `kid` of the key that MACs the current token.
+//! - `rotate` is atomic compare-and-set on `generation`: of any number of
+//!   concurrent calls with the same expected generation, at most one succeeds.
+//! - A revoked session stays revoked; revocation time is kept so that
+//!   `revoked_since` can rebuild the in-memory revocation list after a restart.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+/// A session as stored. Times are unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    /// The extra claims from login, a compact JSON object.
+    pub claims: String,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+    pub generation: u64,
+    pub kid: String,
+    /// When the current generation was reached (0 before the first rotation).
+    pub rotated_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a refresh writes besides the new generation.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    pub at: i64,
+    pub ip: String,
+    pub user_agent: String,
+    pub kid: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The generation moved from the expected one to the next: here is the row after it.
+    Rotated(SessionRecord),
+    /// Someone else rotated first, or the session was revoked: the current row.
+    Conflict(SessionRecord),
+    NotFound,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityEvent {
+    pub kind: &'static str,
+    pub user_id: String,
+    pub session_id: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Limits that decide whether a session is still usable.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub idle_ms: i64,
+    pub absolute_ms: i64,
+}
+
+impl Lifetimes {
+    pub fn expires_at(&self, s: &SessionRecord) -> i64 {
+        (s.created_at + self.absolute_ms).min(s.last_active_at + self.idle_ms)
+    }
+
+    pub fn is_expired(&self, s: &SessionRecord, now_ms: i64) -> bool {
+        now_ms >= self.expires_at(s)
+    }
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The backend's name for metrics (`sqlite`, `redis`).
+    fn backend(&self) -> &'static str;
+
+    async fn create(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Atomically moves `id` from `expected_generation` to the next one, unless
+    /// the session is revoked or already moved on.
+    async fn rotate(&self, id: &str, expected_generation: u64, activity: &Activity)
+        -> Result<RotateOutcome, StoreError>;
+
+    /// Revokes one session. Returns false when it was unknown or already revoked.
+    async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+
+    /// Revokes every unrevoked session of `user_id` but `except`; returns their ids.
+    async fn revoke_user(&self, user_id: &str, except: Option<&str>, at: i64)
+        -> Result<Vec<String>, StoreError>;
+
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    async fn list_active(&self, user_id: &str, now: i64, lifetimes: Lifetimes)
+        -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// (session id, revoked_at) of sessions revoked at or after `since`.
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
+
+    async fn record_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
+
+    /// Events of a user, newest first (for audits and tests).
+    async fn events_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// Deletes expired sessions, revoked ones older than `revoked_before`, and
+    /// events older than `events_before`. Returns how many rows went.
+    async fn cleanup(&self, now: i64, lifetimes: Lifetimes, revoked_before: i64, events_before: i64)
+        -> Result<u64, StoreError>;
+
+    /// Cheap liveness check for /readyz.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,285 @@
+//! The embedded SQLite store: one file, WAL journal, versioned migrations,
+//! every call run off the async workers on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records the last one.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+/// How long a statement waits for a lock held by someone else before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating folder and file if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        // In WAL mode NORMAL keeps every committed transaction across a process
+        // crash; only an OS crash or power loss can drop the last few.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError("the SQLite connection was poisoned by a panic".into()))?;
+            f(&mut guard).map_err(err)
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "the database has schema version {version}, newer than this sessiongate knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, user_id, claims, created_at, last_active_at, ip, user_agent, generation, kid, rotated_at, revoked_at";
+
+fn record(r: &Row) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        claims: r.get(2)?,
+        created_at: r.get(3)?,
+        last_active_at: r.get(4)?,
+        ip: r.get(5)?,
+        user_agent: r.get(6)?,
+        generation: r.get::<_, i64>(7)? as u64,
+        kid: r.get(8)?,
+        rotated_at: r.get(9)?,
+        revoked_at: r.get(10)?,
+    })
+}
+
+fn get_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<SessionRecord>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?
+        .query_row([id], record)
+        .optional()
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.run(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                s.id,
+                s.user_id,
+                s.claims,
+                s.created_at,
+                s.last_active_at,
+                s.ip,
+                s.user_agent,
+                s.generation as i64,
+                s.kid,
+                s.rotated_at,
+                s.revoked_at
+            ])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| get_row(c, &id)).await
+    }
+
+    async fn rotate(&self, id: &str, expected: u64, a: &Activity) -> Result<RotateOutcome, StoreError> {
+        let (id, a) = (id.to_owned(), a.clone());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE sessions SET generation = generation + 1, rotated_at = ?3, last_active_at = ?3,
+                     ip = ?4, user_agent = ?5, kid = ?6
+                     WHERE id = ?1 AND generation = ?2 AND revoked_at IS NULL",
+                )?
+                .execute(params![id, expected as i64, a.at, a.ip, a.user_agent, a.kid])?;
+            let row = get_row(&tx, &id)?;
+            tx.commit()?;
+            Ok(match (changed, row) {
+                (_, None) => RotateOutcome::NotFound,
+                (1, Some(r)) => RotateOutcome::Rotated(r),
+                (_, Some(r)) => RotateOutcome::Conflict(r),
+            })
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+                .execute(params![id, at])
+                .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, user_id: &str, except: Option<&str>, at: i64) -> Result<Vec<String>, StoreError> {
+        let (user_id, except) = (user_id.to_owned(), except.map(str::to_owned));
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = tx
+                .prepare_cached(
+                    "UPDATE sessions SET revoked_at = ?3
+                     WHERE user_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2 RETURNING id",
+                )?
+                .query_map(params![user_id, except, at], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn list_active(&self, user_id: &str, now: i64, l: Lifetimes) -> Result<Vec<SessionRecord>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions
+                 WHERE user_id = ?1 AND revoked_at IS NULL
+                   AND created_at + ?3 > ?2 AND last_active_at + ?4 > ?2
+                 ORDER BY created_at DESC, id DESC"
+            ))?
+            .query_map(params![user_id, now, l.absolute_ms, l.idle_ms], record)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(move |c| {
+            c.prepare_cached("SELECT id, revoked_at FROM sessions WHERE revoked_at >= ?1")?
+                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn record_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {
+        let e = e.clone();
+        self.run(move |c| {
+            c.prepare_cached(
+                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![e.kind, e.user_id, e.session_id, e.ip, e.user_agent, e.at])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn events_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(
+                "SELECT kind, user_id, session_id, ip, user_agent, at FROM security_events
+                 WHERE user_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+            )?
+            .query_map(params![user_id, limit as i64], |r| {
+                Ok(SecurityEvent {
+                    kind: event_kind(&r.get::<_, String>(0)?),
+                    user_id: r.get(1)?,
+                    session_id: r.get(2)?,
+                    ip: r.get(3)?,
+                    user_agent: r.get(4)?,
+                    at: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn cleanup(&self, now: i64, l: Lifetimes, revoked_before: i64, events_before: i64) -> Result<u64, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let sessions = tx.execute(
+                "DELETE FROM sessions
+                 WHERE (revoked_at IS NULL AND (created_at + ?2 <= ?1 OR last_active_at + ?3 <= ?1))
+                    OR (revoked_at IS NOT NULL AND revoked_at < ?4)",
+                params![now, l.absolute_ms, l.idle_ms, revoked_before],
+            )?;
+            let events = tx.execute("DELETE FROM security_events WHERE at < ?1", [events_before])?;
+            tx.commit()?;
+            Ok((sessions + events) as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+}
+
+/// Event kinds are a closed set; map stored text back to the static name.
+pub fn event_kind(s: &str) -> &'static str {
+    crate::events::KINDS
+        .iter()
+        .copied()
+        .find(|k| *k == s)
+        .unwrap_or("unknown")
+}

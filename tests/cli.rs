@@ -1,0 +1,195 @@
+//! The command line (SPEC 1) and the config file (SPEC 2): `check`, `run`
+//! on bad configs, `${VAR}` expansion, and `keygen` keys that `run` accepts.
+
+mod common;
+
+use common::*;
+
+fn output_text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn assert_no_panic(text: &str) {
+    assert!(!text.contains("panicked at"), "sessiongate panicked:\n{text}");
+}
+
+/// Writes the standard test config with `overrides` to `name` in a temp dir.
+fn config_file(overrides: Value, name: &str) -> (SidecarConfig, String) {
+    let cfg = SidecarConfig::new("http://127.0.0.1:3000", overrides);
+    let path = cfg.dir.path().join(name);
+    std::fs::write(&path, common::yaml::to_yaml(&cfg.config)).expect("write config");
+    let path = path.to_str().expect("utf-8").to_owned();
+    (cfg, path)
+}
+
+fn check(path: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = run_cli(&["check", "--config", path], env);
+    let text = output_text(&out);
+    assert_no_panic(&text);
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_exits_0() {
+    let (_cfg, path) = config_file(json!({}), "valid.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn check_accepts_the_shipped_example_config() {
+    let path = format!("{}/config/sessiongate.yaml", env!("CARGO_MANIFEST_DIR"));
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn an_unknown_key_makes_check_exit_2_naming_the_file_and_key_path() {
+    let (_cfg, path) = config_file(json!({"upstream": {"colour": "blue"}}), "bad-unknown.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("bad-unknown.yaml"), "file not named:\n{text}");
+    assert!(text.contains("upstream.colour"), "key path not named:\n{text}");
+}
+
+#[test]
+fn an_unknown_key_makes_run_exit_2_at_once_naming_the_key_path() {
+    let (_cfg, path) = config_file(json!({"upstream": {"colour": "blue"}}), "bad-run.yaml");
+    let out = run_cli(&["run", "--config", &path], &[]);
+    let text = output_text(&out);
+    assert_no_panic(&text);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("upstream.colour"), "key path not named:\n{text}");
+}
+
+#[test]
+fn a_missing_key_file_is_a_bad_config_naming_the_key_path() {
+    let (cfg, _) = config_file(json!({}), "unused.yaml");
+    let missing = cfg.dir.path().join("nowhere").join("k1.pem");
+    let overrides = json!({"tokens": {"keys": [{"kid": "k1", "alg": "EdDSA", "private_key_file": missing.to_str().unwrap()}]}});
+    let (_cfg2, path) = config_file(overrides, "missing-key.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("tokens.keys[0].private_key_file"), "key path not named:\n{text}");
+}
+
+#[test]
+fn a_yaml_syntax_error_names_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("syntax.yaml");
+    std::fs::write(
+        &path,
+        "upstream:\n  url: http://127.0.0.1:1\n  connect_timeout: 2s: 3s\ntokens:\n  keys:\n    - kid: k1\n      alg: EdDSA\n      private_key_file: k1.pem\n",
+    )
+    .unwrap();
+    let (code, text) = check(path.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("syntax.yaml"), "file not named:\n{text}");
+    let lower = text.to_lowercase();
+    let names_line_3 = lower.contains("line 3") || lower.contains(":3:");
+    assert!(names_line_3 && lower.contains("column"), "line 3 and a column not named:\n{text}");
+}
+
+#[test]
+fn an_unset_environment_variable_is_a_config_error() {
+    let (_cfg, path) = config_file(json!({"upstream": {"url": "${SG_TEST_SURELY_UNSET_VAR}"}}), "env.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("SG_TEST_SURELY_UNSET_VAR"), "the variable is not named:\n{text}");
+    assert!(text.contains("upstream.url"), "the key path is not named:\n{text}");
+}
+
+#[test]
+fn a_set_environment_variable_is_substituted() {
+    let (_cfg, path) = config_file(json!({"upstream": {"url": "${SG_TEST_UPSTREAM_URL}"}}), "env.yaml");
+    let (code, text) = check(&path, &[("SG_TEST_UPSTREAM_URL", "http://127.0.0.1:4567")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("http://127.0.0.1:4567"), "the summary does not show the substituted URL:\n{text}");
+}
+
+#[test]
+fn a_default_after_colon_dash_is_used_when_the_variable_is_unset() {
+    let (_cfg, path) = config_file(
+        json!({"upstream": {"url": "${SG_TEST_SURELY_UNSET_VAR:-http://127.0.0.1:3999}"}}),
+        "env-default.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("http://127.0.0.1:3999"), "the default was not used:\n{text}");
+}
+
+#[test]
+fn check_never_prints_an_hs256_secret() {
+    let secret = "do-not-print-me-0123456789-abcdefghijklmnop";
+    let keys = json!({"tokens": {"keys": [{"kid": "h1", "alg": "HS256", "secret": secret}]}});
+    let (_cfg, path) = config_file(keys.clone(), "hs.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains(secret), "check printed the secret:\n{text}");
+
+    let mut bad = keys;
+    bad["upstream"] = json!({"colour": "blue"});
+    let (_cfg, path) = config_file(bad, "hs-bad.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains(secret), "a config error printed the secret:\n{text}");
+}
+
+/// Starts a sidecar whose only key is the one `keygen --alg ALG` printed, and
+/// checks that it signs with it.
+fn keygen_key_is_accepted_by_run(alg: &str) {
+    let printed = keygen(alg, "kx");
+    let up = Upstream::start();
+    let cfg = SidecarConfig::new(&up.url(), json!({}));
+    let entry = if alg == "HS256" {
+        let secret = printed.trim();
+        assert!(
+            secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "not a base64url secret: {secret:?}"
+        );
+        assert!(common::jwt::b64_decode(secret).len() >= 32, "fewer than 32 bytes of secret");
+        json!({"kid": "kx", "alg": alg, "secret": secret})
+    } else {
+        assert!(
+            printed.contains("-----BEGIN PRIVATE KEY-----") && printed.contains("-----END PRIVATE KEY-----"),
+            "not a PKCS#8 PEM: {printed}"
+        );
+        json!({"kid": "kx", "alg": alg, "private_key_file": cfg.write_file("kx.pem", &printed)})
+    };
+    let mut cfg = cfg;
+    cfg.config["tokens"]["keys"] = json!([entry]);
+    let sc = cfg.spawn();
+    let tok = sc.login("alice");
+    let (header, _) = common::jwt::decode(&s(&tok, "access_token"));
+    assert_eq!(header["alg"], alg);
+    assert_eq!(header["kid"], "kx");
+    assert_eq!(sc.get(PRIVATE, Some(&s(&tok, "access_token"))).status, 200);
+}
+
+#[test]
+fn a_keygen_eddsa_key_is_accepted_by_run() {
+    keygen_key_is_accepted_by_run("EdDSA");
+}
+
+#[test]
+fn a_keygen_es256_key_is_accepted_by_run() {
+    keygen_key_is_accepted_by_run("ES256");
+}
+
+#[test]
+fn a_keygen_rs256_key_is_accepted_by_run() {
+    keygen_key_is_accepted_by_run("RS256");
+}
+
+#[test]
+fn a_keygen_hs256_secret_is_accepted_by_run() {
+    keygen_key_is_accepted_by_run("HS256");
+}
+
+#[test]
+fn sigterm_makes_run_exit_0() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({}));
+    assert_eq!(sc.admin_get("/healthz").status, 200);
+    assert_eq!(sc.stop(), Some(0), "{}", sc.logs());
+}

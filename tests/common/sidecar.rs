@@ -1,0 +1,318 @@
+//! One real `sessiongate run` process with its own temp dir, config, key,
+//! SQLite file, free ports and captured stdout/stderr; SIGTERM on drop.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use super::client::{Request, Response};
+use super::yaml::{deep_merge, to_yaml};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free TCP port on 127.0.0.1 (the listener is closed before it is used).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `sessiongate ARGS` to completion, with `SG_*` variables of the
+/// shipped config removed from its environment.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SG_LISTEN")
+        .env_remove("SG_UPSTREAM")
+        .env_remove("SESSIONGATE_CONFIG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the sessiongate binary")
+}
+
+/// `sessiongate keygen --alg ALG --kid KID`: the printed key (PEM or secret).
+pub fn keygen(alg: &str, kid: &str) -> String {
+    let out = run_cli(&["keygen", "--alg", alg, "--kid", kid], &[]);
+    assert!(out.status.success(), "keygen --alg {alg} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("keygen prints text")
+}
+
+/// A config written into a temp dir, not yet running.
+pub struct SidecarConfig {
+    pub dir: TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+    pub config: Value,
+}
+
+impl SidecarConfig {
+    /// The test config: an EdDSA key `k1` from `keygen`, SQLite in the temp
+    /// dir, free ports, `shutdown_grace: 2s`, `login: {}`, a public prefix and
+    /// very high rate limits; `overrides` deep-merged (`null` deletes a key).
+    pub fn new(upstream_url: &str, overrides: Value) -> SidecarConfig {
+        let dir = tempfile::Builder::new().prefix("sessiongate-test-").tempdir().expect("temp dir");
+        let pem = keygen("EdDSA", "k1");
+        let key_file = dir.path().join("k1.pem");
+        std::fs::write(&key_file, pem).expect("write the key");
+        let (port, admin_port) = (free_port(), free_port());
+        let mut config = json!({
+            "server": {
+                "listen": format!("127.0.0.1:{port}"),
+                "admin_listen": format!("127.0.0.1:{admin_port}"),
+                "shutdown_grace": "2s",
+                "threads": 2,
+            },
+            "upstream": {"url": upstream_url, "connect_timeout": "2s", "request_timeout": "10s"},
+            "tokens": {
+                "keys": [{"kid": "k1", "alg": "EdDSA", "private_key_file": key_file.to_str().expect("utf-8 path")}],
+            },
+            "store": {"backend": "sqlite", "sqlite": {"path": dir.path().join("sessiongate.db").to_str().expect("utf-8 path")}},
+            "login": {},
+            "routes": [{"prefix": "/public/", "auth": "none"}, {"prefix": "/", "auth": "required"}],
+            "rate_limits": {
+                "login": {"per_minute": 600000, "burst": 100000},
+                "refresh": {"per_minute": 600000, "burst": 100000},
+            },
+        });
+        deep_merge(&mut config, overrides);
+        SidecarConfig { dir, port, admin_port, config }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("sessiongate.yaml")
+    }
+
+    /// The PEM of the signing key `k1` written for this sidecar.
+    pub fn key_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("k1.pem")).expect("read k1.pem")
+    }
+
+    /// Writes a key file into the dir and returns its path (for extra keys).
+    pub fn write_file(&self, name: &str, contents: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).expect("write a file");
+        p.to_str().expect("utf-8 path").to_owned()
+    }
+
+    pub fn write(&self) -> PathBuf {
+        let p = self.path();
+        std::fs::write(&p, to_yaml(&self.config)).expect("write the config");
+        p
+    }
+
+    pub fn spawn(self) -> Sidecar {
+        let mut sc = Sidecar { cfg: self, child: None, exit_code: None };
+        sc.launch();
+        sc
+    }
+}
+
+pub struct Sidecar {
+    pub cfg: SidecarConfig,
+    child: Option<Child>,
+    exit_code: Option<Option<i32>>,
+}
+
+impl Sidecar {
+    pub fn start(upstream: &super::Upstream, overrides: Value) -> Sidecar {
+        SidecarConfig::new(&upstream.url(), overrides).spawn()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.cfg.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.cfg.admin_port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.cfg.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn launch(&mut self) {
+        let config = self.cfg.write();
+        let out = File::options().create(true).append(true).open(self.dir().join("stdout.log")).expect("stdout.log");
+        let err = File::options().create(true).append(true).open(self.dir().join("stderr.log")).expect("stderr.log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env_remove("SESSIONGATE_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn sessiongate");
+        self.child = Some(child);
+        self.exit_code = None;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(r) = Request::get("/readyz").try_send(self.admin_port()) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("sessiongate exited during start-up with {status}\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "sessiongate not ready within {READY_TIMEOUT:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM (the `kill` command: no libc in tests).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// The exit code once the process ended within `timeout`; `None` if still
+    /// running (`Some(None)`: ended by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        if let Some(code) = self.exit_code {
+            return Some(code);
+        }
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.exit_code = Some(status.code());
+                return self.exit_code;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait up to 10 s, else SIGKILL. The exit code (`None`: killed).
+    pub fn stop(&mut self) -> Option<i32> {
+        if self.child.is_none() {
+            return None;
+        }
+        if self.exit_code.is_none() {
+            self.sigterm();
+        }
+        match self.wait_exit(Duration::from_secs(10)) {
+            Some(code) => code,
+            None => {
+                let child = self.child.as_mut().expect("child");
+                let _ = child.kill();
+                let _ = child.wait();
+                self.exit_code = Some(None);
+                None
+            }
+        }
+    }
+
+    /// Stops with SIGTERM (expecting exit 0) and starts again on the same
+    /// config and SQLite file, on fresh ports.
+    pub fn restart(&mut self) {
+        let code = self.stop();
+        assert_eq!(code, Some(0), "sessiongate did not exit 0 on SIGTERM\n{}", self.logs());
+        self.cfg.port = free_port();
+        self.cfg.admin_port = free_port();
+        self.cfg.config["server"]["listen"] = json!(format!("127.0.0.1:{}", self.cfg.port));
+        self.cfg.config["server"]["admin_listen"] = json!(format!("127.0.0.1:{}", self.cfg.admin_port));
+        self.launch();
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+    }
+
+    pub fn logs(&self) -> String {
+        let err = std::fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
+        let out = self.stdout();
+        let tail = |s: &str| s[s.len().saturating_sub(4000)..].to_owned();
+        format!("--- stdout ---\n{}\n--- stderr ---\n{}", tail(&out), tail(&err))
+    }
+
+    // ---- HTTP helpers -------------------------------------------------------
+
+    pub fn send(&self, req: Request) -> Response {
+        req.send(self.port())
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let req = Request::get(path);
+        self.send(match token {
+            Some(t) => req.bearer(t),
+            None => req,
+        })
+    }
+
+    pub fn admin_get(&self, path: &str) -> Response {
+        Request::get(path).send(self.admin_port())
+    }
+
+    pub fn login_response(&self, user: &str, password: &str) -> Response {
+        self.send(Request::post("/v1/auth/login").json(&json!({"username": user, "password": password})))
+    }
+
+    /// Logs in (password `pw`), asserting 200; the token response.
+    pub fn login(&self, user: &str) -> Value {
+        let r = self.login_response(user, "pw");
+        assert_eq!(r.status, 200, "login as {user}: {}", r.describe());
+        r.json()
+    }
+
+    pub fn login_with_agent(&self, user: &str, agent: &str) -> Value {
+        let r = self.send(
+            Request::post("/v1/auth/login")
+                .header("User-Agent", agent)
+                .json(&json!({"username": user, "password": "pw"})),
+        );
+        assert_eq!(r.status, 200, "login as {user}: {}", r.describe());
+        r.json()
+    }
+
+    pub fn refresh(&self, refresh_token: &str) -> Response {
+        self.send(Request::post("/v1/auth/refresh").json(&json!({"refresh_token": refresh_token})))
+    }
+
+    pub fn metrics(&self) -> String {
+        let r = self.admin_get("/metrics");
+        assert_eq!(r.status, 200, "/metrics: {}", r.describe());
+        r.text()
+    }
+
+    /// Sum of the samples of `name` whose labels include `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        super::metrics::value(&self.metrics(), name, labels)
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if self.exit_code.is_none() && self.child.is_some() {
+            self.stop();
+        }
+    }
+}
