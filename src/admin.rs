@@ -55,16 +55,28 @@ impl ServeHttp for Admin {
             "/readyz" => match self.ready().await {
                 Ok(()) => text(200, "application/json", br#"{"status":"ready"}"#.to_vec()),
                 Err(why) => {
-                    let body = serde_json::to_vec(&serde_json::json!({"status": "not ready", "reason": why}))
-                        .unwrap_or_default();
+                    let body = serde_json::to_vec(
+                        &serde_json::json!({"status": "not ready", "reason": why}),
+                    )
+                    .unwrap_or_default();
                     text(503, "application/json", body)
                 }
             },
             "/metrics" => {
-                self.metrics.revocation_entries.set(self.revocations.len() as i64);
-                text(200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render())
+                self.metrics
+                    .revocation_entries
+                    .set(self.revocations.len() as i64);
+                text(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.metrics.render(),
+                )
             }
-            _ => text(404, "application/json", br#"{"error":"not_found","message":"No such resource."}"#.to_vec()),
+            _ => text(
+                404,
+                "application/json",
+                br#"{"error":"not_found","message":"No such resource."}"#.to_vec(),
+            ),
         }
     }
 }

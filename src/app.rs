@@ -38,13 +38,24 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn SessionStore> = match &config.store {
         Store::Sqlite { path } => Arc::new(
-            SqliteStore::open(path).with_context(|| format!("opening the SQLite store at {}", path.display()))?,
+            SqliteStore::open(path)
+                .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
         ),
-        Store::Redis(_) => anyhow::bail!("store.backend: redis is not available in this build yet; use sqlite"),
+        Store::Redis(_) => {
+            anyhow::bail!("store.backend: redis is not available in this build yet; use sqlite")
+        }
     };
     let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
-    let revocations = Arc::new(RevocationList::new(config.revocation.cache_entries, token_lifetime));
-    let sessions = Arc::new(Sessions::new(&config, store.clone(), revocations.clone(), metrics.clone()));
+    let revocations = Arc::new(RevocationList::new(
+        config.revocation.cache_entries,
+        token_lifetime,
+    ));
+    let sessions = Arc::new(Sessions::new(
+        &config,
+        store.clone(),
+        revocations.clone(),
+        metrics.clone(),
+    ));
 
     // A restart must forget no revocation: load them before serving.
     let loaded = tokio::runtime::Builder::new_current_thread()
@@ -55,15 +66,30 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     tracing::info!(revocations = loaded, "revocation list loaded");
 
     let upstream = Upstream::new(&config.upstream);
-    let ca_file = config.upstream.ca_file.as_ref().map(|p| p.display().to_string());
+    let ca_file = config
+        .upstream
+        .ca_file
+        .as_ref()
+        .map(|p| p.display().to_string());
     let login = config
         .login
         .clone()
         .map(|l| LoginForwarder::new(l, upstream.clone(), ca_file.clone()));
     let inflight = Arc::new(InFlight::default());
-    let auth = Arc::new(Authenticator::new(&config.tokens, revocations.clone(), metrics.clone()));
+    let auth = Arc::new(Authenticator::new(
+        &config.tokens,
+        revocations.clone(),
+        metrics.clone(),
+    ));
     let api = AuthApi::new(&config, sessions.clone(), login);
-    let gateway = Gateway::new(&config, auth, api, upstream.clone(), metrics.clone(), inflight.clone());
+    let gateway = Gateway::new(
+        &config,
+        auth,
+        api,
+        upstream.clone(),
+        metrics.clone(),
+        inflight.clone(),
+    );
 
     let grace = config.server.shutdown_grace;
     let conf = ServerConf {
@@ -78,11 +104,16 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
     let listen = config.server.listen.to_string();
     match &config.server.tls {
         Some(tls) => proxy
-            .add_tls(&listen, &tls.cert_file.to_string_lossy(), &tls.key_file.to_string_lossy())
+            .add_tls(
+                &listen,
+                &tls.cert_file.to_string_lossy(),
+                &tls.key_file.to_string_lossy(),
+            )
             .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
         None => proxy.add_tcp(&listen),
     }

@@ -76,10 +76,15 @@ impl Authenticator {
 
     /// Verifies the bearer token in `authorization` (if any) and checks revocation.
     /// `Ok(None)`: no bearer token was sent.
-    pub fn authenticate(&self, authorization: Option<&HeaderValue>) -> Result<Option<Arc<Verified>>, ApiError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Option<Arc<Verified>>, ApiError> {
         let Some(token) = authorization.and_then(bearer_token) else {
             if authorization.is_some_and(is_bearer_scheme) {
-                let r = Err(ApiError::InvalidToken("the Bearer credentials are empty or malformed"));
+                let r = Err(ApiError::InvalidToken(
+                    "the Bearer credentials are empty or malformed",
+                ));
                 self.count(&r);
                 return r.map(Some);
             }
@@ -88,6 +93,18 @@ impl Authenticator {
         let r = self.check(token);
         self.count(&r);
         r.map(Some)
+    }
+
+    /// Like [`Self::authenticate`], but no token is an error (counted as `missing`).
+    pub fn require(&self, authorization: Option<&HeaderValue>) -> Result<Arc<Verified>, ApiError> {
+        match self.authenticate(authorization)? {
+            Some(v) => Ok(v),
+            None => {
+                let r = Err(ApiError::MissingToken);
+                self.count(&r);
+                r
+            }
+        }
     }
 
     fn count(&self, r: &Result<Arc<Verified>, ApiError>) {
@@ -132,7 +149,9 @@ pub fn bearer_token(v: &HeaderValue) -> Option<&str> {
         return None;
     }
     let token = rest.trim_matches(' ');
-    let token68 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+    let token68 = |c: u8| {
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
     (!token.is_empty() && token.bytes().all(token68)).then_some(token)
 }
 

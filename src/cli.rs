@@ -13,7 +13,11 @@ pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "sessiongate", version, about = "Reverse-proxy authentication sidecar")]
+#[command(
+    name = "sessiongate",
+    version,
+    about = "Reverse-proxy authentication sidecar"
+)]
 pub struct Cli {
     /// Config file (default: $SESSIONGATE_CONFIG, else config/sessiongate.yaml).
     #[arg(long, global = true)]
@@ -100,8 +104,15 @@ fn keygen(alg: &str, kid: Option<&str>) -> i32 {
         Ok(out) => {
             println!("{}", out.trim_end());
             if let Some(kid) = kid {
-                let hint = if alg == Alg::HS256 { "secret: ${...}" } else { "private_key_file: <this file>" };
-                eprintln!("# tokens.keys entry: {{kid: {kid}, alg: {}, {hint}}}", alg.name());
+                let hint = if alg == Alg::HS256 {
+                    "secret: ${...}"
+                } else {
+                    "private_key_file: <this file>"
+                };
+                eprintln!(
+                    "# tokens.keys entry: {{kid: {kid}, alg: {}, {hint}}}",
+                    alg.name()
+                );
             }
             0
         }
@@ -117,27 +128,80 @@ pub fn summary(c: &Config) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "config OK: {}", c.file.display());
-    let _ = writeln!(s, "listen:          {}{}", c.server.listen, if c.server.tls.is_some() { " (TLS)" } else { "" });
+    let _ = writeln!(
+        s,
+        "listen:          {}{}",
+        c.server.listen,
+        if c.server.tls.is_some() { " (TLS)" } else { "" }
+    );
     let _ = writeln!(s, "admin_listen:    {}", c.server.admin_listen);
     let _ = writeln!(s, "threads:         {}", c.server.threads);
-    let _ = writeln!(s, "upstream:        {} (connect {:?}, request {:?})", c.upstream.url, c.upstream.connect_timeout, c.upstream.request_timeout);
-    let _ = writeln!(s, "tokens:          issuer={} audience={} access_ttl={:?} leeway={:?}", c.tokens.issuer, c.tokens.audience, c.tokens.access_ttl, c.tokens.leeway);
+    let _ = writeln!(
+        s,
+        "upstream:        {} (connect {:?}, request {:?})",
+        c.upstream.url, c.upstream.connect_timeout, c.upstream.request_timeout
+    );
+    let _ = writeln!(
+        s,
+        "tokens:          issuer={} audience={} access_ttl={:?} leeway={:?}",
+        c.tokens.issuer, c.tokens.audience, c.tokens.access_ttl, c.tokens.leeway
+    );
     for (i, k) in c.tokens.keys.iter().enumerate() {
-        let role = if i == 0 { "signs + verifies" } else { "verifies" };
-        let material = if k.alg == Alg::HS256 { "secret [redacted]" } else { "private key [loaded]" };
-        let _ = writeln!(s, "  key {}:        kid={} alg={} {material} ({role})", i, k.kid, k.alg.name());
+        let role = if i == 0 {
+            "signs + verifies"
+        } else {
+            "verifies"
+        };
+        let material = if k.alg == Alg::HS256 {
+            "secret [redacted]"
+        } else {
+            "private key [loaded]"
+        };
+        let _ = writeln!(
+            s,
+            "  key {}:        kid={} alg={} {material} ({role})",
+            i,
+            k.kid,
+            k.alg.name()
+        );
     }
-    let _ = writeln!(s, "sessions:        idle={:?} absolute={:?} reuse_grace={:?} cookie={}", c.sessions.idle_timeout, c.sessions.absolute_lifetime, c.sessions.reuse_grace, c.sessions.refresh_cookie.as_ref().map_or("off".to_string(), |k| k.name.clone()));
+    let _ = writeln!(
+        s,
+        "sessions:        idle={:?} absolute={:?} reuse_grace={:?} cookie={}",
+        c.sessions.idle_timeout,
+        c.sessions.absolute_lifetime,
+        c.sessions.reuse_grace,
+        c.sessions
+            .refresh_cookie
+            .as_ref()
+            .map_or("off".to_string(), |k| k.name.clone())
+    );
     match &c.store {
         Store::Sqlite { path } => {
             let _ = writeln!(s, "store:           sqlite {}", path.display());
         }
         Store::Redis(r) => {
-            let urls: Vec<String> = r.urls.iter().map(|u| redact_url(u.expose_secret())).collect();
-            let _ = writeln!(s, "store:           redis {} prefix={}", urls.join(", "), r.key_prefix);
+            let urls: Vec<String> = r
+                .urls
+                .iter()
+                .map(|u| redact_url(u.expose_secret()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "store:           redis {} prefix={}",
+                urls.join(", "),
+                r.key_prefix
+            );
         }
     }
-    let _ = writeln!(s, "login:           {}", c.login.as_ref().map_or("disabled".to_string(), |l| format!("{} -> upstream {}", l.path, l.upstream_path)));
+    let _ = writeln!(
+        s,
+        "login:           {}",
+        c.login.as_ref().map_or("disabled".to_string(), |l| format!(
+            "{} -> upstream {}",
+            l.path, l.upstream_path
+        ))
+    );
     let _ = writeln!(s, "routes:");
     for r in &c.routes {
         let (kind, p) = match &r.matcher {
@@ -145,7 +209,10 @@ pub fn summary(c: &Config) -> String {
             PathMatch::Exact(p) => ("exact", p),
         };
         let methods = r.methods.as_ref().map_or(String::new(), |m| {
-            format!(" methods={}", m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+            format!(
+                " methods={}",
+                m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+            )
         });
         let _ = writeln!(s, "  {kind} {p} -> auth {:?}{methods}", r.auth);
     }
@@ -168,8 +235,14 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_in_urls_are_redacted() {
-        assert_eq!(super::redact_url("redis://:s3cret@db:6379/0"), "redis://:[redacted]@db:6379/0");
-        assert_eq!(super::redact_url("rediss://u:p@h"), "rediss://u:[redacted]@h");
+        assert_eq!(
+            super::redact_url("redis://:s3cret@db:6379/0"),
+            "redis://:[redacted]@db:6379/0"
+        );
+        assert_eq!(
+            super::redact_url("rediss://u:p@h"),
+            "rediss://u:[redacted]@h"
+        );
         assert_eq!(super::redact_url("redis://db:6379"), "redis://db:6379");
     }
 }

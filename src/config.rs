@@ -70,7 +70,11 @@ pub fn load_with_env(
 /// and make sure the words "line" and "column" appear for a reader in a hurry.
 fn syntax_error(e: &serde_saphyr::Error) -> String {
     let msg = e.to_string();
-    let one_line: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let one_line: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     one_line.join(" | ")
 }
 

@@ -14,8 +14,11 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("sessiongate-demo-").tempdir()?;
-    let key = crate::auth::keys::generate(crate::auth::keys::Alg::EdDSA).map_err(anyhow::Error::msg)?;
+    let dir = tempfile::Builder::new()
+        .prefix("sessiongate-demo-")
+        .tempdir()?;
+    let key =
+        crate::auth::keys::generate(crate::auth::keys::Alg::EdDSA).map_err(anyhow::Error::msg)?;
     std::fs::write(dir.path().join("k1.pem"), key)?;
     let upstream_addr = upstream::spawn()?;
     let (port, admin) = (free_port()?, free_port()?);

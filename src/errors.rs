@@ -140,7 +140,13 @@ mod tests {
 
     #[test]
     fn bodies_are_json_with_code_and_message() {
-        let v: serde_json::Value = serde_json::from_slice(&ApiError::RateLimited { retry_after_secs: 3 }.body()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &ApiError::RateLimited {
+                retry_after_secs: 3,
+            }
+            .body(),
+        )
+        .unwrap();
         assert_eq!(v["error"], "rate_limited");
         assert!(v["message"].as_str().unwrap().len() > 10);
     }

@@ -14,7 +14,14 @@ pub const SESSION_REVOKED: &str = "session_revoked";
 pub const REVOKE_ALL: &str = "revoke_all";
 pub const LOGIN: &str = "login";
 
-pub const KINDS: &[&str] = &[REFRESH_TOKEN_REUSE, NEW_IP, NEW_DEVICE, SESSION_REVOKED, REVOKE_ALL, LOGIN];
+pub const KINDS: &[&str] = &[
+    REFRESH_TOKEN_REUSE,
+    NEW_IP,
+    NEW_DEVICE,
+    SESSION_REVOKED,
+    REVOKE_ALL,
+    LOGIN,
+];
 
 pub struct Events {
     store: Arc<dyn SessionStore>,
@@ -39,7 +46,10 @@ impl Events {
             at = %rfc3339_ms(event.at),
             "security event"
         );
-        self.metrics.security_events.with_label_values(&[event.kind]).inc();
+        self.metrics
+            .security_events
+            .with_label_values(&[event.kind])
+            .inc();
         if let Err(e) = self.store.record_event(&event).await {
             tracing::error!(error = %e, kind = event.kind, "could not store a security event");
         }

@@ -45,7 +45,10 @@ impl Metrics {
             )
             .expect("metric"),
             http_duration: HistogramVec::new(
-                hist(HTTP_DURATION, "Time from request head to the end of the response, by route."),
+                hist(
+                    HTTP_DURATION,
+                    "Time from request head to the end of the response, by route.",
+                ),
                 &["route"],
             )
             .expect("metric"),
@@ -59,14 +62,18 @@ impl Metrics {
                 &["result"],
             )
             .expect("metric"),
-            refresh: IntCounterVec::new(Opts::new(REFRESH, "Refresh attempts, by result."), &["result"])
-                .expect("metric"),
+            refresh: IntCounterVec::new(
+                Opts::new(REFRESH, "Refresh attempts, by result."),
+                &["result"],
+            )
+            .expect("metric"),
             security_events: IntCounterVec::new(
                 Opts::new(SECURITY_EVENTS, "Security events recorded, by type."),
                 &["type"],
             )
             .expect("metric"),
-            sessions_created: IntCounter::new(SESSIONS_CREATED, "Sessions created by login.").expect("metric"),
+            sessions_created: IntCounter::new(SESSIONS_CREATED, "Sessions created by login.")
+                .expect("metric"),
             sessions_revoked: IntCounterVec::new(
                 Opts::new(SESSIONS_REVOKED, "Sessions revoked, by reason."),
                 &["reason"],
@@ -78,7 +85,10 @@ impl Metrics {
             )
             .expect("metric"),
             store_duration: HistogramVec::new(
-                hist(STORE_DURATION, "Session-store operations, by operation and backend."),
+                hist(
+                    STORE_DURATION,
+                    "Session-store operations, by operation and backend.",
+                ),
                 &["op", "backend"],
             )
             .expect("metric"),
@@ -103,16 +113,27 @@ impl Metrics {
             Box::new(m.revocation_staleness.clone()),
         ];
         for c in collectors {
-            m.registry.register(c).expect("each metric is registered once");
+            m.registry
+                .register(c)
+                .expect("each metric is registered once");
         }
         // Make the label sets an operator alerts on visible from the start.
         for r in ["ok", "missing", "invalid", "expired", "revoked"] {
             m.token_validations.with_label_values(&[r]);
         }
-        for r in ["rotated", "grace", "reused", "invalid", "expired", "revoked"] {
+        for r in [
+            "rotated", "grace", "reused", "invalid", "expired", "revoked",
+        ] {
             m.refresh.with_label_values(&[r]);
         }
-        for t in ["refresh_token_reuse", "new_ip", "new_device", "revoke_all", "session_revoked", "login"] {
+        for t in [
+            "refresh_token_reuse",
+            "new_ip",
+            "new_device",
+            "revoke_all",
+            "session_revoked",
+            "login",
+        ] {
             m.security_events.with_label_values(&[t]);
         }
         for r in ["user", "revoke_all", "logout", "reuse"] {

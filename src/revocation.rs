@@ -18,7 +18,12 @@ pub struct RevocationList {
 struct UntilHarmless;
 
 impl moka::Expiry<Box<str>, i64> for UntilHarmless {
-    fn expire_after_create(&self, _k: &Box<str>, until: &i64, _at: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &Box<str>,
+        until: &i64,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs((*until - unix_now()).max(0) as u64))
     }
 
@@ -87,7 +92,10 @@ mod tests {
         assert!(list.insert("s1", unix_now()));
         assert!(list.is_revoked("s1"));
         assert!(!list.is_revoked("s2"));
-        assert!(!list.insert("old", unix_now() - 120), "a harmless revocation is not kept");
+        assert!(
+            !list.insert("old", unix_now() - 120),
+            "a harmless revocation is not kept"
+        );
         assert!(!list.is_revoked("old"));
         assert_eq!(list.len(), 1);
     }

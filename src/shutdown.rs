@@ -84,7 +84,10 @@ impl BackgroundService for Drain {
         }
         let left = self.inflight.count();
         if left > 0 {
-            tracing::warn!(requests = left, "shutdown grace period over; cutting remaining requests");
+            tracing::warn!(
+                requests = left,
+                "shutdown grace period over; cutting remaining requests"
+            );
         }
         (self.flush)();
         tracing::info!("sessiongate stopped");

@@ -92,19 +92,31 @@ pub trait SessionStore: Send + Sync {
 
     /// Atomically moves `id` from `expected_generation` to the next one, unless
     /// the session is revoked or already moved on.
-    async fn rotate(&self, id: &str, expected_generation: u64, activity: &Activity)
-        -> Result<RotateOutcome, StoreError>;
+    async fn rotate(
+        &self,
+        id: &str,
+        expected_generation: u64,
+        activity: &Activity,
+    ) -> Result<RotateOutcome, StoreError>;
 
     /// Revokes one session. Returns false when it was unknown or already revoked.
     async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError>;
 
     /// Revokes every unrevoked session of `user_id` but `except`; returns their ids.
-    async fn revoke_user(&self, user_id: &str, except: Option<&str>, at: i64)
-        -> Result<Vec<String>, StoreError>;
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// The user's sessions that are neither revoked nor expired, newest first.
-    async fn list_active(&self, user_id: &str, now: i64, lifetimes: Lifetimes)
-        -> Result<Vec<SessionRecord>, StoreError>;
+    async fn list_active(
+        &self,
+        user_id: &str,
+        now: i64,
+        lifetimes: Lifetimes,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// (session id, revoked_at) of sessions revoked at or after `since`.
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
@@ -112,12 +124,21 @@ pub trait SessionStore: Send + Sync {
     async fn record_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
 
     /// Events of a user, newest first (for audits and tests).
-    async fn events_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<SecurityEvent>, StoreError>;
+    async fn events_for_user(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError>;
 
     /// Deletes expired sessions, revoked ones older than `revoked_before`, and
     /// events older than `events_before`. Returns how many rows went.
-    async fn cleanup(&self, now: i64, lifetimes: Lifetimes, revoked_before: i64, events_before: i64)
-        -> Result<u64, StoreError>;
+    async fn cleanup(
+        &self,
+        now: i64,
+        lifetimes: Lifetimes,
+        revoked_before: i64,
+        events_before: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Cheap liveness check for /readyz.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -6,11 +6,18 @@ mod common;
 use common::*;
 
 fn output_text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn assert_no_panic(text: &str) {
-    assert!(!text.contains("panicked at"), "sessiongate panicked:\n{text}");
+    assert!(
+        !text.contains("panicked at"),
+        "sessiongate panicked:\n{text}"
+    );
 }
 
 /// Writes the standard test config with `overrides` to `name` in a temp dir.
@@ -49,7 +56,10 @@ fn an_unknown_key_makes_check_exit_2_naming_the_file_and_key_path() {
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("bad-unknown.yaml"), "file not named:\n{text}");
-    assert!(text.contains("upstream.colour"), "key path not named:\n{text}");
+    assert!(
+        text.contains("upstream.colour"),
+        "key path not named:\n{text}"
+    );
 }
 
 #[test]
@@ -59,7 +69,10 @@ fn an_unknown_key_makes_run_exit_2_at_once_naming_the_key_path() {
     let text = output_text(&out);
     assert_no_panic(&text);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("upstream.colour"), "key path not named:\n{text}");
+    assert!(
+        text.contains("upstream.colour"),
+        "key path not named:\n{text}"
+    );
 }
 
 #[test]
@@ -70,7 +83,10 @@ fn a_missing_key_file_is_a_bad_config_naming_the_key_path() {
     let (_cfg2, path) = config_file(overrides, "missing-key.yaml");
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("tokens.keys[0].private_key_file"), "key path not named:\n{text}");
+    assert!(
+        text.contains("tokens.keys[0].private_key_file"),
+        "key path not named:\n{text}"
+    );
 }
 
 #[test]
@@ -87,24 +103,42 @@ fn a_yaml_syntax_error_names_the_file_line_and_column() {
     assert!(text.contains("syntax.yaml"), "file not named:\n{text}");
     let lower = text.to_lowercase();
     let names_line_3 = lower.contains("line 3") || lower.contains(":3:");
-    assert!(names_line_3 && lower.contains("column"), "line 3 and a column not named:\n{text}");
+    assert!(
+        names_line_3 && lower.contains("column"),
+        "line 3 and a column not named:\n{text}"
+    );
 }
 
 #[test]
 fn an_unset_environment_variable_is_a_config_error() {
-    let (_cfg, path) = config_file(json!({"upstream": {"url": "${SG_TEST_SURELY_UNSET_VAR}"}}), "env.yaml");
+    let (_cfg, path) = config_file(
+        json!({"upstream": {"url": "${SG_TEST_SURELY_UNSET_VAR}"}}),
+        "env.yaml",
+    );
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("SG_TEST_SURELY_UNSET_VAR"), "the variable is not named:\n{text}");
-    assert!(text.contains("upstream.url"), "the key path is not named:\n{text}");
+    assert!(
+        text.contains("SG_TEST_SURELY_UNSET_VAR"),
+        "the variable is not named:\n{text}"
+    );
+    assert!(
+        text.contains("upstream.url"),
+        "the key path is not named:\n{text}"
+    );
 }
 
 #[test]
 fn a_set_environment_variable_is_substituted() {
-    let (_cfg, path) = config_file(json!({"upstream": {"url": "${SG_TEST_UPSTREAM_URL}"}}), "env.yaml");
+    let (_cfg, path) = config_file(
+        json!({"upstream": {"url": "${SG_TEST_UPSTREAM_URL}"}}),
+        "env.yaml",
+    );
     let (code, text) = check(&path, &[("SG_TEST_UPSTREAM_URL", "http://127.0.0.1:4567")]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("http://127.0.0.1:4567"), "the summary does not show the substituted URL:\n{text}");
+    assert!(
+        text.contains("http://127.0.0.1:4567"),
+        "the summary does not show the substituted URL:\n{text}"
+    );
 }
 
 #[test]
@@ -115,7 +149,10 @@ fn a_default_after_colon_dash_is_used_when_the_variable_is_unset() {
     );
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("http://127.0.0.1:3999"), "the default was not used:\n{text}");
+    assert!(
+        text.contains("http://127.0.0.1:3999"),
+        "the default was not used:\n{text}"
+    );
 }
 
 #[test]
@@ -132,7 +169,10 @@ fn check_never_prints_an_hs256_secret() {
     let (_cfg, path) = config_file(bad, "hs-bad.yaml");
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
-    assert!(!text.contains(secret), "a config error printed the secret:\n{text}");
+    assert!(
+        !text.contains(secret),
+        "a config error printed the secret:\n{text}"
+    );
 }
 
 /// Starts a sidecar whose only key is the one `keygen --alg ALG` printed, and
@@ -144,14 +184,20 @@ fn keygen_key_is_accepted_by_run(alg: &str) {
     let entry = if alg == "HS256" {
         let secret = printed.trim();
         assert!(
-            secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "not a base64url secret: {secret:?}"
         );
-        assert!(common::jwt::b64_decode(secret).len() >= 32, "fewer than 32 bytes of secret");
+        assert!(
+            common::jwt::b64_decode(secret).len() >= 32,
+            "fewer than 32 bytes of secret"
+        );
         json!({"kid": "kx", "alg": alg, "secret": secret})
     } else {
         assert!(
-            printed.contains("-----BEGIN PRIVATE KEY-----") && printed.contains("-----END PRIVATE KEY-----"),
+            printed.contains("-----BEGIN PRIVATE KEY-----")
+                && printed.contains("-----END PRIVATE KEY-----"),
             "not a PKCS#8 PEM: {printed}"
         );
         json!({"kid": "kx", "alg": alg, "private_key_file": cfg.write_file("kx.pem", &printed)})

@@ -117,15 +117,21 @@ impl TokenKey {
                 ))
             }
             (Alg::ES256, "PRIVATE KEY" | "EC PRIVATE KEY") => {
-                let pair = EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(|e| format!("not a P-256 private key: {e}"))?;
-                let pkcs8 = pair.to_pkcs8v1().map_err(|_| "cannot re-encode the EC key".to_string())?;
+                let pair = EcdsaKeyPair::from_private_key_der(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(|e| format!("not a P-256 private key: {e}"))?;
+                let pkcs8 = pair
+                    .to_pkcs8v1()
+                    .map_err(|_| "cannot re-encode the EC key".to_string())?;
                 let point = pair.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
                     return Err("unexpected P-256 public key encoding".into());
                 }
                 let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..]));
-                let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
+                let decoding =
+                    DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
                 Ok(base(
                     EncodingKey::from_ec_der(pkcs8.as_ref()),
                     decoding,
@@ -211,10 +217,12 @@ pub fn generate(alg: Alg) -> Result<String, String> {
             .map_err(|_| "key generation failed".to_string())?
             .as_ref()
             .to_vec(),
-        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| "key generation failed".to_string())?
-            .as_ref()
-            .to_vec(),
+        Alg::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| "key generation failed".to_string())?
+                .as_ref()
+                .to_vec()
+        }
         Alg::RS256 => {
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                 .map_err(|_| "key generation failed".to_string())?;
@@ -240,7 +248,10 @@ mod tests {
             assert!(key.jwk.as_ref().unwrap().get("d").is_none());
         }
         let secret = generate(Alg::HS256).unwrap();
-        assert!(TokenKey::from_secret("k", secret.as_bytes()).unwrap().jwk.is_none());
+        assert!(TokenKey::from_secret("k", secret.as_bytes())
+            .unwrap()
+            .jwk
+            .is_none());
     }
 
     #[test]

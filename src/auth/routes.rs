@@ -62,7 +62,11 @@ mod tests {
     #[test]
     fn a_methods_rule_lets_other_methods_fall_through() {
         let t = RouteTable::new(vec![
-            rule("/public/", AuthPolicy::None, Some(vec![Method::GET, Method::HEAD])),
+            rule(
+                "/public/",
+                AuthPolicy::None,
+                Some(vec![Method::GET, Method::HEAD]),
+            ),
             rule("/", AuthPolicy::Required, None),
         ]);
         assert_eq!(t.policy(&Method::GET, "/public/x"), AuthPolicy::None);

@@ -95,7 +95,8 @@ impl Verifier {
             return Err(ApiError::InvalidToken("the token is too large"));
         }
         let mut parts = token.splitn(4, '.');
-        let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(ApiError::InvalidToken("the token is not a signed JWT"));
         };
@@ -108,35 +109,46 @@ impl Verifier {
         let header: JoseHeader = serde_json::from_slice(&header_json)
             .map_err(|_| ApiError::InvalidToken("the token header is not valid"))?;
         if header.crit.is_some() {
-            return Err(ApiError::InvalidToken("the token has critical header parameters"));
+            return Err(ApiError::InvalidToken(
+                "the token has critical header parameters",
+            ));
         }
         let kid = header
             .kid
             .ok_or(ApiError::InvalidToken("the token names no key (kid)"))?;
-        let (key, validation) = self
-            .keys
-            .get(&kid)
-            .ok_or(ApiError::InvalidToken("the token was signed by an unknown key"))?;
+        let (key, validation) = self.keys.get(&kid).ok_or(ApiError::InvalidToken(
+            "the token was signed by an unknown key",
+        ))?;
         if header.alg != key.alg.name() {
-            return Err(ApiError::InvalidToken("the token's algorithm does not match its key"));
+            return Err(ApiError::InvalidToken(
+                "the token's algorithm does not match its key",
+            ));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => ApiError::TokenExpired,
-                ErrorKind::ImmatureSignature => ApiError::InvalidToken("the token is not valid yet"),
-                ErrorKind::InvalidSignature => ApiError::InvalidToken("the signature does not verify"),
+                ErrorKind::ImmatureSignature => {
+                    ApiError::InvalidToken("the token is not valid yet")
+                }
+                ErrorKind::InvalidSignature => {
+                    ApiError::InvalidToken("the signature does not verify")
+                }
                 ErrorKind::InvalidIssuer => ApiError::InvalidToken("wrong issuer"),
                 ErrorKind::InvalidAudience => ApiError::InvalidToken("wrong audience"),
-                ErrorKind::MissingRequiredClaim(_) => ApiError::InvalidToken("a required claim is missing"),
+                ErrorKind::MissingRequiredClaim(_) => {
+                    ApiError::InvalidToken("a required claim is missing")
+                }
                 _ => ApiError::InvalidToken("the token's claims are not valid"),
-            }
-        })?;
+            },
+        )?;
         let c = data.claims;
         if c.iat > now + self.leeway {
             return Err(ApiError::InvalidToken("the token was issued in the future"));
         }
         if c.sub.is_empty() || c.sid.is_empty() {
-            return Err(ApiError::InvalidToken("the token has an empty subject or session"));
+            return Err(ApiError::InvalidToken(
+                "the token has an empty subject or session",
+            ));
         }
         let claims_json = match &c.ext {
             Some(ext) => serde_json::to_string(ext).unwrap_or_else(|_| "{}".into()),

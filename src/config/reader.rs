@@ -41,7 +41,10 @@ impl<'a> Node<'a> {
                 Some(m)
             }
             Some(other) => {
-                p.add(&path, format_args!("expected a mapping, found {}", kind(other)));
+                p.add(
+                    &path,
+                    format_args!("expected a mapping, found {}", kind(other)),
+                );
                 None
             }
         };
@@ -65,7 +68,8 @@ impl<'a> Node<'a> {
     }
 
     pub fn string(&self, key: &str, default: &str, p: &mut Problems) -> String {
-        self.opt_string(key, p).unwrap_or_else(|| default.to_owned())
+        self.opt_string(key, p)
+            .unwrap_or_else(|| default.to_owned())
     }
 
     pub fn opt_string(&self, key: &str, p: &mut Problems) -> Option<String> {
@@ -73,7 +77,10 @@ impl<'a> Node<'a> {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             other => {
-                p.add(&self.key_path(key), format_args!("expected a string, found {}", kind(other)));
+                p.add(
+                    &self.key_path(key),
+                    format_args!("expected a string, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -97,14 +104,20 @@ impl<'a> Node<'a> {
             // A `${VAR}` expands to a string: accept digits.
             Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
             Some(other) => {
-                p.add(&path, format_args!("expected a number, found {}", kind(other)));
+                p.add(
+                    &path,
+                    format_args!("expected a number, found {}", kind(other)),
+                );
                 return default;
             }
         };
         match n {
             Some(n) if n >= range.0 && n <= range.1 => n,
             _ => {
-                p.add(&path, format_args!("expected a whole number from {} to {}", range.0, range.1));
+                p.add(
+                    &path,
+                    format_args!("expected a whole number from {} to {}", range.0, range.1),
+                );
                 default
             }
         }
@@ -117,7 +130,10 @@ impl<'a> Node<'a> {
             Some(Value::String(s)) if s == "true" => true,
             Some(Value::String(s)) if s == "false" => false,
             Some(other) => {
-                p.add(&self.key_path(key), format_args!("expected true or false, found {}", kind(other)));
+                p.add(
+                    &self.key_path(key),
+                    format_args!("expected true or false, found {}", kind(other)),
+                );
                 default
             }
         }
@@ -135,7 +151,10 @@ impl<'a> Node<'a> {
                     .collect(),
             ),
             other => {
-                p.add(&path, format_args!("expected a list, found {}", kind(other)));
+                p.add(
+                    &path,
+                    format_args!("expected a list, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -151,7 +170,10 @@ impl<'a> Node<'a> {
         for (path, v) in items {
             match v {
                 Value::String(s) => out.push((path, s.clone())),
-                other => p.add(&path, format_args!("expected a string, found {}", kind(other))),
+                other => p.add(
+                    &path,
+                    format_args!("expected a string, found {}", kind(other)),
+                ),
             }
         }
         Some(out)

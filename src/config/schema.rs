@@ -238,7 +238,10 @@ fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server {
             .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
             Ok(net) => trusted_proxies.push(net.trunc()),
-            Err(_) => p.add(&path, format_args!("`{s}` is not a CIDR like 10.0.0.0/8 or an IP")),
+            Err(_) => p.add(
+                &path,
+                format_args!("`{s}` is not a CIDR like 10.0.0.0/8 or an IP"),
+            ),
         }
     }
     let tls = n.get("tls").map(|_| {
@@ -269,7 +272,10 @@ fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server {
 fn socket_addr(n: &Node, key: &str, default: &str, p: &mut Problems) -> SocketAddr {
     let s = n.string(key, default, p);
     s.parse().unwrap_or_else(|_| {
-        p.add(&n.key_path(key), format_args!("`{s}` is not an IP:port address"));
+        p.add(
+            &n.key_path(key),
+            format_args!("`{s}` is not an IP:port address"),
+        );
         default.parse().expect("default address parses")
     })
 }
@@ -279,7 +285,10 @@ fn required_file(n: &Node, key: &str, base: &Path, p: &mut Problems) -> PathBuf 
         Some(s) => {
             let path = resolve(base, &s);
             if let Err(e) = std::fs::metadata(&path) {
-                p.add(&n.key_path(key), format_args!("cannot read {}: {e}", path.display()));
+                p.add(
+                    &n.key_path(key),
+                    format_args!("cannot read {}: {e}", path.display()),
+                );
             }
             path
         }
@@ -322,13 +331,19 @@ fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstream {
     let ca_file = n.opt_string("ca_file", p).map(|s| {
         let path = resolve(base, &s);
         if let Err(e) = std::fs::metadata(&path) {
-            p.add(&n.key_path("ca_file"), format_args!("cannot read {}: {e}", path.display()));
+            p.add(
+                &n.key_path("ca_file"),
+                format_args!("cannot read {}: {e}", path.display()),
+            );
         }
         path
     });
     let connect_timeout = n.duration("connect_timeout", SECS(2), p);
     let request_timeout = n.duration("request_timeout", SECS(30), p);
-    for (key, d) in [("connect_timeout", connect_timeout), ("request_timeout", request_timeout)] {
+    for (key, d) in [
+        ("connect_timeout", connect_timeout),
+        ("request_timeout", request_timeout),
+    ] {
         if d.is_zero() {
             p.add(&n.key_path(key), "must be more than 0s");
         }
@@ -361,14 +376,19 @@ fn parse_upstream_url(url: &str) -> Result<(bool, String, u16), String> {
         .authority()
         .ok_or_else(|| format!("`{url}` has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("`{url}`: credentials in the upstream URL are not supported"));
+        return Err(format!(
+            "`{url}`: credentials in the upstream URL are not supported"
+        ));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!(
             "`{url}`: the upstream URL must not have a path or query (requests keep their own path)"
         ));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("`{url}` has no host"));
     }
@@ -379,7 +399,14 @@ fn parse_upstream_url(url: &str) -> Result<(bool, String, u16), String> {
 fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
     let n = root.child(
         "tokens",
-        &["issuer", "audience", "access_ttl", "leeway", "keys", "verified_cache_entries"],
+        &[
+            "issuer",
+            "audience",
+            "access_ttl",
+            "leeway",
+            "keys",
+            "verified_cache_entries",
+        ],
         p,
     );
     let mut keys: Vec<Arc<TokenKey>> = Vec::new();
@@ -392,7 +419,10 @@ fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
             for (path, v) in items {
                 if let Some(k) = read_key(v, path, base, p) {
                     if keys.iter().any(|o| o.kid == k.kid) {
-                        p.add(&n.key_path("keys"), format_args!("kid `{}` is used twice", k.kid));
+                        p.add(
+                            &n.key_path("keys"),
+                            format_args!("kid `{}` is used twice", k.kid),
+                        );
                     }
                     keys.push(Arc::new(k));
                 }
@@ -425,13 +455,21 @@ fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
 }
 
 fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -> Option<TokenKey> {
-    let n = Node::open(Some(v), path, &["kid", "alg", "private_key_file", "secret"], p);
+    let n = Node::open(
+        Some(v),
+        path,
+        &["kid", "alg", "private_key_file", "secret"],
+        p,
+    );
     let kid = n.opt_string("kid", p);
     let alg = n.opt_string("alg", p);
     let kid = match kid {
         Some(k) if !k.is_empty() && k.len() <= 64 && k.bytes().all(is_kid_byte) => k,
         Some(_) => {
-            p.add(&n.key_path("kid"), "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+            p.add(
+                &n.key_path("kid"),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+            );
             return None;
         }
         None => {
@@ -442,11 +480,17 @@ fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -> Option<To
     let alg = match alg.as_deref().map(Alg::from_name) {
         Some(Some(a)) => a,
         Some(None) => {
-            p.add(&n.key_path("alg"), "must be one of EdDSA, ES256, RS256, HS256");
+            p.add(
+                &n.key_path("alg"),
+                "must be one of EdDSA, ES256, RS256, HS256",
+            );
             return None;
         }
         None => {
-            p.add(&n.key_path("alg"), "is required (EdDSA, ES256, RS256 or HS256)");
+            p.add(
+                &n.key_path("alg"),
+                "is required (EdDSA, ES256, RS256 or HS256)",
+            );
             return None;
         }
     };
@@ -468,9 +512,22 @@ fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -> Option<To
         (_, None, None) => Err((n.key_path("private_key_file"), "is required".into())),
         (_, Some(file), None) => {
             let path = resolve(base, &file);
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("example-"))
+            {
+                tracing::warn!(
+                    key = %n.key_path("private_key_file"),
+                    "this is the example key committed to the sessiongate repository: anyone can sign tokens with it; generate your own with `sessiongate keygen`"
+                );
+            }
             match std::fs::read(&path) {
-                Ok(pem) => TokenKey::from_pem(&kid, alg, &pem)
-                    .map_err(|e| (n.key_path("private_key_file"), format!("{}: {e}", path.display()))),
+                Ok(pem) => TokenKey::from_pem(&kid, alg, &pem).map_err(|e| {
+                    (
+                        n.key_path("private_key_file"),
+                        format!("{}: {e}", path.display()),
+                    )
+                }),
                 Err(e) => Err((
                     n.key_path("private_key_file"),
                     format!("cannot read {}: {e}", path.display()),
@@ -488,13 +545,27 @@ fn is_kid_byte(b: u8) -> bool {
 fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
     let n = root.child(
         "sessions",
-        &["idle_timeout", "absolute_lifetime", "reuse_grace", "refresh_cookie", "cleanup_interval"],
+        &[
+            "idle_timeout",
+            "absolute_lifetime",
+            "reuse_grace",
+            "refresh_cookie",
+            "cleanup_interval",
+        ],
         p,
     );
     let refresh_cookie = n.get("refresh_cookie").map(|_| {
-        let c = n.child("refresh_cookie", &["name", "path", "secure", "same_site"], p);
+        let c = n.child(
+            "refresh_cookie",
+            &["name", "path", "secure", "same_site"],
+            p,
+        );
         let name = c.string("name", "sg_refresh", p);
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             p.add(&c.key_path("name"), "must be letters, digits, _ or -");
         }
         let path = c.string("path", "/v1/auth", p);
@@ -512,7 +583,10 @@ fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
         };
         let secure = c.boolean("secure", true, p);
         if same_site == SameSite::None && !secure {
-            p.add(&c.key_path("secure"), "same_site: None requires secure: true");
+            p.add(
+                &c.key_path("secure"),
+                "same_site: None requires secure: true",
+            );
         }
         RefreshCookie {
             name,
@@ -564,15 +638,24 @@ fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
                 }
             }
             if key_prefix.contains(['{', '}']) {
-                p.add(&redis.key_path("key_prefix"), "must not contain { or } (used for hash tags)");
+                p.add(
+                    &redis.key_path("key_prefix"),
+                    "must not contain { or } (used for hash tags)",
+                );
             }
             Store::Redis(RedisStore {
-                urls: urls.into_iter().map(|(_, u)| SecretString::from(u)).collect(),
+                urls: urls
+                    .into_iter()
+                    .map(|(_, u)| SecretString::from(u))
+                    .collect(),
                 key_prefix,
             })
         }
         other => {
-            p.add(&n.key_path("backend"), format_args!("`{other}`: expected sqlite or redis"));
+            p.add(
+                &n.key_path("backend"),
+                format_args!("`{other}`: expected sqlite or redis"),
+            );
             Store::Sqlite { path: sqlite_path }
         }
     }
@@ -604,7 +687,10 @@ fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
     let upstream_path = n.string("upstream_path", "/login", p);
     for (key, v) in [("path", &path), ("upstream_path", &upstream_path)] {
         if !is_plain_path(v) {
-            p.add(&n.key_path(key), "must be a plain path starting with / (no dot segments, ? or #)");
+            p.add(
+                &n.key_path(key),
+                "must be a plain path starting with / (no dot segments, ? or #)",
+            );
         }
     }
     Some(Login {
@@ -618,14 +704,18 @@ fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
 fn is_plain_path(s: &str) -> bool {
     s.starts_with('/')
         && !s.contains("//")
-        && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'%' | b'\\'))
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'%' | b'\\'))
         && !s.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 fn header_name(n: &Node, key: &str, default: &str, p: &mut Problems) -> HeaderName {
     let s = n.string(key, default, p);
     HeaderName::from_bytes(s.as_bytes()).unwrap_or_else(|_| {
-        p.add(&n.key_path(key), format_args!("`{s}` is not a valid header name"));
+        p.add(
+            &n.key_path(key),
+            format_args!("`{s}` is not a valid header name"),
+        );
         HeaderName::from_static("x-invalid")
     })
 }
@@ -637,9 +727,16 @@ fn read_identity_headers(root: &Node, p: &mut Problems) -> IdentityHeaders {
         session_id: header_name(&n, "session_id", "X-Auth-Session-Id", p),
         claims: header_name(&n, "claims", "X-Auth-Claims", p),
     };
-    for (key, name) in [("user_id", &h.user_id), ("session_id", &h.session_id), ("claims", &h.claims)] {
+    for (key, name) in [
+        ("user_id", &h.user_id),
+        ("session_id", &h.session_id),
+        ("claims", &h.claims),
+    ] {
         if crate::proxy::headers::is_reserved(name) {
-            p.add(&n.key_path(key), format_args!("`{name}` is a header sessiongate or HTTP manages"));
+            p.add(
+                &n.key_path(key),
+                format_args!("`{name}` is a header sessiongate or HTTP manages"),
+            );
         }
     }
     h
@@ -661,15 +758,24 @@ fn read_routes(root: &Node, p: &mut Problems) -> Vec<Route> {
             }
         };
         let (PathMatch::Prefix(s) | PathMatch::Exact(s)) = &matcher;
-        if !s.starts_with('/') || s.contains("//") || s.split('/').any(|seg| seg == "." || seg == "..") {
-            p.add(&n.path, format_args!("`{s}` must be a normalized path starting with /"));
+        if !s.starts_with('/')
+            || s.contains("//")
+            || s.split('/').any(|seg| seg == "." || seg == "..")
+        {
+            p.add(
+                &n.path,
+                format_args!("`{s}` must be a normalized path starting with /"),
+            );
         }
         let auth = match n.string("auth", "required", p).as_str() {
             "required" => AuthPolicy::Required,
             "optional" => AuthPolicy::Optional,
             "none" => AuthPolicy::None,
             other => {
-                p.add(&n.key_path("auth"), format_args!("`{other}`: expected required, optional or none"));
+                p.add(
+                    &n.key_path("auth"),
+                    format_args!("`{other}`: expected required, optional or none"),
+                );
                 AuthPolicy::Required
             }
         };
@@ -751,7 +857,10 @@ fn cross_checks(c: &Config, p: &mut Problems) {
     }
     if let Some(login) = &c.login {
         if login.subject_header == login.claims_header {
-            p.add("login.claims_header", "must differ from login.subject_header");
+            p.add(
+                "login.claims_header",
+                "must differ from login.subject_header",
+            );
         }
     }
 }

@@ -17,7 +17,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("`{s}` is not a duration like 500ms, 10s, 15m, 2h or 7d"));
+            return Err(format!(
+                "`{s}` is not a duration like 500ms, 10s, 15m, 2h or 7d"
+            ));
         }
         let n: u128 = s[start..i]
             .parse()
@@ -33,7 +35,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => return Err(format!("`{s}` needs a unit (ms, s, m, h or d)")),
-            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, m, h or d)"
+                ))
+            }
         };
         total = total
             .checked_add(n.saturating_mul(millis_per_unit))
@@ -58,9 +64,9 @@ pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
         } else if let Some(body) = after.strip_prefix("${") {
             let end = body
                 .find('}')
@@ -70,11 +76,7 @@ pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("`${{{expr}}}` is not a valid variable reference"));
             }
             match (lookup(name), default) {
@@ -111,7 +113,15 @@ mod tests {
 
     #[test]
     fn bad_durations_are_explained() {
-        for bad in ["", "10", "s", "10x", "-1s", "1.5s", "99999999999999999999999d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10x",
+            "-1s",
+            "1.5s",
+            "99999999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
     }
@@ -119,12 +129,17 @@ mod tests {
     #[test]
     fn env_references_expand_with_defaults_and_escapes() {
         let env = |k: &str| (k == "HOST").then(|| "db".to_string());
-        assert_eq!(expand_env("redis://${HOST}:1", &env).unwrap(), "redis://db:1");
+        assert_eq!(
+            expand_env("redis://${HOST}:1", &env).unwrap(),
+            "redis://db:1"
+        );
         assert_eq!(expand_env("${PORT:-6379}", &env).unwrap(), "6379");
         assert_eq!(expand_env("${HOST:-x}", &env).unwrap(), "db");
         assert_eq!(expand_env("$${HOST}", &env).unwrap(), "${HOST}");
         assert_eq!(expand_env("cost $5", &env).unwrap(), "cost $5");
-        assert!(expand_env("${MISSING}", &env).unwrap_err().contains("MISSING"));
+        assert!(expand_env("${MISSING}", &env)
+            .unwrap_err()
+            .contains("MISSING"));
         assert!(expand_env("${HOST", &env).is_err());
         assert!(expand_env("${A-B}", &env).is_err());
     }

@@ -68,12 +68,23 @@ impl AuthApi {
         if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
             return Err(method_not_allowed());
         }
-        let extra = vec![(http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))];
-        send(session, 200, self.jwks.clone(), extra, &ctx.request_id).await.map_err(|_| ApiError::Internal)?;
+        let extra = vec![(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )];
+        send(session, 200, self.jwks.clone(), extra, &ctx.request_id)
+            .await
+            .map_err(|_| ApiError::Internal)?;
         Ok(())
     }
 
-    pub async fn handle(&self, gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx, path: &str) -> Result<(), ApiError> {
+    pub async fn handle(
+        &self,
+        gw: &Gateway,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        path: &str,
+    ) -> Result<(), ApiError> {
         let method = session.req_header().method.clone();
         let client = Client {
             ip: ctx.client.ip.to_string(),
@@ -82,19 +93,39 @@ impl AuthApi {
         if let Some(login) = self.login.as_ref().filter(|l| path == l.path()) {
             ctx.route = "login";
             expect(&method, Method::POST)?;
-            self.login_limit.check(ctx.client.ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+            self.login_limit
+                .check(ctx.client.ip)
+                .map_err(|s| ApiError::RateLimited {
+                    retry_after_secs: s,
+                })?;
             let body = self.read_body(session).await?;
-            return login.forward(gw, &self.sessions, session, ctx, body, &client, self.cookie.as_ref()).await;
+            return login
+                .forward(
+                    gw,
+                    &self.sessions,
+                    session,
+                    ctx,
+                    body,
+                    &client,
+                    self.cookie.as_ref(),
+                )
+                .await;
         }
         let rest = &path[PREFIX.len()..];
         match rest {
             "refresh" => {
                 ctx.route = "refresh";
                 expect(&method, Method::POST)?;
-                self.refresh_limit.check(ctx.client.ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+                self.refresh_limit
+                    .check(ctx.client.ip)
+                    .map_err(|s| ApiError::RateLimited {
+                        retry_after_secs: s,
+                    })?;
                 let body = self.read_body(session).await?;
                 let token = self.refresh_token_from(session, &body)?.ok_or_else(|| {
-                    ApiError::InvalidRequest("Send the refresh token as {\"refresh_token\": \"...\"}.".into())
+                    ApiError::InvalidRequest(
+                        "Send the refresh token as {\"refresh_token\": \"...\"}.".into(),
+                    )
                 })?;
                 let tokens = self.sessions.refresh(&token, &client).await?;
                 self.send_tokens(session, ctx, &tokens).await
@@ -104,7 +135,8 @@ impl AuthApi {
                 expect(&method, Method::GET)?;
                 let who = self.caller(gw, session)?;
                 let list = self.sessions.list(&who).await?;
-                let body = serde_json::to_vec(&serde_json::json!({ "sessions": list })).map_err(|_| ApiError::Internal)?;
+                let body = serde_json::to_vec(&serde_json::json!({ "sessions": list }))
+                    .map_err(|_| ApiError::Internal)?;
                 send_ok(session, ctx, 200, body, vec![]).await
             }
             "sessions/revoke-all" => {
@@ -113,8 +145,12 @@ impl AuthApi {
                 let who = self.caller(gw, session)?;
                 let body = self.read_body(session).await?;
                 let opts: RevokeAllBody = parse_json_or_empty(&body)?;
-                let n = self.sessions.revoke_all(&who, opts.keep_current, &client).await?;
-                let body = serde_json::to_vec(&serde_json::json!({ "revoked": n })).map_err(|_| ApiError::Internal)?;
+                let n = self
+                    .sessions
+                    .revoke_all(&who, opts.keep_current, &client)
+                    .await?;
+                let body = serde_json::to_vec(&serde_json::json!({ "revoked": n }))
+                    .map_err(|_| ApiError::Internal)?;
                 send_ok(session, ctx, 200, body, vec![]).await
             }
             "logout" => {
@@ -124,15 +160,25 @@ impl AuthApi {
                 match self.optional_caller(gw, session)? {
                     Some(who) => self.sessions.logout_access(&who, &client).await?,
                     None => {
-                        let token = self.refresh_token_from(session, &body)?.ok_or(ApiError::MissingToken)?;
+                        let token = self
+                            .refresh_token_from(session, &body)?
+                            .ok_or(ApiError::MissingToken)?;
                         self.sessions.logout_refresh(&token, &client).await?;
                     }
                 }
-                let extra = self.cookie.as_ref().map(|c| (SET_COOKIE, clear_cookie(c))).into_iter().collect();
+                let extra = self
+                    .cookie
+                    .as_ref()
+                    .map(|c| (SET_COOKIE, clear_cookie(c)))
+                    .into_iter()
+                    .collect();
                 send_ok(session, ctx, 204, Vec::new(), extra).await
             }
             _ => {
-                let Some(id) = rest.strip_prefix("sessions/").filter(|id| !id.is_empty() && !id.contains('/')) else {
+                let Some(id) = rest
+                    .strip_prefix("sessions/")
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+                else {
                     return Err(ApiError::NotFound);
                 };
                 ctx.route = "sessions";
@@ -145,11 +191,17 @@ impl AuthApi {
     }
 
     fn caller(&self, gw: &Gateway, session: &Session) -> Result<Arc<Verified>, ApiError> {
-        self.optional_caller(gw, session)?.ok_or(ApiError::MissingToken)
+        self.optional_caller(gw, session)?
+            .ok_or(ApiError::MissingToken)
     }
 
-    fn optional_caller(&self, gw: &Gateway, session: &Session) -> Result<Option<Arc<Verified>>, ApiError> {
-        gw.auth.authenticate(session.req_header().headers.get(AUTHORIZATION))
+    fn optional_caller(
+        &self,
+        gw: &Gateway,
+        session: &Session,
+    ) -> Result<Option<Arc<Verified>>, ApiError> {
+        gw.auth
+            .authenticate(session.req_header().headers.get(AUTHORIZATION))
     }
 
     /// Reads the whole request body, refusing more than `server.max_auth_body_bytes`.
@@ -182,7 +234,11 @@ impl AuthApi {
 
     /// The refresh token from the JSON body, else from the cookie (cookie mode),
     /// in which case the request must come from our own origin (CSRF).
-    fn refresh_token_from(&self, session: &Session, body: &[u8]) -> Result<Option<String>, ApiError> {
+    fn refresh_token_from(
+        &self,
+        session: &Session,
+        body: &[u8],
+    ) -> Result<Option<String>, ApiError> {
         let parsed: RefreshBody = parse_json_or_empty(body)?;
         if let Some(t) = parsed.refresh_token.filter(|t| !t.is_empty()) {
             return Ok(Some(t));
@@ -195,12 +251,19 @@ impl AuthApi {
             return Ok(None);
         };
         if !same_origin(req) {
-            return Err(ApiError::Forbidden("a cookie-authenticated request must come from this site's own origin"));
+            return Err(ApiError::Forbidden(
+                "a cookie-authenticated request must come from this site's own origin",
+            ));
         }
         Ok(Some(token))
     }
 
-    async fn send_tokens(&self, session: &mut Session, ctx: &RequestCtx, t: &TokenResponse) -> Result<(), ApiError> {
+    async fn send_tokens(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        t: &TokenResponse,
+    ) -> Result<(), ApiError> {
         let body = serde_json::to_vec(t).map_err(|_| ApiError::Internal)?;
         let extra = self
             .cookie
@@ -213,11 +276,19 @@ impl AuthApi {
     }
 }
 
-pub async fn send_ok(session: &mut Session, ctx: &RequestCtx, status: u16, body: Vec<u8>, extra: Vec<(HeaderName, HeaderValue)>) -> Result<(), ApiError> {
-    send(session, status, body, extra, &ctx.request_id).await.map_err(|e| {
-        tracing::debug!(error = %e, "client went away before the answer was written");
-        ApiError::Internal
-    })
+pub async fn send_ok(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    body: Vec<u8>,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Result<(), ApiError> {
+    send(session, status, body, extra, &ctx.request_id)
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = %e, "client went away before the answer was written");
+            ApiError::Internal
+        })
 }
 
 fn expect(method: &Method, want: Method) -> Result<(), ApiError> {
@@ -236,7 +307,9 @@ fn parse_json_or_empty<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> R
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|_| ApiError::InvalidRequest("The request body is not valid JSON of the expected shape.".into()))
+    serde_json::from_slice(body).map_err(|_| {
+        ApiError::InvalidRequest("The request body is not valid JSON of the expected shape.".into())
+    })
 }
 
 fn cookie_value<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Option<String> {
@@ -251,7 +324,10 @@ fn cookie_value<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) 
 
 /// The Origin (or, lacking it, the Referer) names the host the request was sent to.
 fn same_origin(req: &pingora::http::RequestHeader) -> bool {
-    let host = req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
     let origin = req
         .headers
         .get(http::header::ORIGIN)
@@ -259,7 +335,9 @@ fn same_origin(req: &pingora::http::RequestHeader) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|o| o.parse::<http::Uri>().ok());
     match (host, origin) {
-        (Some(host), Some(o)) => o.authority().is_some_and(|a| a.as_str().eq_ignore_ascii_case(host)),
+        (Some(host), Some(o)) => o
+            .authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(host)),
         _ => false,
     }
 }
@@ -285,7 +363,8 @@ pub fn set_cookie(c: &RefreshCookie, token: &str) -> Option<HeaderValue> {
 }
 
 fn clear_cookie(c: &RefreshCookie) -> HeaderValue {
-    HeaderValue::from_str(&format!("{}={}", c.name, cookie_attributes(c, Some(0)))).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&format!("{}={}", c.name, cookie_attributes(c, Some(0))))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -295,15 +374,26 @@ mod tests {
     #[test]
     fn the_named_cookie_is_found_among_others() {
         let hv = [HeaderValue::from_static("a=1; sg_refresh=tok; b=2")];
-        assert_eq!(cookie_value(hv.iter(), "sg_refresh").as_deref(), Some("tok"));
+        assert_eq!(
+            cookie_value(hv.iter(), "sg_refresh").as_deref(),
+            Some("tok")
+        );
         assert_eq!(cookie_value(hv.iter(), "sg"), None);
     }
 
     #[test]
     fn refresh_cookies_are_http_only_and_scoped() {
-        let c = RefreshCookie { name: "sg_refresh".into(), path: "/v1/auth".into(), secure: true, same_site: SameSite::Strict };
+        let c = RefreshCookie {
+            name: "sg_refresh".into(),
+            path: "/v1/auth".into(),
+            secure: true,
+            same_site: SameSite::Strict,
+        };
         let v = set_cookie(&c, "abc").unwrap();
-        assert_eq!(v.to_str().unwrap(), "sg_refresh=abc; Path=/v1/auth; HttpOnly; SameSite=Strict; Secure");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "sg_refresh=abc; Path=/v1/auth; HttpOnly; SameSite=Strict; Secure"
+        );
         assert!(clear_cookie(&c).to_str().unwrap().contains("Max-Age=0"));
     }
 }

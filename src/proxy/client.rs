@@ -19,7 +19,11 @@ pub struct ClientInfo {
 impl ClientInfo {
     pub fn unknown() -> Self {
         let ip = IpAddr::from([0, 0, 0, 0]);
-        ClientInfo { peer_ip: ip, peer_trusted: false, ip }
+        ClientInfo {
+            peer_ip: ip,
+            peer_trusted: false,
+            ip,
+        }
     }
 
     pub fn new(peer_ip: IpAddr, req: &RequestHeader, trusted: &[IpNet]) -> Self {
@@ -36,13 +40,22 @@ impl ClientInfo {
                 .flat_map(|v| v.split(','))
                 .filter_map(|s| s.trim().parse::<IpAddr>().ok())
                 .collect();
-            if let Some(found) = hops.iter().rev().map(|ip| canonical(*ip)).find(|ip| !is_trusted(ip)) {
+            if let Some(found) = hops
+                .iter()
+                .rev()
+                .map(|ip| canonical(*ip))
+                .find(|ip| !is_trusted(ip))
+            {
                 ip = found;
             } else if let Some(first) = hops.first() {
                 ip = canonical(*first);
             }
         }
-        ClientInfo { peer_ip, peer_trusted, ip }
+        ClientInfo {
+            peer_ip,
+            peer_trusted,
+            ip,
+        }
     }
 }
 
@@ -61,5 +74,8 @@ pub fn user_agent(req: &RequestHeader) -> String {
         .get(http::header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect()
+    ua.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_AGENT)
+        .collect()
 }

@@ -55,7 +55,14 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    pub fn new(config: &Config, auth: Arc<Authenticator>, api: AuthApi, upstream: Arc<Upstream>, metrics: Arc<Metrics>, inflight: Arc<InFlight>) -> Self {
+    pub fn new(
+        config: &Config,
+        auth: Arc<Authenticator>,
+        api: AuthApi,
+        upstream: Arc<Upstream>,
+        metrics: Arc<Metrics>,
+        inflight: Arc<InFlight>,
+    ) -> Self {
         Gateway {
             auth,
             routes: RouteTable::new(config.routes.clone()),
@@ -82,7 +89,9 @@ impl Gateway {
         }
         let raw = req.raw_path();
         if raw.contains(&b'\\') || raw.contains(&b'#') {
-            return Err(ApiError::BadRequest("backslash or fragment in the request target"));
+            return Err(ApiError::BadRequest(
+                "backslash or fragment in the request target",
+            ));
         }
         let path = req.uri.path();
         let normalized = normalize(path).map_err(ApiError::BadRequest)?;
@@ -104,25 +113,45 @@ impl Gateway {
         let req = session.req_header();
         match self.routes.policy(&req.method, &path) {
             AuthPolicy::None => {}
-            AuthPolicy::Optional => ctx.identity = self.auth.authenticate(req.headers.get(AUTHORIZATION))?,
+            AuthPolicy::Optional => {
+                ctx.identity = self.auth.authenticate(req.headers.get(AUTHORIZATION))?
+            }
             AuthPolicy::Required => {
-                ctx.identity = Some(self.auth.authenticate(req.headers.get(AUTHORIZATION))?.ok_or(ApiError::MissingToken)?);
+                ctx.identity = Some(self.auth.require(req.headers.get(AUTHORIZATION))?);
             }
         }
         Ok(false)
     }
 
     /// Rewrites a request bound for the upstream (proxied requests and login alike).
-    pub fn rewrite_upstream_request(&self, req: &mut RequestHeader, ctx: &RequestCtx, strip: &[&http::HeaderName]) -> pingora::Result<()> {
+    pub fn rewrite_upstream_request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &RequestCtx,
+        strip: &[&http::HeaderName],
+    ) -> pingora::Result<()> {
         if let Some(target) = &ctx.forward_target {
-            req.set_uri(target.parse().map_err(|_| Error::explain(ErrorType::InternalError, "normalized URI"))?);
+            req.set_uri(
+                target
+                    .parse()
+                    .map_err(|_| Error::explain(ErrorType::InternalError, "normalized URI"))?,
+            );
         }
         // Client copies of identity headers, in any spelling, never pass.
-        let identity = [&self.identity.user_id, &self.identity.session_id, &self.identity.claims];
+        let identity = [
+            &self.identity.user_id,
+            &self.identity.session_id,
+            &self.identity.claims,
+        ];
         let doomed: Vec<http::HeaderName> = req
             .headers
             .keys()
-            .filter(|k| identity.iter().chain(strip).any(|h| same_name(k.as_str().as_bytes(), h.as_str().as_bytes())))
+            .filter(|k| {
+                identity
+                    .iter()
+                    .chain(strip)
+                    .any(|h| same_name(k.as_str().as_bytes(), h.as_str().as_bytes()))
+            })
             .cloned()
             .collect();
         for name in doomed {
@@ -135,7 +164,11 @@ impl Gateway {
         }
         let peer = ctx.client.peer_ip.to_string();
         if ctx.client.peer_trusted {
-            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
                 _ => peer,
             };
@@ -164,7 +197,11 @@ impl Gateway {
 
 fn head_size(req: &RequestHeader) -> usize {
     let line = req.method.as_str().len() + req.raw_path().len() + 12;
-    line + req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+    line + req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
 }
 
 fn to_api_error(e: &Error) -> Option<ApiError> {
@@ -187,10 +224,11 @@ fn to_api_error(e: &Error) -> Option<ApiError> {
             _ => Some(ApiError::BadRequest("the request is malformed")),
         },
         _ => match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | SocketError => {
-                Some(ApiError::UpstreamUnavailable("The upstream service is unavailable.".into()))
-            }
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
+            | SocketError => Some(ApiError::UpstreamUnavailable(
+                "The upstream service is unavailable.".into(),
+            )),
             _ => Some(ApiError::Internal),
         },
     }
@@ -213,7 +251,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         let req = session.req_header();
         ctx.request_id = req
             .headers
@@ -221,7 +263,11 @@ impl ProxyHttp for Gateway {
             .filter(|v| acceptable_request_id(v))
             .cloned()
             .unwrap_or_else(new_request_id);
-        let peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         ctx.client = ClientInfo::new(peer_ip, session.req_header(), &self.trusted_proxies);
         match self.decide(session, ctx).await {
             Ok(done) => Ok(done),
@@ -232,25 +278,51 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         ctx.upstream_start = Some(Instant::now());
         match self.upstream.peer() {
             Some(p) => Ok(Box::new((*p).clone())),
-            None => Error::e_explain(ErrorType::ConnectNoRoute, "the upstream address is not resolved"),
+            None => Error::e_explain(
+                ErrorType::ConnectNoRoute,
+                "the upstream address is not resolved",
+            ),
         }
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
         self.rewrite_upstream_request(req, ctx, &[])
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
         resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let api = if session.response_written().is_some() { None } else { to_api_error(e) };
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let api = if session.response_written().is_some() {
+            None
+        } else {
+            to_api_error(e)
+        };
         let code = match &api {
             Some(err) => {
                 if err.status() >= 500 {
@@ -279,10 +351,18 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let status_label = status.to_string();
-        self.metrics.http_requests.with_label_values(&[ctx.route, status_label.as_str()]).inc();
-        self.metrics.http_duration.with_label_values(&[ctx.route]).observe(elapsed.as_secs_f64());
+        self.metrics
+            .http_requests
+            .with_label_values(&[ctx.route, status_label.as_str()])
+            .inc();
+        self.metrics
+            .http_duration
+            .with_label_values(&[ctx.route])
+            .observe(elapsed.as_secs_f64());
         if let Some(t) = ctx.upstream_start {
-            self.metrics.upstream_duration.observe(t.elapsed().as_secs_f64());
+            self.metrics
+                .upstream_duration
+                .observe(t.elapsed().as_secs_f64());
         }
         let req = session.req_header();
         tracing::info!(

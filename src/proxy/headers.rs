@@ -8,7 +8,13 @@ use http::HeaderValue;
 pub fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
-            let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            let norm = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             norm(*x) == norm(*y)
         })
 }
@@ -16,17 +22,34 @@ pub fn same_name(a: &[u8], b: &[u8]) -> bool {
 /// Headers an operator may not choose as identity headers.
 pub fn is_reserved(name: &HeaderName) -> bool {
     const RESERVED: &[&str] = &[
-        "authorization", "host", "connection", "content-length", "transfer-encoding", "te", "upgrade",
-        "keep-alive", "proxy-connection", "trailer", "cookie", "x-forwarded-for", "x-forwarded-proto",
-        "x-forwarded-host", "x-request-id",
+        "authorization",
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "trailer",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
     ];
-    RESERVED.iter().any(|r| same_name(r.as_bytes(), name.as_str().as_bytes()))
+    RESERVED
+        .iter()
+        .any(|r| same_name(r.as_bytes(), name.as_str().as_bytes()))
 }
 
 /// A client's X-Request-Id is kept if it is 1-128 chars of `[A-Za-z0-9._-]`.
 pub fn acceptable_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// A new request id: 32 hex characters of randomness.

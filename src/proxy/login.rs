@@ -30,7 +30,16 @@ pub struct LoginForwarder {
 }
 
 /// The response headers that describe the connection, not the message.
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
 
 impl LoginForwarder {
     pub fn new(cfg: Login, upstream: Arc<Upstream>, ca_file: Option<String>) -> Self {
@@ -59,16 +68,27 @@ impl LoginForwarder {
         cookie: Option<&RefreshCookie>,
     ) -> Result<(), ApiError> {
         let mut req = session.req_header().clone();
-        req.set_uri(self.cfg.upstream_path.parse().map_err(|_| ApiError::Internal)?);
+        req.set_uri(
+            self.cfg
+                .upstream_path
+                .parse()
+                .map_err(|_| ApiError::Internal)?,
+        );
         ctx.forward_target = None;
         for h in HOP_BY_HOP {
             req.remove_header(*h);
         }
-        req.insert_header(http::header::CONTENT_LENGTH, body.len()).map_err(|_| ApiError::Internal)?;
-        gw.rewrite_upstream_request(&mut req, ctx, &[&self.cfg.subject_header, &self.cfg.claims_header])
+        req.insert_header(http::header::CONTENT_LENGTH, body.len())
             .map_err(|_| ApiError::Internal)?;
+        gw.rewrite_upstream_request(
+            &mut req,
+            ctx,
+            &[&self.cfg.subject_header, &self.cfg.claims_header],
+        )
+        .map_err(|_| ApiError::Internal)?;
         let exchange = self.exchange(req, body);
-        let (resp, resp_body) = match tokio::time::timeout(self.upstream.timeout(), exchange).await {
+        let (resp, resp_body) = match tokio::time::timeout(self.upstream.timeout(), exchange).await
+        {
             Ok(r) => r?,
             Err(_) => return Err(ApiError::UpstreamTimeout),
         };
@@ -80,19 +100,34 @@ impl LoginForwarder {
         let claims = valid_claims(resp.headers.get(&self.cfg.claims_header))?;
         let tokens = sessions.login(&subject, claims, client).await?;
         let body = serde_json::to_vec(&tokens).map_err(|_| ApiError::Internal)?;
-        let extra = cookie.and_then(|c| set_cookie(c, &tokens.refresh_token)).map(|v| (SET_COOKIE, v)).into_iter().collect();
+        let extra = cookie
+            .and_then(|c| set_cookie(c, &tokens.refresh_token))
+            .map(|v| (SET_COOKIE, v))
+            .into_iter()
+            .collect();
         send_ok(session, ctx, 200, body, extra).await
     }
 
     /// One request/response with the upstream, the body read whole (bounded).
-    async fn exchange(&self, req: RequestHeader, body: Vec<u8>) -> Result<(ResponseHeader, Vec<u8>), ApiError> {
-        let unavailable = |_| ApiError::UpstreamUnavailable("The upstream service is unavailable.".into());
+    async fn exchange(
+        &self,
+        req: RequestHeader,
+        body: Vec<u8>,
+    ) -> Result<(ResponseHeader, Vec<u8>), ApiError> {
+        let unavailable =
+            |_| ApiError::UpstreamUnavailable("The upstream service is unavailable.".into());
         let peer = self.upstream.peer().ok_or_else(|| unavailable(()))?;
-        let (http, _reused) = self.connector.get_http_session(&*peer).await.map_err(|_| unavailable(()))?;
+        let (http, _reused) = self
+            .connector
+            .get_http_session(&*peer)
+            .await
+            .map_err(|_| unavailable(()))?;
         let HttpSession::H1(mut h1) = http else {
             return Err(unavailable(()));
         };
-        h1.write_request_header(Box::new(req)).await.map_err(|_| unavailable(()))?;
+        h1.write_request_header(Box::new(req))
+            .await
+            .map_err(|_| unavailable(()))?;
         if !body.is_empty() {
             h1.write_body(&body).await.map_err(|_| unavailable(()))?;
         }
@@ -105,7 +140,9 @@ impl LoginForwarder {
         let mut out = Vec::new();
         while let Some(chunk) = h1.read_body_bytes().await.map_err(|_| unavailable(()))? {
             if out.len() + chunk.len() > MAX_RELAYED_BODY {
-                return Err(ApiError::UpstreamUnavailable("The upstream's login answer is too large.".into()));
+                return Err(ApiError::UpstreamUnavailable(
+                    "The upstream's login answer is too large.".into(),
+                ));
             }
             out.extend_from_slice(&chunk);
         }
@@ -118,22 +155,43 @@ impl LoginForwarder {
     }
 
     /// The upstream's own answer, unchanged but for the subject/claims headers and framing.
-    async fn relay(&self, session: &mut Session, ctx: &RequestCtx, resp: ResponseHeader, body: Vec<u8>) -> Result<(), ApiError> {
-        let mut out = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2)).map_err(|_| ApiError::Internal)?;
+    async fn relay(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        resp: ResponseHeader,
+        body: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let mut out = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))
+            .map_err(|_| ApiError::Internal)?;
         for (name, value) in resp.headers.iter() {
             let name_s = name.as_str();
-            if HOP_BY_HOP.contains(&name_s) || name == self.cfg.subject_header || name == self.cfg.claims_header || name_s == "x-request-id" {
+            if HOP_BY_HOP.contains(&name_s)
+                || name == self.cfg.subject_header
+                || name == self.cfg.claims_header
+                || name_s == "x-request-id"
+            {
                 continue;
             }
-            out.append_header(name.clone(), value.clone()).map_err(|_| ApiError::Internal)?;
+            out.append_header(name.clone(), value.clone())
+                .map_err(|_| ApiError::Internal)?;
         }
-        out.insert_header(http::header::CONTENT_LENGTH, body.len()).map_err(|_| ApiError::Internal)?;
-        out.insert_header(HeaderName::from_static("x-request-id"), ctx.request_id.clone()).map_err(|_| ApiError::Internal)?;
+        out.insert_header(http::header::CONTENT_LENGTH, body.len())
+            .map_err(|_| ApiError::Internal)?;
+        out.insert_header(
+            HeaderName::from_static("x-request-id"),
+            ctx.request_id.clone(),
+        )
+        .map_err(|_| ApiError::Internal)?;
         let no_body = body.is_empty() || session.req_header().method == http::Method::HEAD;
         let send = async {
-            session.write_response_header(Box::new(out), no_body).await?;
+            session
+                .write_response_header(Box::new(out), no_body)
+                .await?;
             if !no_body {
-                session.write_response_body(Some(Bytes::from(body)), true).await?;
+                session
+                    .write_response_body(Some(Bytes::from(body)), true)
+                    .await?;
             }
             Ok::<_, Box<pingora::Error>>(())
         };
@@ -143,7 +201,9 @@ impl LoginForwarder {
 
 fn bad_upstream(why: &'static str) -> ApiError {
     tracing::warn!(why, "the upstream's login answer cannot become a session");
-    ApiError::UpstreamUnavailable(format!("The upstream's login answer was not usable: {why}.").into())
+    ApiError::UpstreamUnavailable(
+        format!("The upstream's login answer was not usable: {why}.").into(),
+    )
 }
 
 fn valid_subject(v: Option<&HeaderValue>) -> Result<String, ApiError> {
@@ -166,7 +226,9 @@ fn valid_claims(v: Option<&HeaderValue>) -> Result<String, ApiError> {
         return Err(bad_upstream("the claims header is larger than 4096 bytes"));
     }
     match serde_json::from_slice::<serde_json::Value>(v.as_bytes()) {
-        Ok(serde_json::Value::Object(m)) => serde_json::to_string(&m).map_err(|_| ApiError::Internal),
+        Ok(serde_json::Value::Object(m)) => {
+            serde_json::to_string(&m).map_err(|_| ApiError::Internal)
+        }
         Ok(_) => Err(bad_upstream("the claims header is JSON but not an object")),
         Err(_) => Err(bad_upstream("the claims header is not JSON")),
     }
@@ -180,13 +242,19 @@ mod tests {
     fn claims_must_be_a_small_json_object() {
         let hv = |s: &str| HeaderValue::from_str(s).unwrap();
         assert_eq!(valid_claims(None).unwrap(), "{}");
-        assert_eq!(valid_claims(Some(&hv(r#"{ "role" : "admin" }"#))).unwrap(), r#"{"role":"admin"}"#);
+        assert_eq!(
+            valid_claims(Some(&hv(r#"{ "role" : "admin" }"#))).unwrap(),
+            r#"{"role":"admin"}"#
+        );
         assert!(valid_claims(Some(&hv(r#"["admin"]"#))).is_err());
         assert!(valid_claims(Some(&hv("role=admin"))).is_err());
         let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5000));
         assert!(valid_claims(Some(&hv(&big))).is_err());
         // Escaped control characters stay escaped in the compact form.
-        assert_eq!(valid_claims(Some(&hv(r#"{"r":"a\r\nX: 1"}"#))).unwrap(), r#"{"r":"a\r\nX: 1"}"#);
+        assert_eq!(
+            valid_claims(Some(&hv(r#"{"r":"a\r\nX: 1"}"#))).unwrap(),
+            r#"{"r":"a\r\nX: 1"}"#
+        );
     }
 
     #[test]

@@ -19,10 +19,8 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
             _ => {}
         }
     }
-    let needs_work = bytes.contains(&b'%')
-        || path.contains("//")
-        || path.contains("/.")
-        || path.contains(';');
+    let needs_work =
+        bytes.contains(&b'%') || path.contains("//") || path.contains("/.") || path.contains(';');
     if !needs_work {
         return Ok(Cow::Borrowed(path));
     }
@@ -32,8 +30,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
     let last = segments.len().saturating_sub(1);
     for (i, seg) in segments.iter().enumerate() {
         let bare = seg.split(';').next().unwrap_or("");
-        let is_dot = bare == "." || bare == ".." || bare.eq_ignore_ascii_case("%2e") || bare.eq_ignore_ascii_case("%2e%2e")
-            || bare.eq_ignore_ascii_case(".%2e") || bare.eq_ignore_ascii_case("%2e.");
+        let is_dot = bare == "."
+            || bare == ".."
+            || bare.eq_ignore_ascii_case("%2e")
+            || bare.eq_ignore_ascii_case("%2e%2e")
+            || bare.eq_ignore_ascii_case(".%2e")
+            || bare.eq_ignore_ascii_case("%2e.");
         if is_dot && (*seg != "." && *seg != "..") {
             return Err("a dot segment with parameters or encoding");
         }
@@ -113,12 +115,20 @@ mod tests {
     use super::normalize;
 
     fn ok(p: &str) -> String {
-        normalize(p).unwrap_or_else(|e| panic!("{p}: {e}")).into_owned()
+        normalize(p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .into_owned()
     }
 
     #[test]
     fn plain_paths_pass_untouched() {
-        for p in ["/", "/api/things", "/a/b.json", "/a/.well-known/x", "/a-b_c~d"] {
+        for p in [
+            "/",
+            "/api/things",
+            "/a/b.json",
+            "/a/.well-known/x",
+            "/a-b_c~d",
+        ] {
             assert_eq!(ok(p), p);
         }
     }
@@ -146,9 +156,22 @@ mod tests {
     #[test]
     fn ambiguous_paths_are_refused() {
         for p in [
-            "/public/a%2Fb", "/public/a%2fb", "/public/a%5Cb", "/public/a%5cb", "/public/%2e%2e/x",
-            "/public/%2E/x", "/public/.%2e/x", "/public/a\\b", "/public/a%00b", "/public/..;x/y",
-            "/public/.;x/y", "/a%zz", "/a%2", "relative", "/a#b", "/a\0b",
+            "/public/a%2Fb",
+            "/public/a%2fb",
+            "/public/a%5Cb",
+            "/public/a%5cb",
+            "/public/%2e%2e/x",
+            "/public/%2E/x",
+            "/public/.%2e/x",
+            "/public/a\\b",
+            "/public/a%00b",
+            "/public/..;x/y",
+            "/public/.;x/y",
+            "/a%zz",
+            "/a%2",
+            "relative",
+            "/a#b",
+            "/a\0b",
         ] {
             assert!(normalize(p).is_err(), "{p:?} was accepted");
         }

@@ -29,15 +29,23 @@ pub async fn send(
         resp.append_header(name, value)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
     }
     Ok(())
 }
 
 /// Sends `err` as SPEC 4's JSON error, with `WWW-Authenticate` / `Retry-After` where due.
-pub async fn send_error(session: &mut Session, err: &ApiError, request_id: &HeaderValue) -> pingora::Result<()> {
+pub async fn send_error(
+    session: &mut Session,
+    err: &ApiError,
+    request_id: &HeaderValue,
+) -> pingora::Result<()> {
     let mut extra = Vec::new();
     if let Some(challenge) = err.www_authenticate() {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -45,7 +53,10 @@ pub async fn send_error(session: &mut Session, err: &ApiError, request_id: &Head
         }
     }
     if let ApiError::RateLimited { retry_after_secs } = err {
-        extra.push((http::header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+        extra.push((
+            http::header::RETRY_AFTER,
+            HeaderValue::from(*retry_after_secs),
+        ));
     }
     if matches!(err.status(), 400 | 413 | 431) {
         // The request's framing or body may be unread: do not reuse the connection.

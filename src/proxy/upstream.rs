@@ -50,7 +50,12 @@ impl Upstream {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other("no address"))?;
-        if self.peer.load().as_ref().is_some_and(|p| p._address == pingora::protocols::l4::socket::SocketAddr::Inet(addr)) {
+        if self
+            .peer
+            .load()
+            .as_ref()
+            .is_some_and(|p| p._address == pingora::protocols::l4::socket::SocketAddr::Inet(addr))
+        {
             return Ok(());
         }
         let mut peer = HttpPeer::new(addr, self.cfg.tls, self.cfg.host.clone());

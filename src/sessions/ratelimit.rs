@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_the_rate_applies_per_ip() {
-        let rl = RateLimiter::new(RateLimit { per_minute: 60, burst: 3 });
+        let rl = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 3,
+        });
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..3 {

@@ -32,8 +32,14 @@ fn mac_input(sid: &[u8], generation: u64) -> Vec<u8> {
 
 /// The token for `generation` of session `session_id` (base64url of 16 bytes), MACed by `key`.
 pub fn issue(key: &TokenKey, session_id: &str, generation: u64) -> Option<String> {
-    let sid = B64.decode(session_id).ok().filter(|b| b.len() == SESSION_ID_BYTES)?;
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key.refresh_mac_key()), &mac_input(&sid, generation));
+    let sid = B64
+        .decode(session_id)
+        .ok()
+        .filter(|b| b.len() == SESSION_ID_BYTES)?;
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key.refresh_mac_key()),
+        &mac_input(&sid, generation),
+    );
     let mut raw = Vec::with_capacity(RAW_LEN);
     raw.push(VERSION);
     raw.extend_from_slice(&sid);
@@ -53,11 +59,22 @@ pub fn verify<'k>(token: &str, keys: impl IntoIterator<Item = &'k TokenKey>) -> 
         return None;
     }
     let sid = &raw[1..1 + SESSION_ID_BYTES];
-    let generation = u64::from_be_bytes(raw[1 + SESSION_ID_BYTES..1 + SESSION_ID_BYTES + 8].try_into().ok()?);
+    let generation = u64::from_be_bytes(
+        raw[1 + SESSION_ID_BYTES..1 + SESSION_ID_BYTES + 8]
+            .try_into()
+            .ok()?,
+    );
     let tag = &raw[RAW_LEN - MAC_BYTES..];
     let msg = mac_input(sid, generation);
     keys.into_iter()
-        .any(|k| hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, k.refresh_mac_key()), &msg, tag).is_ok())
+        .any(|k| {
+            hmac::verify(
+                &hmac::Key::new(hmac::HMAC_SHA256, k.refresh_mac_key()),
+                &msg,
+                tag,
+            )
+            .is_ok()
+        })
         .then(|| Presented {
             session_id: B64.encode(sid),
             generation,
@@ -90,7 +107,13 @@ mod tests {
         let sid = new_session_id();
         let t = issue(&k, &sid, 7).unwrap();
         assert!(B64.decode(&t).unwrap().len() >= 32, "at least 256 bits");
-        assert_eq!(verify(&t, [&k]), Some(Presented { session_id: sid, generation: 7 }));
+        assert_eq!(
+            verify(&t, [&k]),
+            Some(Presented {
+                session_id: sid,
+                generation: 7
+            })
+        );
     }
 
     #[test]

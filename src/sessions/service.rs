@@ -15,7 +15,9 @@ use crate::errors::ApiError;
 use crate::events::{self, Events};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
-use crate::store::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError};
+use crate::store::{
+    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+};
 use crate::time::{rfc3339_ms, unix_now_ms};
 
 /// Who is asking, as far as the network tells.
@@ -125,7 +127,11 @@ impl Sessions {
     }
 
     /// Times a store call and turns its failure into 503 `store_unavailable`.
-    async fn timed<T>(&self, op: &'static str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, ApiError> {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
         let start = Instant::now();
         let r = f.await;
         self.metrics
@@ -147,7 +153,12 @@ impl Sessions {
     }
 
     /// Creates a session for `subject` after the upstream accepted a login.
-    pub async fn login(&self, subject: &str, claims_json: String, client: &Client) -> Result<TokenResponse, ApiError> {
+    pub async fn login(
+        &self,
+        subject: &str,
+        claims_json: String,
+        client: &Client,
+    ) -> Result<TokenResponse, ApiError> {
         let now = unix_now_ms();
         let key = self.signing_key();
         let record = SessionRecord {
@@ -165,12 +176,18 @@ impl Sessions {
         };
         self.timed("create", self.store.create(&record)).await?;
         self.metrics.sessions_created.inc();
-        self.event(events::LOGIN, &record.user_id, &record.id, client, now).await;
+        self.event(events::LOGIN, &record.user_id, &record.id, client, now)
+            .await;
         self.token_response(&record, key)
     }
 
-    fn token_response(&self, s: &SessionRecord, refresh_key: &TokenKey) -> Result<TokenResponse, ApiError> {
-        let refresh_token = refresh_token::issue(refresh_key, &s.id, s.generation).ok_or(ApiError::Internal)?;
+    fn token_response(
+        &self,
+        s: &SessionRecord,
+        refresh_key: &TokenKey,
+    ) -> Result<TokenResponse, ApiError> {
+        let refresh_token =
+            refresh_token::issue(refresh_key, &s.id, s.generation).ok_or(ApiError::Internal)?;
         Ok(TokenResponse {
             access_token: self.access_token(s)?,
             token_type: "Bearer",
@@ -217,7 +234,11 @@ impl Sessions {
         r.map(|(t, _)| t)
     }
 
-    async fn refresh_inner(&self, token: &str, client: &Client) -> Result<(TokenResponse, &'static str), ApiError> {
+    async fn refresh_inner(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> Result<(TokenResponse, &'static str), ApiError> {
         let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
             .ok_or(ApiError::InvalidRefreshToken)?;
         let now = unix_now_ms();
@@ -234,7 +255,11 @@ impl Sessions {
                 kid: self.signing_key().kid.clone(),
             };
             let outcome = self
-                .timed("rotate", self.store.rotate(&current.id, current.generation, &activity))
+                .timed(
+                    "rotate",
+                    self.store
+                        .rotate(&current.id, current.generation, &activity),
+                )
                 .await?;
             return match outcome {
                 RotateOutcome::Rotated(after) => {
@@ -244,7 +269,8 @@ impl Sessions {
                 // Another request rotated this very token a moment ago.
                 RotateOutcome::Conflict(after) => {
                     self.usable(&after, now)?;
-                    self.predecessor(&after, presented.generation, client, now).await
+                    self.predecessor(&after, presented.generation, client, now)
+                        .await
                 }
                 RotateOutcome::NotFound => Err(ApiError::InvalidRefreshToken),
             };
@@ -254,7 +280,8 @@ impl Sessions {
             tracing::error!(session_id = %current.id, "refresh token ahead of the stored generation");
             return Err(ApiError::InvalidRefreshToken);
         }
-        self.predecessor(&current, presented.generation, client, now).await
+        self.predecessor(&current, presented.generation, client, now)
+            .await
     }
 
     /// A token older than the current one: the grace window, or reuse.
@@ -269,12 +296,28 @@ impl Sessions {
             && generation + 1 == current.generation
             && now - current.rotated_at < self.reuse_grace_ms;
         if in_grace {
-            let key = self.key_by_kid(&current.kid).ok_or(ApiError::InvalidRefreshToken)?;
+            let key = self
+                .key_by_kid(&current.kid)
+                .ok_or(ApiError::InvalidRefreshToken)?;
             return Ok((self.token_response(current, key)?, "grace"));
         }
-        self.revoke_sessions(&current.user_id, &[current.id.clone()], Reason::Reuse, now).await;
-        self.timed("revoke", self.store.revoke(&current.id, now)).await?;
-        self.event(events::REFRESH_TOKEN_REUSE, &current.user_id, &current.id, client, now).await;
+        self.revoke_sessions(
+            &current.user_id,
+            std::slice::from_ref(&current.id),
+            Reason::Reuse,
+            now,
+        )
+        .await;
+        self.timed("revoke", self.store.revoke(&current.id, now))
+            .await?;
+        self.event(
+            events::REFRESH_TOKEN_REUSE,
+            &current.user_id,
+            &current.id,
+            client,
+            now,
+        )
+        .await;
         Err(ApiError::RefreshTokenReused)
     }
 
@@ -290,14 +333,23 @@ impl Sessions {
 
     async fn notice_changes(&self, before: &SessionRecord, client: &Client, now: i64) {
         if self.notice_new_ip && before.ip != client.ip {
-            self.event(events::NEW_IP, &before.user_id, &before.id, client, now).await;
+            self.event(events::NEW_IP, &before.user_id, &before.id, client, now)
+                .await;
         }
         if self.notice_new_device && before.user_agent != client.user_agent {
-            self.event(events::NEW_DEVICE, &before.user_id, &before.id, client, now).await;
+            self.event(events::NEW_DEVICE, &before.user_id, &before.id, client, now)
+                .await;
         }
     }
 
-    async fn event(&self, kind: &'static str, user_id: &str, session_id: &str, client: &Client, at: i64) {
+    async fn event(
+        &self,
+        kind: &'static str,
+        user_id: &str,
+        session_id: &str,
+        client: &Client,
+        at: i64,
+    ) {
         self.events
             .record(SecurityEvent {
                 kind,
@@ -319,14 +371,19 @@ impl Sessions {
             .sessions_revoked
             .with_label_values(&[reason.label()])
             .inc_by(ids.len() as u64);
-        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+        self.metrics
+            .revocation_entries
+            .set(self.revocations.len() as i64);
     }
 
     /// GET /v1/auth/sessions.
     pub async fn list(&self, who: &Verified) -> Result<Vec<SessionView>, ApiError> {
         let now = unix_now_ms();
         let rows = self
-            .timed("list", self.store.list_active(&who.sub, now, self.lifetimes))
+            .timed(
+                "list",
+                self.store.list_active(&who.sub, now, self.lifetimes),
+            )
             .await?;
         Ok(rows
             .into_iter()
@@ -343,25 +400,41 @@ impl Sessions {
     }
 
     /// DELETE /v1/auth/sessions/{id}: someone else's or an unknown session is 404 alike.
-    pub async fn revoke_one(&self, who: &Verified, id: &str, client: &Client) -> Result<(), ApiError> {
+    pub async fn revoke_one(
+        &self,
+        who: &Verified,
+        id: &str,
+        client: &Client,
+    ) -> Result<(), ApiError> {
         let now = unix_now_ms();
-        let owned = self
-            .timed("get", self.store.get(id))
-            .await?
-            .filter(|s| s.user_id == who.sub && s.revoked_at.is_none() && !self.lifetimes.is_expired(s, now));
+        let owned = self.timed("get", self.store.get(id)).await?.filter(|s| {
+            s.user_id == who.sub && s.revoked_at.is_none() && !self.lifetimes.is_expired(s, now)
+        });
         let Some(session) = owned else {
             return Err(ApiError::NotFound);
         };
-        let reason = if session.id == who.sid { Reason::Logout } else { Reason::User };
+        let reason = if session.id == who.sid {
+            Reason::Logout
+        } else {
+            Reason::User
+        };
         self.revoke_one_session(&session, reason, client, now).await
     }
 
-    async fn revoke_one_session(&self, s: &SessionRecord, reason: Reason, client: &Client, now: i64) -> Result<(), ApiError> {
+    async fn revoke_one_session(
+        &self,
+        s: &SessionRecord,
+        reason: Reason,
+        client: &Client,
+        now: i64,
+    ) -> Result<(), ApiError> {
         // Store first: a revocation that is not written must not be reported as done.
         let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
         if changed {
-            self.revoke_sessions(&s.user_id, std::slice::from_ref(&s.id), reason, now).await;
-            self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now).await;
+            self.revoke_sessions(&s.user_id, std::slice::from_ref(&s.id), reason, now)
+                .await;
+            self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now)
+                .await;
         } else {
             self.revocations.insert(&s.id, now / 1000);
         }
@@ -369,14 +442,21 @@ impl Sessions {
     }
 
     /// POST /v1/auth/sessions/revoke-all.
-    pub async fn revoke_all(&self, who: &Verified, keep_current: bool, client: &Client) -> Result<usize, ApiError> {
+    pub async fn revoke_all(
+        &self,
+        who: &Verified,
+        keep_current: bool,
+        client: &Client,
+    ) -> Result<usize, ApiError> {
         let now = unix_now_ms();
         let except = keep_current.then_some(who.sid.as_str());
         let ids = self
             .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
             .await?;
-        self.revoke_sessions(&who.sub, &ids, Reason::RevokeAll, now).await;
-        self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now).await;
+        self.revoke_sessions(&who.sub, &ids, Reason::RevokeAll, now)
+            .await;
+        self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now)
+            .await;
         Ok(ids.len())
     }
 
@@ -384,7 +464,10 @@ impl Sessions {
     pub async fn logout_access(&self, who: &Verified, client: &Client) -> Result<(), ApiError> {
         let now = unix_now_ms();
         match self.timed("get", self.store.get(&who.sid)).await? {
-            Some(s) if s.user_id == who.sub => self.revoke_one_session(&s, Reason::Logout, client, now).await,
+            Some(s) if s.user_id == who.sub => {
+                self.revoke_one_session(&s, Reason::Logout, client, now)
+                    .await
+            }
             _ => {
                 // Not in the store (cleaned up): still make sure its tokens stop.
                 self.revocations.insert(&who.sid, now / 1000);
@@ -402,18 +485,23 @@ impl Sessions {
             .timed("get", self.store.get(&presented.session_id))
             .await?
             .ok_or(ApiError::InvalidRefreshToken)?;
-        self.revoke_one_session(&s, Reason::Logout, client, now).await
+        self.revoke_one_session(&s, Reason::Logout, client, now)
+            .await
     }
 
     /// Loads revocations whose tokens may still be presented (at start and on resync).
     pub async fn load_revocations(&self) -> Result<usize, ApiError> {
         let since = self.revocations.horizon() * 1000;
-        let rows = self.timed("revoked_since", self.store.revoked_since(since)).await?;
+        let rows = self
+            .timed("revoked_since", self.store.revoked_since(since))
+            .await?;
         let n = rows
             .iter()
             .filter(|(id, at)| self.revocations.insert(id, at / 1000))
             .count();
-        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+        self.metrics
+            .revocation_entries
+            .set(self.revocations.len() as i64);
         Ok(n)
     }
 
@@ -424,11 +512,17 @@ impl Sessions {
         let n = self
             .timed(
                 "cleanup",
-                self.store
-                    .cleanup(now, self.lifetimes, revoked_before, now - self.events_retain_ms),
+                self.store.cleanup(
+                    now,
+                    self.lifetimes,
+                    revoked_before,
+                    now - self.events_retain_ms,
+                ),
             )
             .await?;
-        self.metrics.revocation_entries.set(self.revocations.len() as i64);
+        self.metrics
+            .revocation_entries
+            .set(self.revocations.len() as i64);
         Ok(n)
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError};
+use super::{
+    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
@@ -30,11 +32,14 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         // In WAL mode NORMAL keeps every committed transaction across a process
         // crash; only an OS crash or power loss can drop the last few.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -81,7 +86,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(sql).map_err(err)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(err)?;
         tx.commit().map_err(err)?;
     }
     Ok(())
@@ -146,7 +152,12 @@ impl SessionStore for SqliteStore {
         self.run(move |c| get_row(c, &id)).await
     }
 
-    async fn rotate(&self, id: &str, expected: u64, a: &Activity) -> Result<RotateOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        id: &str,
+        expected: u64,
+        a: &Activity,
+    ) -> Result<RotateOutcome, StoreError> {
         let (id, a) = (id.to_owned(), a.clone());
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -171,14 +182,21 @@ impl SessionStore for SqliteStore {
     async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {
-            c.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
-                .execute(params![id, at])
-                .map(|n| n == 1)
+            c.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![id, at])
+            .map(|n| n == 1)
         })
         .await
     }
 
-    async fn revoke_user(&self, user_id: &str, except: Option<&str>, at: i64) -> Result<Vec<String>, StoreError> {
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let (user_id, except) = (user_id.to_owned(), except.map(str::to_owned));
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -195,7 +213,12 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn list_active(&self, user_id: &str, now: i64, l: Lifetimes) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn list_active(
+        &self,
+        user_id: &str,
+        now: i64,
+        l: Lifetimes,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         let user_id = user_id.to_owned();
         self.run(move |c| {
             c.prepare_cached(&format!(
@@ -226,13 +249,24 @@ impl SessionStore for SqliteStore {
                 "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![e.kind, e.user_id, e.session_id, e.ip, e.user_agent, e.at])
+            .execute(params![
+                e.kind,
+                e.user_id,
+                e.session_id,
+                e.ip,
+                e.user_agent,
+                e.at
+            ])
             .map(|_| ())
         })
         .await
     }
 
-    async fn events_for_user(&self, user_id: &str, limit: usize) -> Result<Vec<SecurityEvent>, StoreError> {
+    async fn events_for_user(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
         let user_id = user_id.to_owned();
         self.run(move |c| {
             c.prepare_cached(
@@ -254,7 +288,13 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn cleanup(&self, now: i64, l: Lifetimes, revoked_before: i64, events_before: i64) -> Result<u64, StoreError> {
+    async fn cleanup(
+        &self,
+        now: i64,
+        l: Lifetimes,
+        revoked_before: i64,
+        events_before: i64,
+    ) -> Result<u64, StoreError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let sessions = tx.execute(
@@ -263,7 +303,8 @@ impl SessionStore for SqliteStore {
                     OR (revoked_at IS NOT NULL AND revoked_at < ?4)",
                 params![now, l.absolute_ms, l.idle_ms, revoked_before],
             )?;
-            let events = tx.execute("DELETE FROM security_events WHERE at < ?1", [events_before])?;
+            let events =
+                tx.execute("DELETE FROM security_events WHERE at < ?1", [events_before])?;
             tx.commit()?;
             Ok((sessions + events) as u64)
         })

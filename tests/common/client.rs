@@ -57,7 +57,9 @@ impl Request {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     /// The bytes sent: the caller's headers as given, plus Host, User-Agent,
@@ -73,7 +75,9 @@ impl Request {
         for (n, v) in &self.headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
-        if !self.has("content-length") && (!self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")) {
+        if !self.has("content-length")
+            && (!self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH"))
+        {
             head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
         }
         if !self.has("connection") {
@@ -116,8 +120,13 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response {} is not JSON ({e}): {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response {} is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// The `error` code of a SPEC 4 error body.
@@ -133,8 +142,10 @@ impl Response {
 /// Sends raw bytes and reads one response.
 pub fn exchange(port: u16, bytes: &[u8]) -> Result<Response, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     // The server may answer early and close (431, 400): a failed write is not the end.
     let _ = s.write_all(bytes);
     let mut buf = Vec::new();
@@ -151,7 +162,10 @@ pub fn exchange(port: u16, bytes: &[u8]) -> Result<Response, String> {
         }
     }
     parse_response(&buf, true)?.ok_or_else(|| {
-        format!("connection closed without a complete response: {:?}", String::from_utf8_lossy(&buf))
+        format!(
+            "connection closed without a complete response: {:?}",
+            String::from_utf8_lossy(&buf)
+        )
     })
 }
 
@@ -176,20 +190,31 @@ fn parse_response(data: &[u8], closed: bool) -> Result<Option<Response>, String>
     if (100..200).contains(&status) {
         return parse_response(rest, closed);
     }
-    let get = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     let body = if status == 204 || status == 304 {
         Some(Vec::new())
     } else if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         dechunk(rest)
     } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad Content-Length {len:?}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad Content-Length {len:?}"))?;
         (rest.len() >= len).then(|| rest[..len].to_vec())
     } else if closed {
         Some(rest.to_vec())
     } else {
         None
     };
-    Ok(body.map(|body| Response { status, headers, body }))
+    Ok(body.map(|body| Response {
+        status,
+        headers,
+        body,
+    }))
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

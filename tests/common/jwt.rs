@@ -67,7 +67,9 @@ pub fn verify_with_jwk(token: &str, jwk: &Value) -> bool {
     match (jwk["kty"].as_str(), jwk["crv"].as_str()) {
         (Some("OKP"), Some("Ed25519")) => {
             let x = b64_decode(jwk["x"].as_str().unwrap_or_default());
-            UnparsedPublicKey::new(&signature::ED25519, x).verify(si.as_bytes(), &sig).is_ok()
+            UnparsedPublicKey::new(&signature::ED25519, x)
+                .verify(si.as_bytes(), &sig)
+                .is_ok()
         }
         (Some("EC"), Some("P-256")) => {
             let mut point = vec![4u8];

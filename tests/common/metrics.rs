@@ -1,7 +1,10 @@
 //! Reading the Prometheus text format.
 
-/// `(name, labels, value)` of every sample.
-pub fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One sample: `(name, labels, value)`.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// Every sample of the exposition.
+pub fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -20,7 +23,12 @@ pub fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
 fn parse_labels(s: &str) -> Vec<(String, String)> {
     s.split("\",")
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().trim_start_matches(',').to_owned(), v.trim_matches('"').to_owned()))
+        .map(|(k, v)| {
+            (
+                k.trim().trim_start_matches(',').to_owned(),
+                v.trim_matches('"').to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -28,7 +36,12 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples(text)
         .into_iter()
-        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
         .map(|(_, _, v)| v)
         .sum()
 }

@@ -21,7 +21,12 @@ pub const PRIVATE: &str = "/api/things";
 /// Asserts a SPEC 4 error: status, `error` code, a `message`, and for 401
 /// the RFC 6750 challenge (with `error="invalid_token"` iff a token was sent).
 pub fn assert_error(r: &Response, status: u16, code: &str) {
-    assert_eq!(r.status, status, "expected {status} {code}, got {}", r.describe());
+    assert_eq!(
+        r.status,
+        status,
+        "expected {status} {code}, got {}",
+        r.describe()
+    );
     let body = r.json();
     assert_eq!(body["error"], code, "wrong error code: {}", r.describe());
     assert!(
@@ -30,12 +35,23 @@ pub fn assert_error(r: &Response, status: u16, code: &str) {
         r.describe()
     );
     if status == 401 {
-        let challenge = r.header("WWW-Authenticate").unwrap_or_else(|| panic!("401 without WWW-Authenticate: {}", r.describe()));
-        assert!(challenge.starts_with("Bearer ") && challenge.contains(r#"realm="sessiongate""#), "challenge: {challenge}");
+        let challenge = r
+            .header("WWW-Authenticate")
+            .unwrap_or_else(|| panic!("401 without WWW-Authenticate: {}", r.describe()));
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains(r#"realm="sessiongate""#),
+            "challenge: {challenge}"
+        );
         if code == "missing_token" {
-            assert!(!challenge.contains("error="), "no token was sent, yet: {challenge}");
+            assert!(
+                !challenge.contains("error="),
+                "no token was sent, yet: {challenge}"
+            );
         } else {
-            assert!(challenge.contains(r#"error="invalid_token""#), "challenge: {challenge}");
+            assert!(
+                challenge.contains(r#"error="invalid_token""#),
+                "challenge: {challenge}"
+            );
         }
     }
 }
@@ -55,5 +71,8 @@ pub fn echoed(echo: &Value, name: &str) -> Vec<String> {
 
 /// Token responses as strings.
 pub fn s(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_else(|| panic!("no string {key} in {v}")).to_owned()
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key} in {v}"))
+        .to_owned()
 }

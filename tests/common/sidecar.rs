@@ -42,7 +42,11 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `sessiongate keygen --alg ALG --kid KID`: the printed key (PEM or secret).
 pub fn keygen(alg: &str, kid: &str) -> String {
     let out = run_cli(&["keygen", "--alg", alg, "--kid", kid], &[]);
-    assert!(out.status.success(), "keygen --alg {alg} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "keygen --alg {alg} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("keygen prints text")
 }
 
@@ -59,7 +63,10 @@ impl SidecarConfig {
     /// dir, free ports, `shutdown_grace: 2s`, `login: {}`, a public prefix and
     /// very high rate limits; `overrides` deep-merged (`null` deletes a key).
     pub fn new(upstream_url: &str, overrides: Value) -> SidecarConfig {
-        let dir = tempfile::Builder::new().prefix("sessiongate-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sessiongate-test-")
+            .tempdir()
+            .expect("temp dir");
         let pem = keygen("EdDSA", "k1");
         let key_file = dir.path().join("k1.pem");
         std::fs::write(&key_file, pem).expect("write the key");
@@ -84,7 +91,12 @@ impl SidecarConfig {
             },
         });
         deep_merge(&mut config, overrides);
-        SidecarConfig { dir, port, admin_port, config }
+        SidecarConfig {
+            dir,
+            port,
+            admin_port,
+            config,
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -110,7 +122,11 @@ impl SidecarConfig {
     }
 
     pub fn spawn(self) -> Sidecar {
-        let mut sc = Sidecar { cfg: self, child: None, exit_code: None };
+        let mut sc = Sidecar {
+            cfg: self,
+            child: None,
+            exit_code: None,
+        };
         sc.launch();
         sc
     }
@@ -145,8 +161,16 @@ impl Sidecar {
 
     fn launch(&mut self) {
         let config = self.cfg.write();
-        let out = File::options().create(true).append(true).open(self.dir().join("stdout.log")).expect("stdout.log");
-        let err = File::options().create(true).append(true).open(self.dir().join("stderr.log")).expect("stderr.log");
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("stdout.log"))
+            .expect("stdout.log");
+        let err = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("stderr.log"))
+            .expect("stderr.log");
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&config)
@@ -170,10 +194,21 @@ impl Sidecar {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("sessiongate exited during start-up with {status}\n{}", self.logs());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "sessiongate exited during start-up with {status}\n{}",
+                    self.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "sessiongate not ready within {READY_TIMEOUT:?}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "sessiongate not ready within {READY_TIMEOUT:?}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -209,9 +244,7 @@ impl Sidecar {
 
     /// SIGTERM, wait up to 10 s, else SIGKILL. The exit code (`None`: killed).
     pub fn stop(&mut self) -> Option<i32> {
-        if self.child.is_none() {
-            return None;
-        }
+        self.child.as_ref()?;
         if self.exit_code.is_none() {
             self.sigterm();
         }
@@ -231,11 +264,17 @@ impl Sidecar {
     /// config and SQLite file, on fresh ports.
     pub fn restart(&mut self) {
         let code = self.stop();
-        assert_eq!(code, Some(0), "sessiongate did not exit 0 on SIGTERM\n{}", self.logs());
+        assert_eq!(
+            code,
+            Some(0),
+            "sessiongate did not exit 0 on SIGTERM\n{}",
+            self.logs()
+        );
         self.cfg.port = free_port();
         self.cfg.admin_port = free_port();
         self.cfg.config["server"]["listen"] = json!(format!("127.0.0.1:{}", self.cfg.port));
-        self.cfg.config["server"]["admin_listen"] = json!(format!("127.0.0.1:{}", self.cfg.admin_port));
+        self.cfg.config["server"]["admin_listen"] =
+            json!(format!("127.0.0.1:{}", self.cfg.admin_port));
         self.launch();
     }
 
@@ -244,14 +283,22 @@ impl Sidecar {
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+        self.stdout()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn logs(&self) -> String {
         let err = std::fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
         let out = self.stdout();
         let tail = |s: &str| s[s.len().saturating_sub(4000)..].to_owned();
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", tail(&out), tail(&err))
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            tail(&out),
+            tail(&err)
+        )
     }
 
     // ---- HTTP helpers -------------------------------------------------------
@@ -273,7 +320,9 @@ impl Sidecar {
     }
 
     pub fn login_response(&self, user: &str, password: &str) -> Response {
-        self.send(Request::post("/v1/auth/login").json(&json!({"username": user, "password": password})))
+        self.send(
+            Request::post("/v1/auth/login").json(&json!({"username": user, "password": password})),
+        )
     }
 
     /// Logs in (password `pw`), asserting 200; the token response.

@@ -90,11 +90,18 @@ impl Upstream {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.records().into_iter().filter(|r| r.path == path).collect()
+        self.records()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Waits up to `timeout` for a request matching `pred`.
-    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Recorded) -> bool) -> Option<Recorded> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Recorded) -> bool,
+    ) -> Option<Recorded> {
         let deadline = Instant::now() + timeout;
         let mut guard = self.shared.records.lock().expect("records lock");
         loop {
@@ -102,7 +109,12 @@ impl Upstream {
                 return Some(r.clone());
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            guard = self.shared.arrived.wait_timeout(guard, left).expect("records lock").0;
+            guard = self
+                .shared
+                .arrived
+                .wait_timeout(guard, left)
+                .expect("records lock")
+                .0;
         }
     }
 }
@@ -123,7 +135,11 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
     };
     let mut reader = BufReader::new(conn);
     while let Some((record, keep_alive)) = read_request(&mut reader) {
-        shared.records.lock().expect("records lock").push(record.clone());
+        shared
+            .records
+            .lock()
+            .expect("records lock")
+            .push(record.clone());
         shared.arrived.notify_all();
         let (status, extra, body) = answer(&record);
         let reason = match status {
@@ -165,7 +181,11 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Recorded, bool)> {
         }
     }
     let mut parts = line.trim_end().splitn(3, ' ');
-    let (method, target, version) = (parts.next()?.to_owned(), parts.next()?.to_owned(), parts.next()?.to_owned());
+    let (method, target, version) = (
+        parts.next()?.to_owned(),
+        parts.next()?.to_owned(),
+        parts.next()?.to_owned(),
+    );
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -190,7 +210,12 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Recorded, bool)> {
     let body = if get("transfer-encoding").contains("chunked") {
         read_chunked(r)?
     } else {
-        let len: usize = get("content-length").split(',').next()?.trim().parse().unwrap_or(0);
+        let len: usize = get("content-length")
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .unwrap_or(0);
         let mut b = vec![0; len];
         r.read_exact(&mut b).ok()?;
         b

@@ -13,7 +13,11 @@ pub fn deep_merge(base: &mut Value, overrides: Value) {
                     Value::Null => {
                         b.remove(&k);
                     }
-                    Value::Object(_) if b.get(&k).is_some_and(|x| x.is_object() && !x.as_object().is_some_and(|m| m.is_empty())) => {
+                    Value::Object(_)
+                        if b.get(&k).is_some_and(|x| {
+                            x.is_object() && !x.as_object().is_some_and(|m| m.is_empty())
+                        }) =>
+                    {
                         deep_merge(b.get_mut(&k).expect("present"), v);
                     }
                     v => {

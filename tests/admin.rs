@@ -1,0 +1,224 @@
+//! The admin listener (SPEC 7) and graceful shutdown (SPEC 1).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::metrics::{families, samples, value};
+use common::*;
+
+#[test]
+fn healthz_and_readyz_answer_200() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    assert_eq!(sc.admin_get("/healthz").status, 200);
+    assert_eq!(sc.admin_get("/readyz").status, 200);
+    assert_eq!(sc.admin_get("/nope").status, 404);
+}
+
+const FAMILIES: &[(&str, &str)] = &[
+    ("sessiongate_http_requests_total", "counter"),
+    ("sessiongate_http_request_duration_seconds", "histogram"),
+    ("sessiongate_upstream_request_duration_seconds", "histogram"),
+    ("sessiongate_token_validations_total", "counter"),
+    ("sessiongate_refresh_total", "counter"),
+    ("sessiongate_security_events_total", "counter"),
+    ("sessiongate_sessions_created_total", "counter"),
+    ("sessiongate_sessions_revoked_total", "counter"),
+    ("sessiongate_revocation_list_entries", "gauge"),
+    ("sessiongate_store_operation_duration_seconds", "histogram"),
+];
+
+#[test]
+fn metrics_has_every_spec_family_after_traffic() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    assert_eq!(sc.get(PRIVATE, Some(&s(&tok, "access_token"))).status, 200);
+    assert_eq!(sc.get(PRIVATE, None).status, 401);
+    let new = sc.refresh(&s(&tok, "refresh_token")).json();
+    let access = s(&new, "access_token");
+    assert_eq!(
+        sc.send(Request::get("/v1/auth/sessions").bearer(&access))
+            .status,
+        200
+    );
+    assert_eq!(sc.get("/.well-known/jwks.json", None).status, 200);
+    assert_eq!(
+        sc.send(Request::post("/v1/auth/sessions/revoke-all").bearer(&access))
+            .status,
+        200
+    );
+    let other = sc.login("bob");
+    assert_eq!(
+        sc.send(Request::post("/v1/auth/logout").bearer(&s(&other, "access_token")))
+            .status,
+        204
+    );
+
+    let text = sc.metrics();
+    let names: Vec<String> = samples(&text).into_iter().map(|(n, _, _)| n).collect();
+    let types = families(&text);
+    for (name, kind) in FAMILIES {
+        let declared = types
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str());
+        assert_eq!(declared, Some(*kind), "# TYPE of {name}");
+        let wanted: Vec<String> = if *kind == "histogram" {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect()
+        } else {
+            vec![name.to_string()]
+        };
+        for w in wanted {
+            assert!(names.contains(&w), "{w} missing from /metrics");
+        }
+    }
+    let v = |name: &str, labels: &[(&str, &str)]| value(&text, name, labels);
+    for route in ["login", "proxy", "refresh", "sessions", "jwks", "logout"] {
+        assert!(
+            v("sessiongate_http_requests_total", &[("route", route)]) >= 1.0,
+            "route {route} not counted"
+        );
+    }
+    assert!(
+        v(
+            "sessiongate_http_requests_total",
+            &[("route", "proxy"), ("status", "401")]
+        ) >= 1.0
+    );
+    assert!(
+        v(
+            "sessiongate_http_request_duration_seconds_count",
+            &[("route", "proxy")]
+        ) >= 1.0
+    );
+    assert!(v("sessiongate_upstream_request_duration_seconds_count", &[]) >= 1.0);
+    assert!(v("sessiongate_token_validations_total", &[("result", "ok")]) >= 1.0);
+    assert!(
+        v(
+            "sessiongate_token_validations_total",
+            &[("result", "missing")]
+        ) >= 1.0,
+        "a request without a token on a protected route is not counted as result=\"missing\""
+    );
+    assert!(v("sessiongate_refresh_total", &[("result", "rotated")]) >= 1.0);
+    assert!(
+        v(
+            "sessiongate_security_events_total",
+            &[("type", "revoke_all")]
+        ) >= 1.0
+    );
+    assert_eq!(v("sessiongate_sessions_created_total", &[]), 2.0);
+    assert!(
+        v(
+            "sessiongate_sessions_revoked_total",
+            &[("reason", "revoke_all")]
+        ) >= 1.0
+    );
+    assert!(
+        v(
+            "sessiongate_sessions_revoked_total",
+            &[("reason", "logout")]
+        ) >= 1.0
+    );
+    assert!(v("sessiongate_revocation_list_entries", &[]) >= 2.0);
+    assert!(
+        v(
+            "sessiongate_store_operation_duration_seconds_count",
+            &[("backend", "sqlite")]
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_and_exits_0_within_the_grace() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({"server": {"shutdown_grace": "3s"}}));
+    let port = sc.port();
+    let slow = std::thread::spawn(move || Request::get("/public/slow?ms=1500").send(port));
+    assert!(
+        up.wait_for(Duration::from_secs(5), |r| r.path == "/public/slow")
+            .is_some(),
+        "the slow request never reached the upstream"
+    );
+    let signalled = Instant::now();
+    sc.sigterm();
+    let r = slow.join().expect("the slow request thread");
+    assert_eq!(
+        r.status,
+        200,
+        "the in-flight request was cut: {}",
+        r.describe()
+    );
+    let code = sc.wait_exit(Duration::from_secs(3 + 2));
+    assert_eq!(
+        code,
+        Some(Some(0)),
+        "no clean exit within shutdown_grace + 2 s\n{}",
+        sc.logs()
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn an_idle_sidecar_exits_promptly_on_sigterm() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({"server": {"shutdown_grace": "10s"}}));
+    let t0 = Instant::now();
+    sc.sigterm();
+    assert_eq!(
+        sc.wait_exit(Duration::from_secs(12)),
+        Some(Some(0)),
+        "{}",
+        sc.logs()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "idle shutdown took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn the_logs_are_json_lines_with_security_events_and_no_tokens() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login_with_agent("alice", "log-ua");
+    assert_eq!(sc.get(PRIVATE, Some(&s(&tok, "access_token"))).status, 200);
+    assert_eq!(
+        sc.send(Request::post("/v1/auth/sessions/revoke-all").bearer(&s(&tok, "access_token")))
+            .status,
+        200
+    );
+    assert_eq!(sc.stop(), Some(0));
+    let lines = sc.stdout_lines();
+    assert!(!lines.is_empty(), "nothing logged on stdout");
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let event = parsed
+        .iter()
+        .find(|o| o["target"] == "security" && o["type"] == "revoke_all")
+        .unwrap_or_else(|| panic!("no revoke_all security event in\n{}", lines.join("\n")));
+    for field in ["type", "user_id", "session_id", "ip", "user_agent", "at"] {
+        assert!(
+            event.get(field).is_some(),
+            "security event lacks {field}: {event}"
+        );
+    }
+    assert_eq!(event["user_id"], "user-alice");
+    let text = lines.join("\n");
+    assert!(
+        !text.contains(&s(&tok, "access_token")) && !text.contains(&s(&tok, "refresh_token")),
+        "a token is logged"
+    );
+}

@@ -1,0 +1,562 @@
+//! The session routes (SPEC 4): login, refresh rotation, reuse detection and
+//! its grace window, listing, revocation, logout, durability and secrecy.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::jwt;
+use common::*;
+
+const REUSE_EVENTS: &str = "sessiongate_security_events_total";
+
+fn sessions_of(sc: &Sidecar, access: &str) -> Response {
+    sc.send(Request::get("/v1/auth/sessions").bearer(access))
+}
+
+fn delete_session(sc: &Sidecar, access: &str, id: &str) -> Response {
+    sc.send(Request::new("DELETE", &format!("/v1/auth/sessions/{id}")).bearer(access))
+}
+
+#[test]
+fn login_answers_a_token_response_with_the_spec_claims() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        json!({"tokens": {"issuer": "sg-tests", "audience": "legacy", "access_ttl": "10m"}}),
+    );
+    let r = sc.login_response("alice", "pw");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.header("Content-Type").is_some_and(|c| c.contains("json")));
+    assert!(
+        r.header("X-Session-Subject").is_none() && r.header("X-Session-Claims").is_none(),
+        "{}",
+        r.describe()
+    );
+    let body = r.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    let rt = s(&body, "refresh_token");
+    assert!(
+        jwt::b64_decode(&rt).len() >= 32,
+        "refresh token under 256 bits"
+    );
+    let (header, claims) = jwt::decode(&s(&body, "access_token"));
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["kid"], "k1");
+    assert_eq!(claims["iss"], "sg-tests");
+    assert!(
+        claims["aud"] == "legacy" || claims["aud"] == json!(["legacy"]),
+        "{claims}"
+    );
+    assert_eq!(claims["sub"], "user-alice");
+    assert_eq!(claims["sid"], body["session_id"]);
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600);
+    assert!((iat - jwt::now()).abs() < 60);
+    assert_eq!(claims["ext"], json!({"role": "admin"}));
+    assert_eq!(
+        up.requests_to("/login").len(),
+        1,
+        "login goes to the upstream's /login"
+    );
+}
+
+#[test]
+fn a_failed_login_passes_the_upstreams_401_through() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let r = sc.login_response("alice", "wrong");
+    assert_eq!(r.status, 401, "{}", r.describe());
+    assert_eq!(r.json(), json!({"error": "bad_credentials"}));
+    assert_eq!(sc.metric("sessiongate_sessions_created_total", &[]), 0.0);
+}
+
+#[test]
+fn refresh_rotates_both_tokens_of_the_same_session() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    let r = sc.refresh(&s(&tok, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let new = r.json();
+    assert_eq!(new["session_id"], tok["session_id"]);
+    assert_ne!(new["refresh_token"], tok["refresh_token"]);
+    assert_ne!(new["access_token"], tok["access_token"]);
+    assert_eq!(
+        jwt::decode(&s(&new, "access_token")).1["sid"],
+        tok["session_id"]
+    );
+    assert_eq!(sc.get(PRIVATE, Some(&s(&new, "access_token"))).status, 200);
+}
+
+#[test]
+fn refresh_without_a_token_or_with_bad_json_is_400_invalid_request() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    assert_error(
+        &sc.send(Request::post("/v1/auth/refresh").json(&json!({}))),
+        400,
+        "invalid_request",
+    );
+    let r = sc.send(
+        Request::post("/v1/auth/refresh")
+            .header("Content-Type", "application/json")
+            .body("{not json"),
+    );
+    assert_error(&r, 400, "invalid_request");
+}
+
+#[test]
+fn an_unknown_refresh_token_is_401_invalid_refresh_token() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    assert_error(
+        &sc.refresh(&jwt::b64(&[1u8; 32])),
+        401,
+        "invalid_refresh_token",
+    );
+    let mut raw = jwt::b64_decode(&s(&tok, "refresh_token"));
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    assert_error(&sc.refresh(&jwt::b64(&raw)), 401, "invalid_refresh_token");
+}
+
+#[test]
+fn a_reused_refresh_token_after_the_grace_window_revokes_the_session() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "1s"}}));
+    let tok = sc.login("alice");
+    let new = sc.refresh(&s(&tok, "refresh_token")).json();
+    let access = s(&new, "access_token");
+    assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200);
+    let before = sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    assert_error(
+        &sc.refresh(&s(&tok, "refresh_token")),
+        401,
+        "refresh_token_reused",
+    );
+    assert_eq!(
+        sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]),
+        before + 1.0
+    );
+    assert_error(&sc.get(PRIVATE, Some(&access)), 401, "session_revoked");
+    assert_error(
+        &sc.refresh(&s(&new, "refresh_token")),
+        401,
+        "session_revoked",
+    );
+}
+
+#[test]
+fn two_refreshes_inside_the_grace_window_get_the_same_refresh_token() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "10s"}}));
+    let tok = sc.login("alice");
+    let before = sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]);
+    let a = sc.refresh(&s(&tok, "refresh_token"));
+    let b = sc.refresh(&s(&tok, "refresh_token"));
+    assert_eq!(a.status, 200, "{}", a.describe());
+    assert_eq!(b.status, 200, "{}", b.describe());
+    let (a, b) = (a.json(), b.json());
+    assert_eq!(
+        a["refresh_token"], b["refresh_token"],
+        "SPEC 4.3: the session's current refresh token"
+    );
+    assert_eq!(a["session_id"], tok["session_id"]);
+    assert_eq!(sc.get(PRIVATE, Some(&s(&a, "access_token"))).status, 200);
+    assert_eq!(sc.get(PRIVATE, Some(&s(&b, "access_token"))).status, 200);
+    assert_eq!(
+        sc.refresh(&s(&b, "refresh_token")).status,
+        200,
+        "the shared token still rotates"
+    );
+    assert_eq!(
+        sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]),
+        before
+    );
+}
+
+/// Fires `n` refreshes with one token at once; their responses.
+fn concurrent_refreshes(sc: &Sidecar, token: &str, n: usize) -> Vec<Response> {
+    let barrier = Arc::new(Barrier::new(n));
+    let port = sc.port();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let req = Request::post("/v1/auth/refresh").json(&json!({"refresh_token": token}));
+            std::thread::spawn(move || {
+                barrier.wait();
+                req.send(port)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("refresh thread"))
+        .collect()
+}
+
+#[test]
+fn twenty_concurrent_refreshes_in_grace_mode_all_get_one_identical_refresh_token() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "10s"}}));
+    let tok = sc.login("alice");
+    let answers = concurrent_refreshes(&sc, &s(&tok, "refresh_token"), 20);
+    for r in &answers {
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    let tokens: HashSet<String> = answers
+        .iter()
+        .map(|r| s(&r.json(), "refresh_token"))
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "more than one live refresh token: {tokens:?}"
+    );
+    let current = tokens.into_iter().next().unwrap();
+    assert_eq!(sc.refresh(&current).status, 200);
+    assert_eq!(
+        sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]),
+        0.0
+    );
+}
+
+#[test]
+fn twenty_concurrent_refreshes_in_strict_mode_rotate_exactly_once() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "0s"}}));
+    let tok = sc.login("alice");
+    let answers = concurrent_refreshes(&sc, &s(&tok, "refresh_token"), 20);
+    let ok: Vec<&Response> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "{:?}",
+        answers.iter().map(Response::describe).collect::<Vec<_>>()
+    );
+    assert_ne!(ok[0].json()["refresh_token"], tok["refresh_token"]);
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 401, "{}", r.describe());
+        let code = r.error_code();
+        assert!(
+            code == "refresh_token_reused" || code == "session_revoked",
+            "{}",
+            r.describe()
+        );
+    }
+}
+
+#[test]
+fn sessions_are_listed_newest_first_with_current_and_no_token_material() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let t1 = sc.login_with_agent("alice", "ua-one");
+    std::thread::sleep(Duration::from_millis(50));
+    let t2 = sc.login_with_agent("alice", "ua-two");
+    let _other = sc.login("bob");
+    let r = sessions_of(&sc, &s(&t2, "access_token"));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    for secret in [&t1, &t2]
+        .iter()
+        .flat_map(|t| [s(t, "refresh_token"), s(t, "access_token")])
+    {
+        assert!(
+            !r.text().contains(&secret),
+            "a token appears in the listing"
+        );
+    }
+    let list = r.json()["sessions"].as_array().cloned().expect("sessions");
+    let ids: Vec<&Value> = list.iter().map(|x| &x["id"]).collect();
+    assert_eq!(ids, [&t2["session_id"], &t1["session_id"]], "{list:?}");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[1]["current"], false);
+    assert_eq!(list[0]["user_agent"], "ua-two");
+    assert_eq!(list[1]["user_agent"], "ua-one");
+    for x in &list {
+        assert_eq!(x["ip"], "127.0.0.1");
+        for f in ["created_at", "last_active_at", "expires_at"] {
+            let v = x[f].as_str().unwrap_or_default();
+            assert!(
+                v.len() >= 20 && v.as_bytes()[10] == b'T',
+                "{f} is not RFC 3339: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deleting_another_users_session_is_404_and_it_keeps_working() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let alice = sc.login("alice");
+    let bob = sc.login("bob");
+    let r = delete_session(&sc, &s(&alice, "access_token"), &s(&bob, "session_id"));
+    assert_error(&r, 404, "not_found");
+    let unknown = delete_session(&sc, &s(&alice, "access_token"), "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_error(&unknown, 404, "not_found");
+    assert_eq!(
+        r.json(),
+        unknown.json(),
+        "the IDOR answer differs from an unknown id's"
+    );
+    assert_eq!(sc.get(PRIVATE, Some(&s(&bob, "access_token"))).status, 200);
+    assert_eq!(sc.refresh(&s(&bob, "refresh_token")).status, 200);
+}
+
+#[test]
+fn deleting_ones_own_other_session_revokes_it_at_once() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let t1 = sc.login("alice");
+    let t2 = sc.login("alice");
+    assert_eq!(sc.get(PRIVATE, Some(&s(&t1, "access_token"))).status, 200);
+    let r = delete_session(&sc, &s(&t2, "access_token"), &s(&t1, "session_id"));
+    assert_eq!(r.status, 204, "{}", r.describe());
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&t1, "access_token"))),
+        401,
+        "session_revoked",
+    );
+    assert_eq!(sc.get(PRIVATE, Some(&s(&t2, "access_token"))).status, 200);
+}
+
+#[test]
+fn revoke_all_revokes_every_session_of_the_caller_only() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let mine: Vec<Value> = (0..3).map(|_| sc.login("alice")).collect();
+    let bob = sc.login("bob");
+    let r =
+        sc.send(Request::post("/v1/auth/sessions/revoke-all").bearer(&s(&mine[2], "access_token")));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.json()["revoked"], 3);
+    for t in &mine {
+        assert_error(
+            &sc.get(PRIVATE, Some(&s(t, "access_token"))),
+            401,
+            "session_revoked",
+        );
+        assert_error(&sc.refresh(&s(t, "refresh_token")), 401, "session_revoked");
+    }
+    assert_eq!(sc.get(PRIVATE, Some(&s(&bob, "access_token"))).status, 200);
+}
+
+#[test]
+fn revoke_all_with_keep_current_spares_the_calling_session() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let t1 = sc.login("alice");
+    let t2 = sc.login("alice");
+    let r = sc.send(
+        Request::post("/v1/auth/sessions/revoke-all")
+            .bearer(&s(&t2, "access_token"))
+            .json(&json!({"keep_current": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.json()["revoked"], 1);
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&t1, "access_token"))),
+        401,
+        "session_revoked",
+    );
+    assert_eq!(sc.get(PRIVATE, Some(&s(&t2, "access_token"))).status, 200);
+}
+
+#[test]
+fn logout_with_the_bearer_token_revokes_the_session() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    let r = sc.send(Request::post("/v1/auth/logout").bearer(&s(&tok, "access_token")));
+    assert_eq!(r.status, 204, "{}", r.describe());
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&tok, "access_token"))),
+        401,
+        "session_revoked",
+    );
+    assert_error(
+        &sc.refresh(&s(&tok, "refresh_token")),
+        401,
+        "session_revoked",
+    );
+}
+
+#[test]
+fn logout_with_the_refresh_token_revokes_the_session() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    let r = sc.send(
+        Request::post("/v1/auth/logout").json(&json!({"refresh_token": s(&tok, "refresh_token")})),
+    );
+    assert_eq!(r.status, 204, "{}", r.describe());
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&tok, "access_token"))),
+        401,
+        "session_revoked",
+    );
+}
+
+#[test]
+fn sessions_and_revocations_survive_a_restart() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({}));
+    let a = sc.login("alice");
+    let b = sc.login("alice");
+    assert_eq!(
+        delete_session(&sc, &s(&a, "access_token"), &s(&b, "session_id")).status,
+        204
+    );
+    sc.restart();
+    let r = sc.refresh(&s(&a, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.json()["session_id"], a["session_id"]);
+    assert_eq!(sc.get(PRIVATE, Some(&s(&a, "access_token"))).status, 200);
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&b, "access_token"))),
+        401,
+        "session_revoked",
+    );
+    assert_error(&sc.refresh(&s(&b, "refresh_token")), 401, "session_revoked");
+}
+
+#[test]
+fn an_idle_session_expires() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"idle_timeout": "2s"}}));
+    let tok = sc.login("alice");
+    std::thread::sleep(Duration::from_secs(3));
+    let r = sc.refresh(&s(&tok, "refresh_token"));
+    assert_error(&r, 401, "session_expired");
+    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("Your session has expired"), "{message}");
+}
+
+#[test]
+fn refresh_tokens_never_reach_the_logs_or_the_database_file() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    let new = sc.refresh(&s(&tok, "refresh_token")).json();
+    let _ = sc.refresh(&s(&tok, "refresh_token"));
+    assert_eq!(sc.stop(), Some(0));
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(sc.dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("sessiongate.db") {
+            stored.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    assert!(!stored.is_empty(), "no SQLite file found");
+    let logs = sc.stdout() + &sc.logs();
+    for t in [s(&tok, "refresh_token"), s(&new, "refresh_token")] {
+        assert!(!logs.contains(&t), "a refresh token is in the logs");
+        assert!(
+            common::client::find(&stored, t.as_bytes()).is_none(),
+            "a refresh token is in the database"
+        );
+        let raw = jwt::b64_decode(&t);
+        for window in raw.windows(24) {
+            assert!(
+                common::client::find(&stored, window).is_none(),
+                "refresh-token bytes are in the database"
+            );
+        }
+    }
+}
+
+#[test]
+fn too_many_logins_are_429_with_retry_after() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        json!({"rate_limits": {"login": {"per_minute": 1, "burst": 2}}}),
+    );
+    assert_eq!(sc.login_response("alice", "pw").status, 200);
+    assert_eq!(sc.login_response("alice", "pw").status, 200);
+    let r = sc.login_response("alice", "pw");
+    assert_error(&r, 429, "rate_limited");
+    let retry: u64 = r
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {}", r.describe()));
+    assert!(retry >= 1, "{retry}");
+    assert_eq!(
+        up.requests_to("/login").len(),
+        2,
+        "a limited login reached the upstream"
+    );
+}
+
+#[test]
+fn a_token_older_than_the_immediate_predecessor_is_reuse_even_inside_the_grace_window() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "10s"}}));
+    let t0 = sc.login("alice");
+    let t1 = sc.refresh(&s(&t0, "refresh_token")).json();
+    let t2 = sc.refresh(&s(&t1, "refresh_token")).json();
+    assert_ne!(t1["refresh_token"], t2["refresh_token"]);
+    assert_error(
+        &sc.refresh(&s(&t0, "refresh_token")),
+        401,
+        "refresh_token_reused",
+    );
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(&t2, "access_token"))),
+        401,
+        "session_revoked",
+    );
+    assert_eq!(
+        sc.metric("sessiongate_sessions_revoked_total", &[("reason", "reuse")]),
+        1.0
+    );
+}
+
+#[test]
+fn a_refresh_from_another_user_agent_records_a_new_device_event() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login_with_agent("alice", "device-one");
+    let r = sc.send(
+        Request::post("/v1/auth/refresh")
+            .header("User-Agent", "device-two")
+            .json(&json!({"refresh_token": s(&tok, "refresh_token")})),
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(sc.metric(REUSE_EVENTS, &[("type", "new_device")]), 1.0);
+    assert_eq!(sc.metric(REUSE_EVENTS, &[("type", "new_ip")]), 0.0);
+    let list = sessions_of(&sc, &s(&r.json(), "access_token")).json();
+    assert_eq!(list["sessions"][0]["user_agent"], "device-two");
+}
+
+#[test]
+fn an_oversized_login_body_is_413_and_not_forwarded() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let body = json!({"username": "alice", "password": "pw", "pad": "x".repeat(20 * 1024)});
+    let r = sc.send(Request::post("/v1/auth/login").json(&body));
+    assert_error(&r, 413, "payload_too_large");
+    assert!(up.requests_to("/login").is_empty());
+}
+
+#[test]
+fn with_login_omitted_the_login_path_is_an_ordinary_route() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"login": null}));
+    let r = sc.login_response("alice", "pw");
+    assert_error(&r, 401, "missing_token");
+    assert!(up.requests_to("/login").is_empty() && up.requests_to("/v1/auth/login").is_empty());
+    assert_eq!(sc.metric("sessiongate_sessions_created_total", &[]), 0.0);
+}
