@@ -139,13 +139,12 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             cleanup_every: config.sessions.cleanup_interval,
         },
     ));
-    let flush_store = store.clone();
     server.add_service(background_service(
         "drain",
         Drain {
             inflight,
             grace,
-            flush: Box::new(move || drop(flush_store.clone())),
+            store: store.clone(),
         },
     ));
     tracing::info!(
@@ -179,8 +178,12 @@ impl BackgroundService for Maintenance {
                 },
                 _ = resolve.tick() => {
                     if self.upstream.needs_resolving() || self.upstream.peer().is_none() {
-                        if let Err(e) = self.upstream.resolve() {
-                            tracing::warn!(error = %e, "cannot resolve the upstream");
+                        // getaddrinfo blocks: keep it off the runtime's workers.
+                        let upstream = self.upstream.clone();
+                        match tokio::task::spawn_blocking(move || upstream.resolve()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!(error = %e, "cannot resolve the upstream"),
+                            Err(e) => tracing::warn!(error = %e, "upstream resolution task failed"),
                         }
                     }
                 }

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 
+use crate::store::SessionStore;
+
 /// Counts requests in progress.
 #[derive(Default)]
 pub struct InFlight {
@@ -60,12 +62,14 @@ impl ShutdownSignalWatch for Signals {
 }
 
 /// Waits for the shutdown broadcast, then for in-flight requests (at most
-/// `grace`), runs `flush`, and exits the process with 0.
+/// `grace`), flushes the store, and exits the process with 0.
 pub struct Drain {
     pub inflight: Arc<InFlight>,
     pub grace: Duration,
-    pub flush: Box<dyn Fn() + Send + Sync>,
+    pub store: Arc<dyn SessionStore>,
 }
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl BackgroundService for Drain {
@@ -89,7 +93,11 @@ impl BackgroundService for Drain {
                 "shutdown grace period over; cutting remaining requests"
             );
         }
-        (self.flush)();
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "flushing the store at shutdown failed"),
+            Err(_) => tracing::warn!("flushing the store at shutdown timed out"),
+        }
         tracing::info!("sessiongate stopped");
         std::process::exit(0);
     }

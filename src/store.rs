@@ -142,4 +142,7 @@ pub trait SessionStore: Send + Sync {
 
     /// Cheap liveness check for /readyz.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything written durable before the process exits.
+    async fn flush(&self) -> Result<(), StoreError>;
 }

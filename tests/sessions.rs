@@ -20,6 +20,15 @@ fn delete_session(sc: &Sidecar, access: &str, id: &str) -> Response {
     sc.send(Request::new("DELETE", &format!("/v1/auth/sessions/{id}")).bearer(access))
 }
 
+/// The session of `tok` is signed out: its access token is refused as revoked.
+fn assert_access_revoked(sc: &Sidecar, tok: &Value) {
+    assert_error(
+        &sc.get(PRIVATE, Some(&s(tok, "access_token"))),
+        401,
+        "session_revoked",
+    );
+}
+
 #[test]
 fn login_answers_a_token_response_with_the_spec_claims() {
     let up = Upstream::start();
@@ -324,11 +333,7 @@ fn deleting_ones_own_other_session_revokes_it_at_once() {
     assert_eq!(sc.get(PRIVATE, Some(&s(&t1, "access_token"))).status, 200);
     let r = delete_session(&sc, &s(&t2, "access_token"), &s(&t1, "session_id"));
     assert_eq!(r.status, 204, "{}", r.describe());
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&t1, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &t1);
     assert_eq!(sc.get(PRIVATE, Some(&s(&t2, "access_token"))).status, 200);
 }
 
@@ -343,11 +348,7 @@ fn revoke_all_revokes_every_session_of_the_caller_only() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.json()["revoked"], 3);
     for t in &mine {
-        assert_error(
-            &sc.get(PRIVATE, Some(&s(t, "access_token"))),
-            401,
-            "session_revoked",
-        );
+        assert_access_revoked(&sc, t);
         assert_error(&sc.refresh(&s(t, "refresh_token")), 401, "session_revoked");
     }
     assert_eq!(sc.get(PRIVATE, Some(&s(&bob, "access_token"))).status, 200);
@@ -366,11 +367,7 @@ fn revoke_all_with_keep_current_spares_the_calling_session() {
     );
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.json()["revoked"], 1);
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&t1, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &t1);
     assert_eq!(sc.get(PRIVATE, Some(&s(&t2, "access_token"))).status, 200);
 }
 
@@ -381,11 +378,7 @@ fn logout_with_the_bearer_token_revokes_the_session() {
     let tok = sc.login("alice");
     let r = sc.send(Request::post("/v1/auth/logout").bearer(&s(&tok, "access_token")));
     assert_eq!(r.status, 204, "{}", r.describe());
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&tok, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &tok);
     assert_error(
         &sc.refresh(&s(&tok, "refresh_token")),
         401,
@@ -402,11 +395,7 @@ fn logout_with_the_refresh_token_revokes_the_session() {
         Request::post("/v1/auth/logout").json(&json!({"refresh_token": s(&tok, "refresh_token")})),
     );
     assert_eq!(r.status, 204, "{}", r.describe());
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&tok, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &tok);
 }
 
 #[test]
@@ -424,11 +413,7 @@ fn sessions_and_revocations_survive_a_restart() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.json()["session_id"], a["session_id"]);
     assert_eq!(sc.get(PRIVATE, Some(&s(&a, "access_token"))).status, 200);
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&b, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &b);
     assert_error(&sc.refresh(&s(&b, "refresh_token")), 401, "session_revoked");
 }
 
@@ -513,11 +498,7 @@ fn a_token_older_than_the_immediate_predecessor_is_reuse_even_inside_the_grace_w
         401,
         "refresh_token_reused",
     );
-    assert_error(
-        &sc.get(PRIVATE, Some(&s(&t2, "access_token"))),
-        401,
-        "session_revoked",
-    );
+    assert_access_revoked(&sc, &t2);
     assert_eq!(
         sc.metric("sessiongate_sessions_revoked_total", &[("reason", "reuse")]),
         1.0

@@ -301,13 +301,7 @@ impl Sessions {
                 .ok_or(ApiError::InvalidRefreshToken)?;
             return Ok((self.token_response(current, key)?, "grace"));
         }
-        self.revoke_sessions(
-            &current.user_id,
-            std::slice::from_ref(&current.id),
-            Reason::Reuse,
-            now,
-        )
-        .await;
+        self.revoke_sessions(std::slice::from_ref(&current.id), Reason::Reuse, now);
         self.timed("revoke", self.store.revoke(&current.id, now))
             .await?;
         self.event(
@@ -363,7 +357,7 @@ impl Sessions {
     }
 
     /// Puts `ids` on the revocation list at once and counts them; the store write is the caller's.
-    async fn revoke_sessions(&self, _user_id: &str, ids: &[String], reason: Reason, now: i64) {
+    fn revoke_sessions(&self, ids: &[String], reason: Reason, now: i64) {
         for id in ids {
             self.revocations.insert(id, now / 1000);
         }
@@ -431,8 +425,7 @@ impl Sessions {
         // Store first: a revocation that is not written must not be reported as done.
         let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
         if changed {
-            self.revoke_sessions(&s.user_id, std::slice::from_ref(&s.id), reason, now)
-                .await;
+            self.revoke_sessions(std::slice::from_ref(&s.id), reason, now);
             self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now)
                 .await;
         } else {
@@ -453,8 +446,7 @@ impl Sessions {
         let ids = self
             .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
             .await?;
-        self.revoke_sessions(&who.sub, &ids, Reason::RevokeAll, now)
-            .await;
+        self.revoke_sessions(&ids, Reason::RevokeAll, now);
         self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now)
             .await;
         Ok(ids.len())

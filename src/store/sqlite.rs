@@ -314,6 +314,12 @@ impl SessionStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Move the WAL into the main file so the database is one self-contained file.
+        self.run(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await
+    }
 }
 
 /// Event kinds are a closed set; map stored text back to the static name.
