@@ -38,6 +38,9 @@ impl Admin {
         if self.inflight.draining() {
             return Err("shutting down".into());
         }
+        self.revocations
+            .check_fresh(crate::time::unix_now_ms())
+            .map_err(|stale| stale.to_string())?;
         match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -66,6 +69,9 @@ impl ServeHttp for Admin {
                 self.metrics
                     .revocation_entries
                     .set(self.revocations.len() as i64);
+                self.metrics
+                    .revocation_staleness
+                    .set(self.revocations.staleness_seconds());
                 text(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",

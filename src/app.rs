@@ -10,18 +10,22 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use secrecy::ExposeSecret;
 
 use crate::admin::Admin;
 use crate::auth::Authenticator;
+use crate::cli::redact_url;
 use crate::config::{Config, Store};
 use crate::metrics::Metrics;
 use crate::proxy::api::AuthApi;
 use crate::proxy::gateway::Gateway;
 use crate::proxy::login::LoginForwarder;
 use crate::proxy::upstream::Upstream;
+use crate::revocation::sync::{RevocationFeed, RevocationSync};
 use crate::revocation::RevocationList;
 use crate::sessions::Sessions;
 use crate::shutdown::{Drain, InFlight, Signals};
+use crate::store::redis::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::SessionStore;
 
@@ -36,20 +40,37 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 pub fn build(config: Config) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn SessionStore> = match &config.store {
-        Store::Sqlite { path } => Arc::new(
-            SqliteStore::open(path)
-                .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
+    let (store, feed): (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>) = match &config
+        .store
+    {
+        Store::Sqlite { path } => (
+            Arc::new(
+                SqliteStore::open(path)
+                    .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
+            ),
+            None,
         ),
-        Store::Redis(_) => {
-            anyhow::bail!("store.backend: redis is not available in this build yet; use sqlite")
+        Store::Redis(r) => {
+            let store = RedisStore::open(r, redis::retention(&config))
+                .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
+            let feed = store
+                .feed(r)
+                .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
+            let urls: Vec<String> = r
+                .urls
+                .iter()
+                .map(|u| redact_url(u.expose_secret()))
+                .collect();
+            tracing::info!(urls = %urls.join(", "), prefix = %r.key_prefix, "Redis store");
+            (Arc::new(store), Some(Arc::new(feed)))
         }
     };
     let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
-    let revocations = Arc::new(RevocationList::new(
-        config.revocation.cache_entries,
-        token_lifetime,
-    ));
+    let mut revocations = RevocationList::new(config.revocation.cache_entries, token_lifetime);
+    if feed.is_some() {
+        revocations = revocations.tracking_freshness(config.revocation.max_staleness);
+    }
+    let revocations = Arc::new(revocations);
     let sessions = Arc::new(Sessions::new(
         &config,
         store.clone(),
@@ -57,13 +78,19 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
         metrics.clone(),
     ));
 
-    // A restart must forget no revocation: load them before serving.
-    let loaded = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(sessions.load_revocations())
-        .map_err(|e| anyhow::anyhow!("loading revocations from the store: {e}"))?;
-    tracing::info!(revocations = loaded, "revocation list loaded");
+    if feed.is_none() {
+        // A restart must forget no revocation: load them before serving.
+        let loaded = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(sessions.load_revocations())
+            .map_err(|e| anyhow::anyhow!("loading revocations from the store: {e}"))?;
+        tracing::info!(revocations = loaded, "revocation list loaded");
+    } else {
+        // A shared store may be down at start: the sync service loads the list
+        // as soon as Redis answers; until then /readyz says 503 and tokens get 503.
+        tracing::info!("revocation list: loading from Redis in the background");
+    }
 
     let upstream = Upstream::new(&config.upstream);
     let ca_file = config
@@ -137,6 +164,16 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             sessions: sessions.clone(),
             upstream,
             cleanup_every: config.sessions.cleanup_interval,
+        },
+    ));
+    server.add_service(background_service(
+        "revocation sync",
+        RevocationSync {
+            list: revocations.clone(),
+            sessions: sessions.clone(),
+            feed,
+            resync_every: config.revocation.resync_interval,
+            metrics: metrics.clone(),
         },
     ));
     server.add_service(background_service(

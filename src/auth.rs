@@ -16,7 +16,7 @@ use crate::config::Tokens;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
-use crate::time::unix_now;
+use crate::time::{unix_now, unix_now_ms};
 pub use verify::Verified;
 use verify::Verifier;
 
@@ -27,6 +27,7 @@ pub fn validation_result(r: &Result<Arc<Verified>, ApiError>) -> &'static str {
         Err(ApiError::MissingToken) => "missing",
         Err(ApiError::TokenExpired) => "expired",
         Err(ApiError::SessionRevoked) => "revoked",
+        Err(ApiError::StoreUnavailable) => "unavailable",
         Err(_) => "invalid",
     }
 }
@@ -130,6 +131,10 @@ impl Authenticator {
         };
         if self.revocations.is_revoked(&verified.sid) {
             return Err(ApiError::SessionRevoked);
+        }
+        // A shared store's revocations may not have reached us: fail closed.
+        if self.revocations.check_fresh(unix_now_ms()).is_err() {
+            return Err(ApiError::StoreUnavailable);
         }
         Ok(verified)
     }

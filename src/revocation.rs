@@ -1,18 +1,53 @@
 //! The in-memory revocation list (SPEC 5): checked on every proxied request
 //! without a store round trip. An entry lives until the last access token it
 //! could match has expired, so the list stays bounded by recent revocations.
+//! With a shared store the list also knows how fresh it is (see [`sync`]).
 
+pub mod sync;
+
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::time::unix_now;
+use crate::time::{unix_now, unix_now_ms};
 
 pub struct RevocationList {
     /// session id -> unix time after which no access token of it can be valid.
     sessions: Cache<Box<str>, i64>,
     /// How long after a revocation an access token of the session may still be presented.
     token_lifetime: i64,
+    freshness: Freshness,
+}
+
+/// How long ago the list was last known to hold every revocation in the store.
+/// A local store (SQLite) writes through this very list: always fresh.
+struct Freshness {
+    /// `None`: always fresh. Else the bound in milliseconds.
+    bound_ms: Option<i64>,
+    /// Unix ms of the last successful sync; 0 = never.
+    synced_at_ms: AtomicI64,
+}
+
+/// Why the list may not be trusted right now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stale {
+    NeverSynced,
+    For { seconds: i64 },
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stale::NeverSynced => write!(
+                f,
+                "the revocation list has not been synced with the store yet"
+            ),
+            Stale::For { seconds } => {
+                write!(f, "the revocation list was last synced {seconds}s ago")
+            }
+        }
+    }
 }
 
 struct UntilHarmless;
@@ -49,6 +84,47 @@ impl RevocationList {
                 .expire_after(UntilHarmless)
                 .build(),
             token_lifetime: token_lifetime.as_secs() as i64,
+            freshness: Freshness {
+                bound_ms: None,
+                synced_at_ms: AtomicI64::new(0),
+            },
+        }
+    }
+
+    /// A list fed from a shared store: trusted only while its last sync is at
+    /// most `max_staleness` old, and not before the first one.
+    pub fn tracking_freshness(mut self, max_staleness: Duration) -> Self {
+        self.freshness.bound_ms = Some(max_staleness.as_millis() as i64);
+        self
+    }
+
+    /// Records that at unix ms `at` the list held every revocation in the store.
+    pub fn mark_synced(&self, at: i64) {
+        self.freshness.synced_at_ms.fetch_max(at, Ordering::AcqRel);
+    }
+
+    /// One atomic load: cheap enough for every proxied request.
+    pub fn check_fresh(&self, now_ms: i64) -> Result<(), Stale> {
+        let Some(bound) = self.freshness.bound_ms else {
+            return Ok(());
+        };
+        match self.freshness.synced_at_ms.load(Ordering::Acquire) {
+            0 => Err(Stale::NeverSynced),
+            at if now_ms - at > bound => Err(Stale::For {
+                seconds: (now_ms - at) / 1000,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seconds since the last sync (0 for a local store), for the staleness gauge.
+    pub fn staleness_seconds(&self) -> f64 {
+        if self.freshness.bound_ms.is_none() {
+            return 0.0;
+        }
+        match self.freshness.synced_at_ms.load(Ordering::Acquire) {
+            0 => f64::INFINITY,
+            at => (unix_now_ms() - at).max(0) as f64 / 1000.0,
         }
     }
 
@@ -98,5 +174,27 @@ mod tests {
         );
         assert!(!list.is_revoked("old"));
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn a_tracked_list_is_stale_until_synced_and_again_after_the_bound() {
+        let local = RevocationList::new(1000, Duration::from_secs(60));
+        assert_eq!(local.check_fresh(unix_now_ms()), Ok(()));
+        let list = RevocationList::new(1000, Duration::from_secs(60))
+            .tracking_freshness(Duration::from_secs(10));
+        let now = unix_now_ms();
+        assert_eq!(list.check_fresh(now), Err(Stale::NeverSynced));
+        list.mark_synced(now);
+        assert_eq!(list.check_fresh(now + 10_000), Ok(()));
+        assert_eq!(
+            list.check_fresh(now + 11_000),
+            Err(Stale::For { seconds: 11 })
+        );
+        list.mark_synced(now - 5_000);
+        assert_eq!(
+            list.check_fresh(now + 1_000),
+            Ok(()),
+            "an older sync never moves it back"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! - A revoked session stays revoked; revocation time is kept so that
 //!   `revoked_since` can rebuild the in-memory revocation list after a restart.
 
+pub mod redis;
 pub mod sqlite;
 
 use async_trait::async_trait;

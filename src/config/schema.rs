@@ -114,6 +114,9 @@ pub struct RedisStore {
 pub struct Revocation {
     pub cache_entries: u64,
     pub resync_interval: Duration,
+    /// With a shared store (Redis): how old the list's last sync may be before
+    /// token-bearing requests are refused with 503 (fail closed).
+    pub max_staleness: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -662,14 +665,24 @@ fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
 }
 
 fn read_revocation(root: &Node, p: &mut Problems) -> Revocation {
-    let n = root.child("revocation", &["cache_entries", "resync_interval"], p);
+    let n = root.child(
+        "revocation",
+        &["cache_entries", "resync_interval", "max_staleness"],
+        p,
+    );
     let resync_interval = n.duration("resync_interval", SECS(30), p);
     if resync_interval < SECS(1) {
         p.add(&n.key_path("resync_interval"), "must be at least 1s");
     }
+    let max_staleness = n.duration("max_staleness", SECS(60), p);
+    if max_staleness < SECS(2) {
+        // The list is re-confirmed every 500ms; a tighter bound would flap.
+        p.add(&n.key_path("max_staleness"), "must be at least 2s");
+    }
     Revocation {
         cache_entries: n.number("cache_entries", 1_000_000, (1000, MAX_COUNT), p),
         resync_interval,
+        max_staleness,
     }
 }
 

@@ -1,0 +1,572 @@
+//! The Redis store, for several replicas sharing sessions (one server or a
+//! Redis Cluster). Keys, all under `key_prefix` (`P`):
+//!
+//! - `P{<sid>}:s` — the session hash. Its TTL is the time until the session
+//!   can no longer be used (`min(created + absolute, last_active + idle)`),
+//!   renewed by every rotation; a revoked session keeps its hash until then so
+//!   that a refresh still answers `session_revoked`.
+//! - `P{u:<hex user id>}:sessions` — the user's session ids (a set), and
+//!   `P{u:..}:events` + `P{u:..}:evseq` — the security events (sorted by time).
+//! - `P{users}` — users with sessions or events, walked by `cleanup`.
+//! - `P{rev}` — the revocation log (sorted set: sid -> revoked_at ms) the
+//!   replicas resync from, and `P{rev}:ch` — its pub/sub channel.
+//!
+//! What must be atomic touches one session hash only (rotation, revocation:
+//! Lua scripts on one key), so the same code runs on Redis Cluster, where a
+//! user's index and the revocation log live in other slots.
+
+mod conn;
+pub mod feed;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{AsyncCommands, Script};
+
+use super::{
+    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+};
+use crate::config::RedisStore as RedisConfig;
+use conn::Redis;
+pub use conn::OP_TIMEOUT;
+
+/// What the store needs to know besides where Redis is: the TTLs it sets.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub lifetimes: Lifetimes,
+    /// How long security events are kept.
+    pub events_ms: i64,
+    /// How long the revocation log must remember a revocation (access TTL + leeway).
+    pub revocations_ms: i64,
+}
+
+pub struct RedisStore {
+    redis: Redis,
+    keys: Keys,
+    retention: Retention,
+    rotate: Script,
+    revoke: Script,
+    event: Script,
+}
+
+#[derive(Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn session(&self, id: &str) -> String {
+        format!("{}{{{id}}}:s", self.prefix)
+    }
+    /// User ids may hold any character (braces too): hex keeps the hash tag intact.
+    fn user(&self, user_id: &str, what: &str) -> String {
+        format!("{}{{u:{}}}:{what}", self.prefix, hex::encode(user_id))
+    }
+    fn users(&self) -> String {
+        format!("{}{{users}}", self.prefix)
+    }
+    fn revoked(&self) -> String {
+        format!("{}{{rev}}", self.prefix)
+    }
+    pub(crate) fn channel(&self) -> String {
+        format!("{}{{rev}}:ch", self.prefix)
+    }
+}
+
+/// A session id from a client (the DELETE path) that could break a key's hash tag is unknown.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.contains(['{', '}'])
+}
+
+impl RedisStore {
+    /// Builds the store without connecting: Redis may be down at start; calls
+    /// fail with [`StoreError`] until it answers.
+    pub fn open(config: &RedisConfig, retention: Retention) -> Result<RedisStore, StoreError> {
+        Ok(RedisStore {
+            redis: Redis::open(&config.urls, None)?,
+            keys: Keys {
+                prefix: config.key_prefix.clone(),
+            },
+            retention,
+            rotate: Script::new(include_str!("redis/rotate.lua")),
+            revoke: Script::new(include_str!("redis/revoke.lua")),
+            event: Script::new(include_str!("redis/event.lua")),
+        })
+    }
+
+    /// The subscriber that carries revocations between replicas.
+    pub fn feed(&self, config: &RedisConfig) -> Result<feed::RedisFeed, StoreError> {
+        feed::RedisFeed::open(config, self.keys.clone())
+    }
+
+    fn ttl_ms(&self, s: &SessionRecord) -> i64 {
+        let l = &self.retention.lifetimes;
+        (l.expires_at(s) - s.last_active_at.max(s.created_at)).max(1000)
+    }
+
+    async fn revoke_at(&self, id: &str, at: i64) -> Result<Option<(bool, i64)>, StoreError> {
+        let key = self.keys.session(id);
+        let script = &self.revoke;
+        let out: Vec<String> = self
+            .redis
+            .run("revoke", |mut c| async move {
+                script.key(key).arg(at).invoke_async(&mut c).await
+            })
+            .await?;
+        match out.as_slice() {
+            [] => Ok(None),
+            [flag, when] => Ok(Some((flag == "1", when.parse().unwrap_or(at)))),
+            _ => Err(StoreError("redis: unexpected revoke answer".into())),
+        }
+    }
+}
+
+fn record(id: &str, mut h: HashMap<String, String>) -> Result<SessionRecord, StoreError> {
+    let mut take = |k: &str| h.remove(k).unwrap_or_default();
+    let num = |v: String, k: &str| {
+        v.parse::<i64>()
+            .map_err(|_| StoreError(format!("redis: session {id} has a bad `{k}`")))
+    };
+    let revoked_at = take("revoked_at");
+    Ok(SessionRecord {
+        id: id.to_owned(),
+        user_id: take("user_id"),
+        claims: take("claims"),
+        created_at: num(take("created_at"), "created_at")?,
+        last_active_at: num(take("last_active_at"), "last_active_at")?,
+        ip: take("ip"),
+        user_agent: take("user_agent"),
+        generation: num(take("generation"), "generation")? as u64,
+        kid: take("kid"),
+        rotated_at: num(take("rotated_at"), "rotated_at")?,
+        revoked_at: (!revoked_at.is_empty())
+            .then(|| num(revoked_at, "revoked_at"))
+            .transpose()?,
+    })
+}
+
+fn fields(s: &SessionRecord) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("user_id", s.user_id.clone()),
+        ("claims", s.claims.clone()),
+        ("created_at", s.created_at.to_string()),
+        ("last_active_at", s.last_active_at.to_string()),
+        ("ip", s.ip.clone()),
+        ("user_agent", s.user_agent.clone()),
+        ("generation", s.generation.to_string()),
+        ("kid", s.kid.clone()),
+        ("rotated_at", s.rotated_at.to_string()),
+    ];
+    if let Some(at) = s.revoked_at {
+        f.push(("revoked_at", at.to_string()));
+    }
+    f
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEvent {
+    kind: String,
+    session_id: String,
+    ip: String,
+    user_agent: String,
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        if !valid_id(&s.id) {
+            return Err(StoreError(
+                "redis: a session id may not contain { or }".into(),
+            ));
+        }
+        let (key, ttl, f) = (self.keys.session(&s.id), self.ttl_ms(s), fields(s));
+        let index = self.keys.user(&s.user_id, "sessions");
+        let (users, user) = (self.keys.users(), hex::encode(&s.user_id));
+        let absolute = self.retention.lifetimes.absolute_ms;
+        self.redis
+            .run("create", |mut c| async move {
+                // The hash and its TTL in one transaction (one slot); the indexes after.
+                redis::pipe()
+                    .atomic()
+                    .hset_multiple(&key, &f)
+                    .ignore()
+                    .pexpire(&key, ttl)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await?;
+                // Sessions end at most `absolute` after creation: so does the index.
+                let () = c.sadd(&index, &s.id).await?;
+                let _: bool = c.pexpire(&index, absolute).await?;
+                c.sadd::<_, _, ()>(&users, &user).await
+            })
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let key = self.keys.session(id);
+        let h: HashMap<String, String> = self
+            .redis
+            .run("get", |mut c| async move { c.hgetall(&key).await })
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        record(id, h).map(Some)
+    }
+
+    async fn rotate(
+        &self,
+        id: &str,
+        expected: u64,
+        a: &Activity,
+    ) -> Result<RotateOutcome, StoreError> {
+        if !valid_id(id) {
+            return Ok(RotateOutcome::NotFound);
+        }
+        let key = self.keys.session(id);
+        let l = self.retention.lifetimes;
+        let script = &self.rotate;
+        let out: Vec<String> = self
+            .redis
+            .run("rotate", |mut c| async move {
+                script
+                    .key(key)
+                    .arg(expected)
+                    .arg(a.at)
+                    .arg(&a.ip)
+                    .arg(&a.user_agent)
+                    .arg(&a.kid)
+                    .arg(l.idle_ms)
+                    .arg(l.absolute_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some((flag, rest)) = out.split_first() else {
+            return Ok(RotateOutcome::NotFound);
+        };
+        let h = rest
+            .chunks_exact(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect();
+        let r = record(id, h)?;
+        Ok(if flag == "1" {
+            RotateOutcome::Rotated(r)
+        } else {
+            RotateOutcome::Conflict(r)
+        })
+    }
+
+    async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        // Log first, then the session: should the second step fail, the
+        // replicas over-revoke (fail closed) until the caller retries.
+        let (log, channel) = (self.keys.revoked(), self.keys.channel());
+        let log2 = log.clone();
+        let sid = id.to_owned();
+        let added: i64 = self
+            .redis
+            .run("revoke", |mut c| async move {
+                redis::cmd("ZADD")
+                    .arg(&log)
+                    .arg("NX")
+                    .arg(at)
+                    .arg(&sid)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some((changed, revoked_at)) = self.revoke_at(id, at).await? else {
+            if added == 1 {
+                let sid = id.to_owned();
+                self.redis
+                    .run("revoke", |mut c| async move {
+                        c.zrem::<_, _, ()>(&log2, &sid).await
+                    })
+                    .await?;
+            }
+            return Ok(false);
+        };
+        let message = format!("{revoked_at}:{id}");
+        // The broadcast is best effort: a lost one is caught by the resync.
+        let published = self
+            .redis
+            .run("publish", |mut c| async move {
+                c.publish::<_, _, i64>(&channel, &message).await
+            })
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "revocation broadcast failed; replicas catch up at their next resync");
+        }
+        Ok(changed)
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let index = self.keys.user(user_id, "sessions");
+        let ids: Vec<String> = self
+            .redis
+            .run(
+                "revoke_user",
+                |mut c| async move { c.smembers(&index).await },
+            )
+            .await?;
+        // On a cluster the sessions live in other slots: one script per session.
+        let mut revoked = Vec::new();
+        for id in ids.into_iter().filter(|id| Some(id.as_str()) != except) {
+            if self.revoke(&id, at).await? {
+                revoked.push(id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn list_active(
+        &self,
+        user_id: &str,
+        now: i64,
+        l: Lifetimes,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let index = self.keys.user(user_id, "sessions");
+        let ids: Vec<String> = self
+            .redis
+            .run("list", |mut c| async move { c.smembers(&index).await })
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(s) = self.get(&id).await? {
+                if s.user_id == user_id && s.revoked_at.is_none() && !l.is_expired(&s, now) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(out)
+    }
+
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let log = self.keys.revoked();
+        let rows: Vec<(String, f64)> = self
+            .redis
+            .run("revoked_since", |mut c| async move {
+                c.zrangebyscore_withscores(&log, since, "+inf").await
+            })
+            .await?;
+        Ok(rows.into_iter().map(|(id, at)| (id, at as i64)).collect())
+    }
+
+    async fn record_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&StoredEvent {
+            kind: e.kind.to_owned(),
+            session_id: e.session_id.clone(),
+            ip: e.ip.clone(),
+            user_agent: e.user_agent.clone(),
+        })
+        .map_err(|e| StoreError(format!("event encoding: {e}")))?;
+        let (events, seq) = (
+            self.keys.user(&e.user_id, "events"),
+            self.keys.user(&e.user_id, "evseq"),
+        );
+        let (users, user) = (self.keys.users(), hex::encode(&e.user_id));
+        let (script, retain, at) = (&self.event, self.retention.events_ms.max(1000), e.at);
+        self.redis
+            .run("event", |mut c| async move {
+                let _: i64 = script
+                    .key(events)
+                    .key(seq)
+                    .arg(at)
+                    .arg(json)
+                    .arg(retain)
+                    .invoke_async(&mut c)
+                    .await?;
+                c.sadd::<_, _, ()>(&users, &user).await
+            })
+            .await
+    }
+
+    async fn events_for_user(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let key = self.keys.user(user_id, "events");
+        let rows: Vec<(String, f64)> = self
+            .redis
+            .run("events", |mut c| async move {
+                c.zrevrange_withscores(&key, 0, limit as isize - 1).await
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(member, at)| {
+                let e: StoredEvent = serde_json::from_str(member.get(16..)?).ok()?;
+                Some(SecurityEvent {
+                    kind: super::sqlite::event_kind(&e.kind),
+                    user_id: user_id.to_owned(),
+                    session_id: e.session_id,
+                    ip: e.ip,
+                    user_agent: e.user_agent,
+                    at: at as i64,
+                })
+            })
+            .collect())
+    }
+
+    async fn cleanup(
+        &self,
+        now: i64,
+        l: Lifetimes,
+        revoked_before: i64,
+        events_before: i64,
+    ) -> Result<u64, StoreError> {
+        // TTLs remove most things on their own; this catches what the caller's
+        // clock says is over, trims the logs, and forgets users with nothing left.
+        let log = self.keys.revoked();
+        let horizon = now - self.retention.revocations_ms;
+        self.redis
+            .run("cleanup", |mut c| async move {
+                c.zrembyscore::<_, _, _, i64>(&log, "-inf", format!("({horizon}"))
+                    .await
+            })
+            .await?;
+        let users_key = self.keys.users();
+        let mut cursor = 0u64;
+        let mut removed = 0u64;
+        loop {
+            let key = users_key.clone();
+            let (next, batch): (u64, Vec<String>) = self
+                .redis
+                .run("cleanup", |mut c| async move {
+                    redis::cmd("SSCAN")
+                        .arg(&key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(200)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            for user in batch {
+                removed += self
+                    .cleanup_user(&user, now, l, revoked_before, events_before)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis
+            .run("ping", |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every write was acknowledged by Redis; durability is its configuration's job.
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    /// One user of `cleanup`; `hex_user` is the member of `P{users}`.
+    async fn cleanup_user(
+        &self,
+        hex_user: &str,
+        now: i64,
+        l: Lifetimes,
+        revoked_before: i64,
+        events_before: i64,
+    ) -> Result<u64, StoreError> {
+        let user = hex::decode(hex_user)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let (index, events) = (
+            self.keys.user(&user, "sessions"),
+            self.keys.user(&user, "events"),
+        );
+        let idx = index.clone();
+        let ids: Vec<String> = self
+            .redis
+            .run("cleanup", |mut c| async move { c.smembers(&idx).await })
+            .await?;
+        let mut removed = 0;
+        for id in ids {
+            let gone = match self.get(&id).await? {
+                None => true,
+                Some(s) => {
+                    let over = match s.revoked_at {
+                        Some(at) => at < revoked_before,
+                        None => l.is_expired(&s, now),
+                    };
+                    if over {
+                        let key = self.keys.session(&id);
+                        let n: i64 = self
+                            .redis
+                            .run("cleanup", |mut c| async move { c.del(&key).await })
+                            .await?;
+                        removed += n as u64;
+                    }
+                    over
+                }
+            };
+            if gone {
+                let (idx, id) = (index.clone(), id.clone());
+                self.redis
+                    .run("cleanup", |mut c| async move {
+                        c.srem::<_, _, ()>(&idx, &id).await
+                    })
+                    .await?;
+            }
+        }
+        let (users, hex_user) = (self.keys.users(), hex_user.to_owned());
+        let n: u64 = self
+            .redis
+            .run("cleanup", |mut c| async move {
+                let n: u64 = c
+                    .zrembyscore(&events, "-inf", format!("({events_before}"))
+                    .await?;
+                let left: u64 = c.scard(&index).await?;
+                let left_events: u64 = c.zcard(&events).await?;
+                if left == 0 && left_events == 0 {
+                    let () = c.srem(&users, &hex_user).await?;
+                }
+                Ok(n)
+            })
+            .await?;
+        Ok(removed + n)
+    }
+}
+
+/// Retention for a config: the session lifetimes, events, revocation horizon.
+pub fn retention(config: &crate::config::Config) -> Retention {
+    let ms = |d: Duration| d.as_millis() as i64;
+    Retention {
+        lifetimes: Lifetimes {
+            idle_ms: ms(config.sessions.idle_timeout),
+            absolute_ms: ms(config.sessions.absolute_lifetime),
+        },
+        events_ms: ms(config.security_events.retain),
+        revocations_ms: ms(config.tokens.access_ttl + config.tokens.leeway),
+    }
+}
