@@ -29,13 +29,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
     let segments: Vec<&str> = decoded.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     for (i, seg) in segments.iter().enumerate() {
-        let bare = seg.split(';').next().unwrap_or("");
-        let is_dot = bare == "."
-            || bare == ".."
-            || bare.eq_ignore_ascii_case("%2e")
-            || bare.eq_ignore_ascii_case("%2e%2e")
-            || bare.eq_ignore_ascii_case(".%2e")
-            || bare.eq_ignore_ascii_case("%2e.");
+        // Read the segment as the most decoding upstream would: `%2E` is a
+        // dot and `%3B` starts parameters (`%2e%2e%3b` is `..;` is `..`).
+        // Escapes are upper-cased by now.
+        let loose = seg.replace("%2E", ".").replace("%3B", ";");
+        let bare = loose.split(';').next().unwrap_or("");
+        let is_dot = bare == "." || bare == "..";
         if is_dot && (*seg != "." && *seg != "..") {
             return Err("a dot segment with parameters or encoding");
         }
@@ -75,6 +74,17 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// A UTF-8 lead byte that can only start an overlong (or impossible)
+/// sequence: `%C0%AE` is `.` and `%C0%AF` is `/` to an old decoder.
+fn overlong_utf8(lead: u8, next: Option<u8>) -> bool {
+    match lead {
+        0xC0 | 0xC1 | 0xF5..=0xFF => true,
+        0xE0 => next.is_some_and(|n| (0x80..0xA0).contains(&n)),
+        0xF0 => next.is_some_and(|n| (0x80..0x90).contains(&n)),
+        _ => false,
+    }
+}
+
 fn decode_unreserved(bytes: &[u8]) -> Result<String, &'static str> {
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
@@ -92,10 +102,23 @@ fn decode_unreserved(bytes: &[u8]) -> Result<String, &'static str> {
             return Err("malformed percent-encoding in the path");
         };
         let v = h * 16 + l;
+        let next = (bytes.get(i + 3) == Some(&b'%'))
+            .then(|| {
+                let h = bytes.get(i + 4).copied().and_then(hex)?;
+                let l = bytes.get(i + 5).copied().and_then(hex)?;
+                Some(h * 16 + l)
+            })
+            .flatten();
+        if overlong_utf8(v, next) {
+            return Err("an overlong or invalid UTF-8 escape in the path");
+        }
         match v {
             b'/' => return Err("encoded slash (%2F) in the path"),
             b'\\' => return Err("encoded backslash (%5C) in the path"),
             0 => return Err("encoded NUL (%00) in the path"),
+            // pingora escapes raw controls in the request line (a tab becomes
+            // `%09`), and some servers trim or split on them once decoded.
+            0x01..=0x1f | 0x7f => return Err("encoded control character in the path"),
             // Keep an encoded dot encoded; the segment check above refuses `%2e` segments.
             b'.' => out.push_str("%2E"),
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(v as char),
@@ -167,6 +190,16 @@ mod tests {
             "/public/a%00b",
             "/public/..;x/y",
             "/public/.;x/y",
+            "/public/%2e%2e%3b/x",
+            "/public/.%3bx/y",
+            "/public/%c0%ae%c0%ae/x",
+            "/public/x%C0%AFy",
+            "/public/%e0%80%ae",
+            "/public/%f0%80%80%af",
+            "/public/%ff",
+            "/public/%09/../x",
+            "/public/x%0d%0a",
+            "/public/%7F",
             "/a%zz",
             "/a%2",
             "relative",
@@ -175,6 +208,12 @@ mod tests {
         ] {
             assert!(normalize(p).is_err(), "{p:?} was accepted");
         }
+    }
+
+    #[test]
+    fn genuine_utf8_escapes_are_kept() {
+        assert_eq!(ok("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(ok("/%E2%82%AC/%F0%9F%98%80"), "/%E2%82%AC/%F0%9F%98%80");
     }
 
     #[test]
