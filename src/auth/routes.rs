@@ -14,6 +14,27 @@ impl RouteTable {
         RouteTable { routes }
     }
 
+    /// The policy of a request whose method may be overridden for the
+    /// upstream (`X-HTTP-Method-Override: DELETE` on a GET, `?_method=`): the
+    /// stricter of the policies of every method it may be read as, so a
+    /// framework that honours the override never runs an unauthenticated
+    /// method the table protects. An override that is not a method token
+    /// counts as `required`.
+    pub fn policy_with_overrides<'a>(
+        &self,
+        method: &Method,
+        overrides: impl IntoIterator<Item = &'a [u8]>,
+        path: &str,
+    ) -> AuthPolicy {
+        overrides
+            .into_iter()
+            .fold(self.policy(method, path), |acc, raw| {
+                let other = Method::from_bytes(raw.trim_ascii().to_ascii_uppercase().as_slice())
+                    .map_or(AuthPolicy::Required, |m| self.policy(&m, path));
+                stricter(acc, other)
+            })
+    }
+
     pub fn policy(&self, method: &Method, path: &str) -> AuthPolicy {
         self.routes
             .iter()
@@ -25,6 +46,22 @@ impl RouteTable {
                     }
             })
             .map_or(AuthPolicy::Required, |r| r.auth)
+    }
+}
+
+fn strictness(p: AuthPolicy) -> u8 {
+    match p {
+        AuthPolicy::None => 0,
+        AuthPolicy::Optional => 1,
+        AuthPolicy::Required => 2,
+    }
+}
+
+fn stricter(a: AuthPolicy, b: AuthPolicy) -> AuthPolicy {
+    if strictness(b) > strictness(a) {
+        b
+    } else {
+        a
     }
 }
 
@@ -71,6 +108,22 @@ mod tests {
         ]);
         assert_eq!(t.policy(&Method::GET, "/public/x"), AuthPolicy::None);
         assert_eq!(t.policy(&Method::POST, "/public/x"), AuthPolicy::Required);
+    }
+
+    #[test]
+    fn a_method_override_takes_the_stricter_policy() {
+        let t = RouteTable::new(vec![
+            rule("/public/", AuthPolicy::None, Some(vec![Method::GET])),
+            rule("/", AuthPolicy::Required, None),
+        ]);
+        let p =
+            |ovr: &[&[u8]]| t.policy_with_overrides(&Method::GET, ovr.iter().copied(), "/public/x");
+        assert_eq!(p(&[]), AuthPolicy::None);
+        assert_eq!(p(&[b"get"]), AuthPolicy::None);
+        assert_eq!(p(&[b"DELETE"]), AuthPolicy::Required);
+        assert_eq!(p(&[b" delete "]), AuthPolicy::Required);
+        assert_eq!(p(&[b"GET", b"POST"]), AuthPolicy::Required);
+        assert_eq!(p(&[b"not a method"]), AuthPolicy::Required);
     }
 
     #[test]

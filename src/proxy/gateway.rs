@@ -14,7 +14,10 @@ use pingora::ErrorType;
 
 use super::api::AuthApi;
 use super::client::ClientInfo;
-use super::headers::{acceptable_request_id, new_request_id, same_name};
+use super::headers::{
+    acceptable_request_id, new_request_id, query_method_overrides, same_name, FORWARDING_CLAIMS,
+    METHOD_OVERRIDE, REROUTING,
+};
 use super::path::normalize;
 use super::respond::{send_error, X_REQUEST_ID};
 use super::upstream::Upstream;
@@ -111,7 +114,15 @@ impl Gateway {
         }
         ctx.route = "proxy";
         let req = session.req_header();
-        match self.routes.policy(&req.method, &path) {
+        let query_overrides = query_method_overrides(req.uri.query().unwrap_or(""));
+        let overrides = METHOD_OVERRIDE
+            .iter()
+            .flat_map(|h| req.headers.get_all(*h).iter().map(|v| v.as_bytes()))
+            .chain(query_overrides.iter().map(Vec::as_slice));
+        match self
+            .routes
+            .policy_with_overrides(&req.method, overrides, &path)
+        {
             AuthPolicy::None => {}
             AuthPolicy::Optional => {
                 ctx.identity = self.auth.authenticate(req.headers.get(AUTHORIZATION))?
@@ -143,14 +154,24 @@ impl Gateway {
             &self.identity.session_id,
             &self.identity.claims,
         ];
+        let untrusted: &[&str] = if ctx.client.peer_trusted {
+            &[]
+        } else {
+            FORWARDING_CLAIMS
+        };
         let doomed: Vec<http::HeaderName> = req
             .headers
             .keys()
             .filter(|k| {
+                let k = k.as_str().as_bytes();
                 identity
                     .iter()
                     .chain(strip)
-                    .any(|h| same_name(k.as_str().as_bytes(), h.as_str().as_bytes()))
+                    .any(|h| same_name(k, h.as_str().as_bytes()))
+                    || REROUTING
+                        .iter()
+                        .chain(untrusted)
+                        .any(|h| same_name(k, h.as_bytes()))
             })
             .cloned()
             .collect();

@@ -43,6 +43,80 @@ pub fn is_reserved(name: &HeaderName) -> bool {
         .any(|r| same_name(r.as_bytes(), name.as_str().as_bytes()))
 }
 
+/// Headers some frameworks read as "the method is really this one".
+pub const METHOD_OVERRIDE: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Headers some servers (IIS, Symfony, Zend, Traefik-style forward auth) read
+/// as "the path is really this one". The path sessiongate decided on is the
+/// only path the upstream may see, so these never pass, whoever sent them.
+pub const REROUTING: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+];
+
+/// Client-address and scheme claims an upstream might believe. Kept only from
+/// a trusted proxy; from anyone else they are removed (sessiongate sets its
+/// own X-Forwarded-For/-Proto/-Host).
+pub const FORWARDING_CLAIMS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+];
+
+/// The values of `?_method=` in a query string (percent-decoded), as Rails,
+/// Laravel and method-override middleware read it.
+pub fn query_method_overrides(query: &str) -> Vec<Vec<u8>> {
+    query
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k) == b"_method").then(|| percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// A client's X-Request-Id is kept if it is 1-128 chars of `[A-Za-z0-9._-]`.
 pub fn acceptable_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -69,6 +143,17 @@ mod tests {
         assert!(same_name(b"X-Auth_User-Id", b"x-auth-user-id"));
         assert!(!same_name(b"x-auth-user-id", b"x-auth-user-idx"));
         assert!(!same_name(b"x-auth-user", b"x-auth-usex"));
+    }
+
+    #[test]
+    fn query_method_overrides_are_found_in_any_encoding() {
+        assert_eq!(
+            query_method_overrides("a=1&_method=DELETE"),
+            [b"DELETE".to_vec()]
+        );
+        assert_eq!(query_method_overrides("%5Fmethod=put"), [b"put".to_vec()]);
+        assert_eq!(query_method_overrides("_method"), [Vec::<u8>::new()]);
+        assert!(query_method_overrides("method=x&a_method=y").is_empty());
     }
 
     #[test]
