@@ -70,7 +70,11 @@ impl SidecarConfig {
         let pem = keygen("EdDSA", "k1");
         let key_file = dir.path().join("k1.pem");
         std::fs::write(&key_file, pem).expect("write the key");
-        let (port, admin_port) = (free_port(), free_port());
+        let port = free_port();
+        // The OS may hand the same free port out twice in a row.
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != port)
+            .expect("a second free port");
         let mut config = json!({
             "server": {
                 "listen": format!("127.0.0.1:{port}"),
@@ -130,6 +134,17 @@ impl SidecarConfig {
         sc.launch();
         sc
     }
+
+    /// Starts the process without waiting for `/readyz` (for not-ready states).
+    pub fn spawn_unready(self) -> Sidecar {
+        let mut sc = Sidecar {
+            cfg: self,
+            child: None,
+            exit_code: None,
+        };
+        sc.launch_only();
+        sc
+    }
 }
 
 pub struct Sidecar {
@@ -160,6 +175,11 @@ impl Sidecar {
     }
 
     fn launch(&mut self) {
+        self.launch_only();
+        self.wait_ready();
+    }
+
+    fn launch_only(&mut self) {
         let config = self.cfg.write();
         let out = File::options()
             .create(true)
@@ -183,10 +203,10 @@ impl Sidecar {
             .expect("spawn sessiongate");
         self.child = Some(child);
         self.exit_code = None;
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits (up to 20 s) for `/readyz` 200; panics with the logs otherwise.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(r) = Request::get("/readyz").try_send(self.admin_port()) {
@@ -245,6 +265,8 @@ impl Sidecar {
     /// SIGTERM, wait up to 10 s, else SIGKILL. The exit code (`None`: killed).
     pub fn stop(&mut self) -> Option<i32> {
         self.child.as_ref()?;
+        // Already gone (e.g. failed at start): nothing to signal.
+        self.wait_exit(Duration::ZERO);
         if self.exit_code.is_none() {
             self.sigterm();
         }

@@ -55,6 +55,23 @@ fn err(e: redis::RedisError) -> StoreError {
     StoreError(format!("redis: {e}"))
 }
 
+/// The client spawns its reconnection tasks where it is built; the sidecar is
+/// built before pingora starts its runtimes, so it gets one of its own that
+/// lives as long as the process.
+fn io_runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("redis-io")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError(format!("cannot start the Redis I/O runtime: {e}")))?;
+    Ok(RT.get_or_init(|| rt))
+}
+
 impl Redis {
     /// Builds the client for `urls` (one = a server, several = a cluster)
     /// without connecting. With `push`, the connection speaks RESP3 and hands
@@ -81,6 +98,10 @@ impl Redis {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         if let [info] = infos.as_slice() {
+            let _inside = match tokio::runtime::Handle::try_current() {
+                Ok(_) => None,
+                Err(_) => Some(io_runtime()?.enter()),
+            };
             let client = redis::Client::open(info.clone()).map_err(err)?;
             let mut config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))
