@@ -541,3 +541,64 @@ fn with_login_omitted_the_login_path_is_an_ordinary_route() {
     assert!(up.requests_to("/login").is_empty() && up.requests_to("/v1/auth/login").is_empty());
     assert_eq!(sc.metric("sessiongate_sessions_created_total", &[]), 0.0);
 }
+
+// ---- refresh cookie mode ----------------------------------------------------
+
+fn cookie_sidecar(up: &Upstream) -> Sidecar {
+    Sidecar::start(
+        up,
+        json!({"sessions": {"refresh_cookie": {"name": "sg_refresh", "path": "/v1/auth", "secure": true, "same_site": "Strict"}}}),
+    )
+}
+
+/// The `sg_refresh` value of a Set-Cookie header, checking its attributes.
+fn refresh_cookie(r: &Response) -> String {
+    let set = r.header("Set-Cookie").unwrap_or_else(|| panic!("no Set-Cookie: {}", r.describe()));
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/v1/auth"] {
+        assert!(set.contains(attr), "cookie lacks {attr}: {set}");
+    }
+    set.strip_prefix("sg_refresh=").and_then(|v| v.split(';').next()).expect("sg_refresh=...").to_owned()
+}
+
+#[test]
+fn cookie_mode_sets_an_http_only_refresh_cookie_and_refreshes_from_it() {
+    let up = Upstream::start();
+    let sc = cookie_sidecar(&up);
+    let login = sc.login_response("alice", "pw");
+    assert_eq!(login.status, 200, "{}", login.describe());
+    let cookie = refresh_cookie(&login);
+    assert_eq!(cookie, s(&login.json(), "refresh_token"));
+    let origin = format!("http://127.0.0.1:{}", sc.port());
+    let r = sc.send(
+        Request::post("/v1/auth/refresh")
+            .header("Cookie", &format!("sg_refresh={cookie}"))
+            .header("Origin", &origin),
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let rotated = refresh_cookie(&r);
+    assert_ne!(rotated, cookie, "the cookie carries the rotated token");
+    let out = sc.send(
+        Request::post("/v1/auth/logout")
+            .header("Cookie", &format!("sg_refresh={rotated}"))
+            .header("Origin", &origin),
+    );
+    assert_eq!(out.status, 204, "{}", out.describe());
+    assert!(out.header("Set-Cookie").is_some_and(|c| c.contains("Max-Age=0")), "logout clears the cookie");
+    assert_error(&sc.refresh(&rotated), 401, "session_revoked");
+}
+
+#[test]
+fn a_cookie_refresh_from_another_origin_or_none_is_refused() {
+    let up = Upstream::start();
+    let sc = cookie_sidecar(&up);
+    let cookie = refresh_cookie(&sc.login_response("alice", "pw"));
+    for origin in [Some("https://evil.example"), None] {
+        let mut req = Request::post("/v1/auth/refresh").header("Cookie", &format!("sg_refresh={cookie}"));
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        assert_error(&sc.send(req), 403, "invalid_request");
+    }
+    // The token was not used up by the refused attempts.
+    assert_eq!(sc.refresh(&cookie).status, 200);
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the benchmarks need on Debian (wrk, nginx, haproxy, PyJWT),
+# builds the release binary, and runs the side-by-side proxy comparison.
+# Extra arguments go to bench/compare.py (e.g. --rounds 8 --seconds 10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+for t in wrk nginx haproxy; do command -v "$t" >/dev/null || missing+=("$t"); done
+if ((${#missing[@]})); then
+  pkgs=("${missing[@]/nginx/nginx-light}")
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q 'PyJWT[crypto]' cryptography
+cargo build --release
+exec python3 bench/compare.py "$@"

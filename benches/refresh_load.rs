@@ -1,0 +1,142 @@
+//! Refresh rotations per second through the real HTTP path on the SQLite
+//! store: N clients, each with its own session and keep-alive connection,
+//! refresh in a loop (each rotation committed before the answer).
+//!
+//! `cargo bench --bench refresh_load` — knobs: BENCH_SECONDS (10),
+//! BENCH_CLIENTS (32), BENCH_THREADS (proxy worker threads, 1).
+//! Client and server share the machine, so this is a lower bound.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// One request on a keep-alive connection; returns (status, body).
+async fn call(conn: &mut TcpStream, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: refresh-bench\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < end + 4 + len {
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
+    }
+}
+
+fn refresh_token(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["refresh_token"].as_str().map(str::to_owned)
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let clients = env_or("BENCH_CLIENTS", 32);
+    let threads = env_or("BENCH_THREADS", 1);
+    let dir = tempfile::tempdir()?;
+    let key = sessiongate::auth::keys::generate(sessiongate::auth::keys::Alg::EdDSA).map_err(anyhow::Error::msg)?;
+    std::fs::write(dir.path().join("k1.pem"), key)?;
+    let upstream = sessiongate::demo::spawn_upstream()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let yaml = format!(
+        "server: {{listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, threads: {threads}}}\n\
+         upstream: {{url: http://{upstream}}}\n\
+         tokens: {{keys: [{{kid: k1, alg: EdDSA, private_key_file: k1.pem}}]}}\n\
+         store: {{sqlite: {{path: bench.db}}}}\n\
+         login: {{}}\n\
+         rate_limits: {{login: {{per_minute: 10000000, burst: 10000000}}, refresh: {{per_minute: 10000000, burst: 10000000}}}}\n"
+    );
+    let path = dir.path().join("sessiongate.yaml");
+    std::fs::write(&path, yaml)?;
+    let config = sessiongate::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::thread::spawn(move || {
+        if let Err(e) = sessiongate::app::run(config) {
+            eprintln!("server failed: {e:#}");
+            std::process::exit(1);
+        }
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async move {
+        let addr = format!("127.0.0.1:{port}");
+        let ready = Instant::now();
+        loop {
+            if let Ok(mut c) = TcpStream::connect(format!("127.0.0.1:{admin}")).await {
+                if matches!(call(&mut c, "GET", "/readyz", "").await, Ok((200, _))) {
+                    break;
+                }
+            }
+            anyhow::ensure!(ready.elapsed() < Duration::from_secs(20), "sessiongate not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for i in 0..clients {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut conn = TcpStream::connect(&addr).await?;
+                conn.set_nodelay(true)?;
+                let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
+                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", &login).await?;
+                anyhow::ensure!(status == 200, "login answered {status}");
+                let mut token = refresh_token(&body).ok_or_else(|| anyhow::anyhow!("no refresh token"))?;
+                let mut latencies = Vec::with_capacity(1 << 16);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let (status, body) = call(&mut conn, "POST", "/v1/auth/refresh", &format!(r#"{{"refresh_token":"{token}"}}"#)).await?;
+                    anyhow::ensure!(status == 200, "refresh answered {status}: {}", String::from_utf8_lossy(&body));
+                    latencies.push(t.elapsed());
+                    token = refresh_token(&body).ok_or_else(|| anyhow::anyhow!("no refresh token"))?;
+                }
+                Ok(latencies)
+            }));
+        }
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort();
+        let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+        println!(
+            "refresh_load: {} rotations in {elapsed:.1}s = {:.0}/s | clients {clients}, proxy threads {threads} | p50 {:.2} ms, p99 {:.2} ms",
+            all.len(),
+            all.len() as f64 / elapsed,
+            pct(0.50).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    std::process::exit(0);
+}

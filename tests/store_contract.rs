@@ -1,0 +1,268 @@
+//! The session-store contract, written once and run against every backend
+//! (the way oauth2-proxy's session_store_tests.go does). A backend joins by
+//! adding one `store_contract!` line with a function that opens a fresh store.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+mod common;
+
+use common::redis_server::RedisServer;
+use sessiongate::store::redis::{RedisStore, Retention};
+use sessiongate::store::sqlite::SqliteStore;
+use sessiongate::store::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore};
+
+/// A fresh, empty store and whatever must live as long as it (a temp dir, a server).
+pub type Fresh = (Arc<dyn SessionStore>, Box<dyn Any + Send>);
+
+const HOUR: i64 = 3_600_000;
+const LIFETIMES: Lifetimes = Lifetimes {
+    idle_ms: 24 * HOUR,
+    absolute_ms: 7 * 24 * HOUR,
+};
+
+fn session(id: &str, user: &str, created_at: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        user_id: user.into(),
+        claims: r#"{"role":"user"}"#.into(),
+        created_at,
+        last_active_at: created_at,
+        ip: "192.0.2.1".into(),
+        user_agent: "contract/1".into(),
+        generation: 0,
+        kid: "k1".into(),
+        rotated_at: 0,
+        revoked_at: None,
+    }
+}
+
+fn activity(at: i64) -> Activity {
+    Activity {
+        at,
+        ip: "198.51.100.9".into(),
+        user_agent: "contract/2".into(),
+        kid: "k2".into(),
+    }
+}
+
+fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
+    SecurityEvent {
+        kind,
+        user_id: user.into(),
+        session_id: "s".into(),
+        ip: "192.0.2.1".into(),
+        user_agent: "contract/1".into(),
+        at,
+    }
+}
+
+const NOW: i64 = 1_800_000_000_000;
+
+pub mod contract {
+    use super::*;
+
+    pub async fn a_created_session_reads_back_as_written(store: Arc<dyn SessionStore>) {
+        let s = session("s1", "alice", NOW);
+        store.create(&s).await.unwrap();
+        assert_eq!(store.get("s1").await.unwrap(), Some(s));
+        assert_eq!(store.get("unknown").await.unwrap(), None);
+    }
+
+    pub async fn rotation_moves_the_generation_and_records_the_activity(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        let RotateOutcome::Rotated(after) = store.rotate("s1", 0, &activity(NOW + 5)).await.unwrap() else {
+            panic!("the first rotation must succeed");
+        };
+        assert_eq!(after.generation, 1);
+        assert_eq!((after.rotated_at, after.last_active_at), (NOW + 5, NOW + 5));
+        assert_eq!((after.ip.as_str(), after.user_agent.as_str(), after.kid.as_str()), ("198.51.100.9", "contract/2", "k2"));
+        assert_eq!(store.get("s1").await.unwrap(), Some(after));
+    }
+
+    pub async fn rotation_with_a_stale_generation_is_a_conflict(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        assert!(matches!(store.rotate("s1", 0, &activity(NOW)).await.unwrap(), RotateOutcome::Rotated(_)));
+        match store.rotate("s1", 0, &activity(NOW + 1)).await.unwrap() {
+            RotateOutcome::Conflict(current) => assert_eq!(current.generation, 1),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(store.rotate("nope", 0, &activity(NOW)).await.unwrap(), RotateOutcome::NotFound);
+    }
+
+    pub async fn concurrent_rotations_of_one_generation_have_exactly_one_winner(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.rotate("s1", 0, &activity(NOW + i)).await.unwrap() })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                RotateOutcome::Rotated(r) => {
+                    wins += 1;
+                    assert_eq!(r.generation, 1);
+                }
+                RotateOutcome::Conflict(r) => assert_eq!(r.generation, 1),
+                RotateOutcome::NotFound => panic!("the session vanished"),
+            }
+        }
+        assert_eq!(wins, 1, "exactly one concurrent rotation may succeed");
+        assert_eq!(store.get("s1").await.unwrap().unwrap().generation, 1);
+    }
+
+    pub async fn a_revoked_session_cannot_rotate(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        assert!(store.revoke("s1", NOW + 1).await.unwrap());
+        match store.rotate("s1", 0, &activity(NOW + 2)).await.unwrap() {
+            RotateOutcome::Conflict(r) => assert_eq!((r.generation, r.revoked_at), (0, Some(NOW + 1))),
+            other => panic!("a revoked session rotated: {other:?}"),
+        }
+    }
+
+    pub async fn revocation_is_reported_once(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        assert!(store.revoke("s1", NOW + 1).await.unwrap());
+        assert!(!store.revoke("s1", NOW + 2).await.unwrap(), "already revoked");
+        assert!(!store.revoke("unknown", NOW).await.unwrap());
+        assert_eq!(store.get("s1").await.unwrap().unwrap().revoked_at, Some(NOW + 1), "the first time stays");
+    }
+
+    pub async fn revoking_a_user_spares_the_excepted_session_and_other_users(store: Arc<dyn SessionStore>) {
+        for (id, user) in [("a1", "alice"), ("a2", "alice"), ("a3", "alice"), ("b1", "bob")] {
+            store.create(&session(id, user, NOW)).await.unwrap();
+        }
+        store.revoke("a3", NOW).await.unwrap();
+        let ids: HashSet<String> = store.revoke_user("alice", Some("a2"), NOW + 1).await.unwrap().into_iter().collect();
+        assert_eq!(ids, HashSet::from(["a1".to_string()]), "a3 was revoked before, a2 is spared");
+        assert_eq!(store.get("a2").await.unwrap().unwrap().revoked_at, None);
+        assert_eq!(store.get("b1").await.unwrap().unwrap().revoked_at, None);
+        let all = store.revoke_user("alice", None, NOW + 2).await.unwrap();
+        assert_eq!(all, vec!["a2".to_string()]);
+    }
+
+    pub async fn active_sessions_are_listed_newest_first(store: Arc<dyn SessionStore>) {
+        store.create(&session("old", "alice", NOW - 3 * HOUR)).await.unwrap();
+        store.create(&session("new", "alice", NOW - HOUR)).await.unwrap();
+        store.create(&session("revoked", "alice", NOW - 2 * HOUR)).await.unwrap();
+        store.create(&session("idle", "alice", NOW - 30 * HOUR)).await.unwrap();
+        store.create(&session("bobs", "bob", NOW)).await.unwrap();
+        store.revoke("revoked", NOW).await.unwrap();
+        let ids: Vec<String> = store.list_active("alice", NOW, LIFETIMES).await.unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["new", "old"]);
+    }
+
+    pub async fn recent_revocations_can_be_reloaded(store: Arc<dyn SessionStore>) {
+        for id in ["s1", "s2", "s3"] {
+            store.create(&session(id, "alice", NOW)).await.unwrap();
+        }
+        store.revoke("s1", NOW - HOUR).await.unwrap();
+        store.revoke("s2", NOW).await.unwrap();
+        let recent = store.revoked_since(NOW - 1000).await.unwrap();
+        assert_eq!(recent, vec![("s2".to_string(), NOW)]);
+    }
+
+    pub async fn security_events_are_kept_newest_first(store: Arc<dyn SessionStore>) {
+        store.record_event(&event("login", "alice", NOW)).await.unwrap();
+        store.record_event(&event("new_ip", "alice", NOW + 1)).await.unwrap();
+        store.record_event(&event("login", "bob", NOW + 2)).await.unwrap();
+        let kinds: Vec<&str> = store.events_for_user("alice", 10).await.unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["new_ip", "login"]);
+        assert_eq!(store.events_for_user("alice", 1).await.unwrap().len(), 1);
+    }
+
+    pub async fn cleanup_removes_only_what_no_one_can_use(store: Arc<dyn SessionStore>) {
+        store.create(&session("live", "alice", NOW - HOUR)).await.unwrap();
+        store.create(&session("idle", "alice", NOW - 30 * HOUR)).await.unwrap();
+        store.create(&session("ancient", "alice", NOW - 8 * 24 * HOUR)).await.unwrap();
+        store.create(&session("just-revoked", "alice", NOW - HOUR)).await.unwrap();
+        store.create(&session("long-revoked", "alice", NOW - 3 * HOUR)).await.unwrap();
+        store.revoke("just-revoked", NOW - 10).await.unwrap();
+        store.revoke("long-revoked", NOW - 2 * HOUR).await.unwrap();
+        store.record_event(&event("login", "alice", NOW - 40 * 24 * HOUR)).await.unwrap();
+        store.record_event(&event("login", "alice", NOW - HOUR)).await.unwrap();
+        let removed = store.cleanup(NOW, LIFETIMES, NOW - HOUR, NOW - 30 * 24 * HOUR).await.unwrap();
+        assert_eq!(removed, 4, "idle, ancient, long-revoked and the old event");
+        for (id, kept) in [("live", true), ("idle", false), ("ancient", false), ("just-revoked", true), ("long-revoked", false)] {
+            assert_eq!(store.get(id).await.unwrap().is_some(), kept, "{id}");
+        }
+        assert_eq!(store.events_for_user("alice", 10).await.unwrap().len(), 1);
+    }
+
+    pub async fn ping_and_flush_answer(store: Arc<dyn SessionStore>) {
+        store.ping().await.unwrap();
+        store.flush().await.unwrap();
+    }
+}
+
+/// One `#[tokio::test]` per contract case for a backend.
+macro_rules! store_contract {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+            store_contract!(@cases $open;
+                a_created_session_reads_back_as_written,
+                rotation_moves_the_generation_and_records_the_activity,
+                rotation_with_a_stale_generation_is_a_conflict,
+                concurrent_rotations_of_one_generation_have_exactly_one_winner,
+                a_revoked_session_cannot_rotate,
+                revocation_is_reported_once,
+                revoking_a_user_spares_the_excepted_session_and_other_users,
+                active_sessions_are_listed_newest_first,
+                recent_revocations_can_be_reloaded,
+                security_events_are_kept_newest_first,
+                cleanup_removes_only_what_no_one_can_use,
+                ping_and_flush_answer);
+        }
+    };
+    (@cases $open:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard): Fresh = $open;
+                contract::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn sqlite() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("contract.db")).unwrap();
+    (Arc::new(store), Box::new(dir))
+}
+
+store_contract!(sqlite, sqlite());
+
+/// A Redis store on `server` (killed when the store's guard drops); two or
+/// more URLs mean cluster mode.
+fn redis_on(server: RedisServer, urls: usize) -> Fresh {
+    let config = sessiongate::config::RedisStore {
+        urls: vec![server.url().into(); urls],
+        key_prefix: "contract:".into(),
+    };
+    let retention = Retention {
+        lifetimes: LIFETIMES,
+        events_ms: 30 * 24 * HOUR,
+        revocations_ms: HOUR,
+    };
+    (Arc::new(RedisStore::open(&config, retention).unwrap()), Box::new(server))
+}
+
+/// A Redis store on its own `redis-server` (a free port, killed on drop).
+fn redis() -> Fresh {
+    redis_on(RedisServer::start(), 1)
+}
+
+store_contract!(redis, redis());
+
+/// The same store in cluster mode (a URL list) on a one-node Redis Cluster:
+/// a command or script whose keys span two hash slots fails there.
+fn redis_cluster() -> Fresh {
+    redis_on(RedisServer::cluster(), 2)
+}
+
+store_contract!(redis_cluster, redis_cluster());
