@@ -1,0 +1,251 @@
+//! Two real sidecar processes on one Redis: refresh rotations per second
+//! (clients split across both replicas) and revocation propagation latency
+//! (revoke on A, poll B until it answers 401).
+//!
+//! `cargo bench --bench redis_replicas` — knobs: BENCH_REDIS_URL (else a
+//! `redis-server` is started on a free port), BENCH_SECONDS (10),
+//! BENCH_CLIENTS (32), BENCH_THREADS (proxy threads per replica, 1),
+//! BENCH_ROUNDS (propagation rounds, 50). Everything shares the machine, so
+//! the rates are lower bounds.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Children killed when the bench ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One request on a keep-alive connection; (status, body).
+async fn call(
+    conn: &mut TcpStream,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < end + 4 + len {
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
+    }
+}
+
+fn field(body: &[u8], name: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {v}"))
+}
+
+async fn connect(port: u16) -> anyhow::Result<TcpStream> {
+    let c = TcpStream::connect(("127.0.0.1", port)).await?;
+    c.set_nodelay(true)?;
+    Ok(c)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let (seconds, clients) = (env_or("BENCH_SECONDS", 10), env_or("BENCH_CLIENTS", 32));
+    let (threads, rounds) = (env_or("BENCH_THREADS", 1), env_or("BENCH_ROUNDS", 50));
+    let dir = tempfile::tempdir()?;
+    let mut procs = Procs(Vec::new());
+    let redis_url = match std::env::var("BENCH_REDIS_URL") {
+        Ok(u) => u,
+        Err(_) => {
+            let port = free_port()?;
+            procs.0.push(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            );
+            format!("redis://127.0.0.1:{port}/")
+        }
+    };
+    let key = sessiongate::auth::keys::generate(sessiongate::auth::keys::Alg::EdDSA)
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(dir.path().join("k1.pem"), key)?;
+    let upstream = sessiongate::demo::spawn_upstream()?;
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let (port, admin) = (free_port()?, free_port()?);
+        let yaml = format!(
+            "server: {{listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, threads: {threads}}}\n\
+             upstream: {{url: http://{upstream}}}\n\
+             tokens: {{keys: [{{kid: k1, alg: EdDSA, private_key_file: k1.pem}}]}}\n\
+             store: {{backend: redis, redis: {{url: \"{redis_url}\", key_prefix: \"bench:\"}}}}\n\
+             login: {{}}\n\
+             rate_limits: {{login: {{per_minute: 10000000, burst: 10000000}}, refresh: {{per_minute: 10000000, burst: 10000000}}}}\n"
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml)?;
+        procs.0.push(
+            Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+                .args(["run", "--config"])
+                .arg(&path)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        replicas.push((port, admin));
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let ready = Instant::now();
+        for (_, admin) in &replicas {
+            loop {
+                if let Ok(mut c) = connect(*admin).await {
+                    if matches!(call(&mut c, "GET", "/readyz", None, "").await, Ok((200, _))) {
+                        break;
+                    }
+                }
+                anyhow::ensure!(ready.elapsed() < Duration::from_secs(20), "replica not ready");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        // Refresh load, clients alternating between the replicas.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for i in 0..clients {
+            let (port, stop) = (replicas[i as usize % 2].0, stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut conn = connect(port).await?;
+                let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
+                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
+                anyhow::ensure!(status == 200, "login answered {status}");
+                let mut token = field(&body, "refresh_token")?;
+                let mut latencies = Vec::with_capacity(1 << 16);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let req = format!(r#"{{"refresh_token":"{token}"}}"#);
+                    let (status, body) = call(&mut conn, "POST", "/v1/auth/refresh", None, &req).await?;
+                    anyhow::ensure!(status == 200, "refresh answered {status}");
+                    latencies.push(t.elapsed());
+                    token = field(&body, "refresh_token")?;
+                }
+                Ok(latencies)
+            }));
+        }
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort();
+        println!(
+            "redis refresh: {} rotations in {elapsed:.1}s = {:.0}/s | 2 replicas x {threads} proxy threads, {clients} clients | p50 {:.2} ms, p99 {:.2} ms",
+            all.len(),
+            all.len() as f64 / elapsed,
+            pct(&all, 0.50),
+            pct(&all, 0.99)
+        );
+
+        // Propagation: revoke on A, poll B (warm cache) until 401.
+        let (mut a, mut b) = (connect(replicas[0].0).await?, connect(replicas[1].0).await?);
+        let mut lat = Vec::new();
+        for _ in 0..rounds {
+            let login = r#"{"username":"prop","password":"demo"}"#;
+            let (_, body) = call(&mut a, "POST", "/v1/auth/login", None, login).await?;
+            let (access, sid) = (field(&body, "access_token")?, field(&body, "session_id")?);
+            let (warm, _) = call(&mut b, "GET", "/api/x", Some(&access), "").await?;
+            anyhow::ensure!(warm != 401 && warm != 503, "warm-up answered {warm}");
+            let path = format!("/v1/auth/sessions/{sid}");
+            let (del, _) = call(&mut a, "DELETE", &path, Some(&access), "").await?;
+            anyhow::ensure!(del == 204, "revoke answered {del}");
+            // Clocked from A's answer: the revocation is done there.
+            let t = Instant::now();
+            loop {
+                let (status, _) = call(&mut b, "GET", "/api/x", Some(&access), "").await?;
+                if status == 401 {
+                    break;
+                }
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(5), "never revoked on B");
+            }
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "redis revocation propagation A -> B over {rounds} rounds: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            pct(&lat, 0.50),
+            pct(&lat, 0.99),
+            lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(procs);
+    Ok(())
+}
