@@ -1,0 +1,300 @@
+//! Property harness for access-token verification: `Verifier::verify` never
+//! panics, and answers `Ok` only for a token an independent reading of SPEC 3
+//! accepts. Replays `fuzz/corpus/verify/` first (hostile tokens, one per
+//! line), then `FUZZ_CASES` random headers/claims signed with the real keys,
+//! mutations of a valid token, and arbitrary strings.
+
+mod fuzz_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use sessiongate::auth::keys::{generate, Alg, TokenKey};
+use sessiongate::auth::verify::Verifier;
+use sessiongate::config::Tokens;
+
+const LEEWAY: i64 = 30;
+
+struct Keys {
+    ed: Arc<TokenKey>,
+    hs: Arc<TokenKey>,
+    verifier: Verifier,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let pem = generate(Alg::EdDSA).expect("an Ed25519 key");
+        let ed = Arc::new(TokenKey::from_pem("k1", Alg::EdDSA, pem.as_bytes()).expect("PEM"));
+        let hs = Arc::new(TokenKey::from_secret("k2", &[7u8; 32]).expect("secret"));
+        let tokens = Tokens {
+            issuer: "sessiongate".into(),
+            audience: "upstream".into(),
+            access_ttl: Duration::from_secs(900),
+            leeway: Duration::from_secs(LEEWAY as u64),
+            keys: vec![ed.clone(), hs.clone()],
+            verified_cache_entries: 0,
+        };
+        Keys {
+            verifier: Verifier::new(&tokens),
+            ed,
+            hs,
+        }
+    })
+}
+
+fn now() -> i64 {
+    sessiongate::time::unix_now()
+}
+
+/// `header.claims.signature`, signed with the key the header's `kid` names
+/// (k1 otherwise) by that key's algorithm, whatever the header's `alg` says.
+fn sign(header: &Value, claims: &Value) -> String {
+    let k = keys();
+    let key = if header["kid"] == "k2" { &k.hs } else { &k.ed };
+    let enc = |v: &Value| B64.encode(serde_json::to_vec(v).expect("JSON"));
+    let input = format!("{}.{}", enc(header), enc(claims));
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, key.alg.jwt()).expect("sign");
+    format!("{input}.{sig}")
+}
+
+fn valid_claims() -> Value {
+    let t = now();
+    json!({"iss": "sessiongate", "aud": "upstream", "sub": "alice", "sid": "s1",
+           "iat": t, "exp": t + 600, "jti": "j", "ext": {"role": "admin"}})
+}
+
+fn valid_token() -> String {
+    sign(
+        &json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}),
+        &valid_claims(),
+    )
+}
+
+/// SPEC 3, read independently of the implementation.
+fn spec_accepts(header: &Value, claims: &Value, t: i64) -> bool {
+    let alg_ok = match header["kid"].as_str() {
+        Some("k1") => header["alg"] == "EdDSA",
+        Some("k2") => header["alg"] == "HS256",
+        _ => false,
+    };
+    let int = |k: &str| claims.get(k).and_then(Value::as_i64);
+    let nonempty = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b >= 0x20 && b != 0x7f))
+    };
+    let aud_ok = match &claims["aud"] {
+        Value::String(s) => s == "upstream",
+        Value::Array(a) => a.iter().all(Value::is_string) && a.iter().any(|v| v == "upstream"),
+        _ => false,
+    };
+    alg_ok
+        && header.get("crit").is_none()
+        && claims["iss"] == "sessiongate"
+        && aud_ok
+        && nonempty("sub")
+        && nonempty("sid")
+        && int("exp").is_some_and(|e| e >= t - LEEWAY)
+        && int("iat").is_some_and(|i| i <= t + LEEWAY)
+        && match claims.get("nbf") {
+            None => true,
+            Some(v) => v.as_i64().is_some_and(|n| n <= t + LEEWAY),
+        }
+        && matches!(
+            claims.get("ext"),
+            None | Some(Value::Null | Value::Object(_))
+        )
+}
+
+#[test]
+fn the_seed_corpus_is_refused_and_a_fresh_valid_token_accepted() {
+    let k = keys();
+    for line in fuzz_support::corpus_lines("verify") {
+        assert!(
+            k.verifier.verify(&line, now()).is_err(),
+            "corpus token accepted: {line}"
+        );
+    }
+    assert!(k.verifier.verify(&valid_token(), now()).is_ok());
+}
+
+/// `values[0]` (the well-formed choice) three times in four, else any of
+/// `values` or the claim left out: enough valid tokens to test acceptance.
+fn one_of(values: Vec<Value>) -> impl Strategy<Value = Option<Value>> {
+    let n = values.len();
+    (0u8..4, 0..=n).prop_map(move |(w, i)| {
+        if w < 3 {
+            Some(values[0].clone())
+        } else {
+            values.get(i).cloned()
+        }
+    })
+}
+
+/// `value` about one time in seven.
+fn rarely(value: Value) -> impl Strategy<Value = Option<Value>> {
+    (0u8..7).prop_map(move |w| (w == 0).then(|| value.clone()))
+}
+
+fn claims_strategy() -> impl Strategy<Value = Value> {
+    let t = now();
+    (
+        one_of(vec![
+            json!("sessiongate"),
+            json!("evil"),
+            json!(1),
+            Value::Null,
+        ]),
+        one_of(vec![
+            json!("upstream"),
+            json!(["x", "upstream"]),
+            json!(["x"]),
+            json!("x"),
+            json!(7),
+        ]),
+        one_of(vec![
+            json!("alice"),
+            json!(""),
+            json!(5),
+            json!("a\r\nb"),
+            json!("ü"),
+        ]),
+        one_of(vec![json!("s1"), json!(""), json!(["s"]), json!("s\n")]),
+        one_of(vec![
+            json!(t),
+            json!(t + 20),
+            json!(t + 600),
+            json!("x"),
+            json!(t - 100),
+        ]),
+        one_of(vec![
+            json!(t + 600),
+            json!(t - 20),
+            json!(t - 600),
+            json!("9999999999"),
+            json!(1e30),
+        ]),
+        one_of(vec![
+            json!(t - 10),
+            json!(t + 20),
+            json!(t + 600),
+            json!("x"),
+        ]),
+        one_of(vec![
+            json!({"role": "a"}),
+            json!({}),
+            json!("x"),
+            json!([]),
+            Value::Null,
+        ]),
+    )
+        .prop_map(|(iss, aud, sub, sid, iat, exp, nbf, ext)| {
+            let mut m = serde_json::Map::new();
+            for (k, v) in [
+                ("iss", iss),
+                ("aud", aud),
+                ("sub", sub),
+                ("sid", sid),
+                ("iat", iat),
+                ("exp", exp),
+                ("nbf", nbf),
+                ("ext", ext),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+            Value::Object(m)
+        })
+}
+
+fn header_strategy() -> impl Strategy<Value = Value> {
+    (
+        one_of(vec![
+            json!("EdDSA"),
+            json!("HS256"),
+            json!("none"),
+            json!("eddsa"),
+            json!("RS256"),
+        ]),
+        one_of(vec![
+            json!("k1"),
+            json!("k2"),
+            json!("k3"),
+            json!(1),
+            json!("../k1"),
+        ]),
+        rarely(json!(["exp"])),
+        rarely(json!("https://evil.example/jwks")),
+    )
+        .prop_map(|(alg, kid, crit, jku)| {
+            let mut m = serde_json::Map::new();
+            m.insert("typ".into(), json!("JWT"));
+            for (k, v) in [("alg", alg), ("kid", kid), ("crit", crit), ("jku", jku)] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+            Value::Object(m)
+        })
+}
+
+proptest! {
+    #![proptest_config(fuzz_support::config())]
+
+    #[test]
+    fn signed_tokens_are_accepted_exactly_when_the_spec_says(
+        header in header_strategy(),
+        claims in claims_strategy(),
+    ) {
+        let token = sign(&header, &claims);
+        let t = now();
+        let got = keys().verifier.verify(&token, t);
+        let want = spec_accepts(&header, &claims, t);
+        prop_assert_eq!(got.is_ok(), want, "header {} claims {} -> {:?}", header, claims, got.err());
+        if let Ok(v) = got {
+            prop_assert_eq!(Some(v.sub.as_str()), claims["sub"].as_str());
+            prop_assert_eq!(Some(v.sid.as_str()), claims["sid"].as_str());
+        }
+    }
+
+    #[test]
+    fn a_mutated_valid_token_is_accepted_only_when_unchanged(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+    ) {
+        let original = valid_token();
+        let mut b = original.clone().into_bytes();
+        for (at, byte, op) in edits {
+            let i = at.index(b.len() + 1);
+            match op {
+                0 if i < b.len() => b[i] = byte,
+                1 => b.insert(i, byte),
+                _ if i < b.len() => { b.remove(i); }
+                _ => {}
+            }
+        }
+        let Ok(mutated) = String::from_utf8(b) else { return Ok(()) };
+        let got = keys().verifier.verify(&mutated, now());
+        prop_assert!(got.is_err() || mutated == original, "mutated token accepted: {}", mutated);
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic_and_are_refused(s in any::<String>()) {
+        prop_assert!(keys().verifier.verify(&s, now()).is_err());
+    }
+
+    #[test]
+    fn three_arbitrary_segments_are_refused(
+        h in "[A-Za-z0-9_=-]{0,60}", c in "[A-Za-z0-9_-]{0,60}", sig in "[A-Za-z0-9_-]{0,90}",
+    ) {
+        let token = format!("{h}.{c}.{sig}");
+        prop_assert!(keys().verifier.verify(&token, now()).is_err());
+    }
+}
