@@ -64,7 +64,10 @@ fn a_login_on_one_replica_works_on_another() {
     assert_eq!(refreshed.status, 200, "{}", refreshed.describe());
     let listed = rs[0].send(Request::get("/v1/auth/sessions").bearer(&s(&t, "access_token")));
     assert_eq!(listed.status, 200, "{}", listed.describe());
-    let sessions = listed.json()["sessions"].as_array().cloned().unwrap_or_default();
+    let sessions = listed.json()["sessions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["id"], t["session_id"]);
     assert_eq!(sessions[0]["current"], true);
@@ -84,16 +87,23 @@ fn a_revocation_on_one_replica_is_rejected_on_the_others_within_a_second() {
         }
         let sid = s(&t, "session_id");
         let started = Instant::now();
-        let del = rs[0].send(Request::new("DELETE", &format!("/v1/auth/sessions/{sid}")).bearer(&access));
+        let del =
+            rs[0].send(Request::new("DELETE", &format!("/v1/auth/sessions/{sid}")).bearer(&access));
         assert_eq!(del.status, 204, "{}", del.describe());
         assert_error(&rs[0].get(PRIVATE, Some(&access)), 401, "session_revoked");
         for (i, sc) in rs.iter().enumerate().skip(1) {
             let took = time_until_revoked(sc, &access, started);
-            eprintln!("revocation propagation, round {round}, replica {i}: {:.1} ms", took.as_secs_f64() * 1000.0);
+            eprintln!(
+                "revocation propagation, round {round}, replica {i}: {:.1} ms",
+                took.as_secs_f64() * 1000.0
+            );
             worst = worst.max(took);
         }
     }
-    eprintln!("revocation propagation worst case: {:.1} ms", worst.as_secs_f64() * 1000.0);
+    eprintln!(
+        "revocation propagation worst case: {:.1} ms",
+        worst.as_secs_f64() * 1000.0
+    );
     assert!(worst < PROPAGATION, "propagation took {worst:?}");
 }
 
@@ -108,13 +118,21 @@ fn a_reused_refresh_token_on_another_replica_revokes_the_session_everywhere() {
     let new_access = s(&new, "access_token");
     assert_eq!(rs[0].get(PRIVATE, Some(&new_access)).status, 200);
     // The used-up token comes back on a third replica: a thief.
-    assert_error(&rs[2].refresh(&s(&t, "refresh_token")), 401, "refresh_token_reused");
+    assert_error(
+        &rs[2].refresh(&s(&t, "refresh_token")),
+        401,
+        "refresh_token_reused",
+    );
     let started = Instant::now();
     for sc in &rs {
         let took = time_until_revoked(sc, &new_access, started);
         assert!(took < PROPAGATION, "{took:?}");
     }
-    assert_error(&rs[0].refresh(&s(&new, "refresh_token")), 401, "session_revoked");
+    assert_error(
+        &rs[0].refresh(&s(&new, "refresh_token")),
+        401,
+        "session_revoked",
+    );
 }
 
 #[test]
@@ -135,16 +153,31 @@ fn twenty_concurrent_refreshes_split_across_replicas_rotate_once() {
         assert_eq!(r.status, 200, "{}", r.describe());
         tokens.insert(s(&r.json(), "refresh_token"));
     }
-    assert_eq!(tokens.len(), 1, "every answer carries the one current refresh token");
-    let rotated: f64 = rs.iter().map(|sc| sc.metric("sessiongate_refresh_total", &[("result", "rotated")])).sum();
-    let grace: f64 = rs.iter().map(|sc| sc.metric("sessiongate_refresh_total", &[("result", "grace")])).sum();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "every answer carries the one current refresh token"
+    );
+    let rotated: f64 = rs
+        .iter()
+        .map(|sc| sc.metric("sessiongate_refresh_total", &[("result", "rotated")]))
+        .sum();
+    let grace: f64 = rs
+        .iter()
+        .map(|sc| sc.metric("sessiongate_refresh_total", &[("result", "grace")]))
+        .sum();
     assert_eq!((rotated, grace), (1.0, 19.0));
 }
 
 #[test]
 fn a_redis_outage_is_served_from_memory_until_the_bound_then_recovered_from() {
     let (up, mut redis) = (Upstream::start(), RedisServer::start());
-    let rs = replicas(&up, &redis, 2, json!({"revocation": {"max_staleness": "3s"}}));
+    let rs = replicas(
+        &up,
+        &redis,
+        2,
+        json!({"revocation": {"max_staleness": "3s"}}),
+    );
     let t = rs[0].login("alice");
     let (access, refresh) = (s(&t, "access_token"), s(&t, "refresh_token"));
     // Persist what is there, so the restarted server still knows the session.
@@ -158,8 +191,15 @@ fn a_redis_outage_is_served_from_memory_until_the_bound_then_recovered_from() {
     }
     let started = Instant::now();
     assert_error(&rs[1].refresh(&refresh), 503, "store_unavailable");
-    assert!(started.elapsed() < Duration::from_secs(3), "a dead Redis must not hang requests");
-    assert_error(&rs[0].send(Request::get("/v1/auth/sessions").bearer(&access)), 503, "store_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a dead Redis must not hang requests"
+    );
+    assert_error(
+        &rs[0].send(Request::get("/v1/auth/sessions").bearer(&access)),
+        503,
+        "store_unavailable",
+    );
     assert_eq!(rs[0].admin_get("/readyz").status, 503);
 
     // Past the bound: fail closed.
@@ -169,7 +209,11 @@ fn a_redis_outage_is_served_from_memory_until_the_bound_then_recovered_from() {
         assert_error(&sc.get(PRIVATE, Some(&access)), 503, "store_unavailable");
         assert!(sc.metric("sessiongate_revocation_sync_staleness_seconds", &[]) > 3.0);
     }
-    assert_eq!(rs[1].get("/public/x", None).status, 200, "anonymous routes do not need Redis");
+    assert_eq!(
+        rs[1].get("/public/x", None).status,
+        200,
+        "anonymous routes do not need Redis"
+    );
 
     // Back: every replica recovers by itself, the session survived.
     redis.restart();
@@ -182,7 +226,12 @@ fn a_redis_outage_is_served_from_memory_until_the_bound_then_recovered_from() {
         assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200);
     }
     let r = rs[1].refresh(&refresh);
-    assert_eq!(r.status, 200, "the token presented during the outage is still good: {}", r.describe());
+    assert_eq!(
+        r.status,
+        200,
+        "the token presented during the outage is still good: {}",
+        r.describe()
+    );
     // And broadcasts flow again (the subscription came back).
     let t2 = rs[0].login("bob");
     let access2 = s(&t2, "access_token");
@@ -203,7 +252,11 @@ fn a_replica_whose_redis_is_down_at_start_is_not_ready_until_it_answers() {
         if let Ok(r) = Request::get("/readyz").try_send(sc.admin_port()) {
             break r;
         }
-        assert!(Instant::now() < deadline, "admin listener never came up\n{}", sc.logs());
+        assert!(
+            Instant::now() < deadline,
+            "admin listener never came up\n{}",
+            sc.logs()
+        );
         thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(r.status, 503, "{}", r.describe());
@@ -218,15 +271,28 @@ fn a_replica_whose_redis_is_down_at_start_is_not_ready_until_it_answers() {
 #[test]
 fn a_revocation_whose_broadcast_was_lost_arrives_with_the_periodic_resync() {
     let (up, redis) = (Upstream::start(), RedisServer::start());
-    let rs = replicas(&up, &redis, 1, json!({"revocation": {"resync_interval": "1s"}}));
+    let rs = replicas(
+        &up,
+        &redis,
+        1,
+        json!({"revocation": {"resync_interval": "1s"}}),
+    );
     let t = rs[0].login("alice");
     let access = s(&t, "access_token");
     assert_eq!(rs[0].get(PRIVATE, Some(&access)).status, 200);
     // Into the revocation log only, as if the PUBLISH had been lost.
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     let sid = s(&t, "session_id");
-    assert!(redis.command(&["ZADD", "it:{rev}", &now_ms.to_string(), &sid]).starts_with(":1"));
+    assert!(redis
+        .command(&["ZADD", "it:{rev}", &now_ms.to_string(), &sid])
+        .starts_with(":1"));
     let took = time_until_revoked(&rs[0], &access, Instant::now());
-    eprintln!("revocation picked up by resync after {:.0} ms", took.as_secs_f64() * 1000.0);
+    eprintln!(
+        "revocation picked up by resync after {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
     assert!(took < Duration::from_millis(2500), "{took:?}");
 }
