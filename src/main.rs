@@ -1,5 +1,7 @@
 //! Parse the command line, run the command, exit with its code.
 
 fn main() {
-    std::process::exit(sessiongate::cli::main());
+    let code = sessiongate::cli::main();
+    sessiongate::logging::flush();
+    std::process::exit(code);
 }

@@ -99,6 +99,7 @@ impl BackgroundService for Drain {
             Err(_) => tracing::warn!("flushing the store at shutdown timed out"),
         }
         tracing::info!("sessiongate stopped");
+        crate::logging::flush();
         std::process::exit(0);
     }
 }
