@@ -14,11 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One request on a keep-alive connection; returns (status, body).
-async fn call(conn: &mut TcpStream, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
+async fn call(
+    conn: &mut TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: refresh-bench\r\n\r\n{body}",
         body.len()
@@ -32,7 +40,9 @@ async fn call(conn: &mut TcpStream, method: &str, path: &str, body: &str) -> std
             return Err(std::io::Error::other("connection closed"));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
         let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
         let len: usize = head
@@ -61,11 +71,16 @@ fn main() -> anyhow::Result<()> {
     let clients = env_or("BENCH_CLIENTS", 32);
     let threads = env_or("BENCH_THREADS", 1);
     let dir = tempfile::tempdir()?;
-    let key = sessiongate::auth::keys::generate(sessiongate::auth::keys::Alg::EdDSA).map_err(anyhow::Error::msg)?;
+    let key = sessiongate::auth::keys::generate(sessiongate::auth::keys::Alg::EdDSA)
+        .map_err(anyhow::Error::msg)?;
     std::fs::write(dir.path().join("k1.pem"), key)?;
     let upstream = sessiongate::demo::spawn_upstream()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let yaml = format!(
         "server: {{listen: 127.0.0.1:{port}, admin_listen: 127.0.0.1:{admin}, threads: {threads}}}\n\
          upstream: {{url: http://{upstream}}}\n\
@@ -84,7 +99,10 @@ fn main() -> anyhow::Result<()> {
         }
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let addr = format!("127.0.0.1:{port}");
         let ready = Instant::now();

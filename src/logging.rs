@@ -18,7 +18,8 @@ const DEFAULT_FILTER: &str = "info,pingora=warn,pingora_core=warn,pingora_proxy=
 static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let json = match std::env::var("SESSIONGATE_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("text") => false,

@@ -553,11 +553,16 @@ fn cookie_sidecar(up: &Upstream) -> Sidecar {
 
 /// The `sg_refresh` value of a Set-Cookie header, checking its attributes.
 fn refresh_cookie(r: &Response) -> String {
-    let set = r.header("Set-Cookie").unwrap_or_else(|| panic!("no Set-Cookie: {}", r.describe()));
+    let set = r
+        .header("Set-Cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie: {}", r.describe()));
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/v1/auth"] {
         assert!(set.contains(attr), "cookie lacks {attr}: {set}");
     }
-    set.strip_prefix("sg_refresh=").and_then(|v| v.split(';').next()).expect("sg_refresh=...").to_owned()
+    set.strip_prefix("sg_refresh=")
+        .and_then(|v| v.split(';').next())
+        .expect("sg_refresh=...")
+        .to_owned()
 }
 
 #[test]
@@ -583,7 +588,11 @@ fn cookie_mode_sets_an_http_only_refresh_cookie_and_refreshes_from_it() {
             .header("Origin", &origin),
     );
     assert_eq!(out.status, 204, "{}", out.describe());
-    assert!(out.header("Set-Cookie").is_some_and(|c| c.contains("Max-Age=0")), "logout clears the cookie");
+    assert!(
+        out.header("Set-Cookie")
+            .is_some_and(|c| c.contains("Max-Age=0")),
+        "logout clears the cookie"
+    );
     assert_error(&sc.refresh(&rotated), 401, "session_revoked");
 }
 
@@ -593,7 +602,8 @@ fn a_cookie_refresh_from_another_origin_or_none_is_refused() {
     let sc = cookie_sidecar(&up);
     let cookie = refresh_cookie(&sc.login_response("alice", "pw"));
     for origin in [Some("https://evil.example"), None] {
-        let mut req = Request::post("/v1/auth/refresh").header("Cookie", &format!("sg_refresh={cookie}"));
+        let mut req =
+            Request::post("/v1/auth/refresh").header("Cookie", &format!("sg_refresh={cookie}"));
         if let Some(o) = origin {
             req = req.header("Origin", o);
         }

@@ -11,7 +11,9 @@ mod common;
 use common::redis_server::RedisServer;
 use sessiongate::store::redis::{RedisStore, Retention};
 use sessiongate::store::sqlite::SqliteStore;
-use sessiongate::store::{Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore};
+use sessiongate::store::{
+    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
+};
 
 /// A fresh, empty store and whatever must live as long as it (a temp dir, a server).
 pub type Fresh = (Arc<dyn SessionStore>, Box<dyn Any + Send>);
@@ -70,33 +72,54 @@ pub mod contract {
         assert_eq!(store.get("unknown").await.unwrap(), None);
     }
 
-    pub async fn rotation_moves_the_generation_and_records_the_activity(store: Arc<dyn SessionStore>) {
+    pub async fn rotation_moves_the_generation_and_records_the_activity(
+        store: Arc<dyn SessionStore>,
+    ) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
-        let RotateOutcome::Rotated(after) = store.rotate("s1", 0, &activity(NOW + 5)).await.unwrap() else {
+        let RotateOutcome::Rotated(after) =
+            store.rotate("s1", 0, &activity(NOW + 5)).await.unwrap()
+        else {
             panic!("the first rotation must succeed");
         };
         assert_eq!(after.generation, 1);
         assert_eq!((after.rotated_at, after.last_active_at), (NOW + 5, NOW + 5));
-        assert_eq!((after.ip.as_str(), after.user_agent.as_str(), after.kid.as_str()), ("198.51.100.9", "contract/2", "k2"));
+        assert_eq!(
+            (
+                after.ip.as_str(),
+                after.user_agent.as_str(),
+                after.kid.as_str()
+            ),
+            ("198.51.100.9", "contract/2", "k2")
+        );
         assert_eq!(store.get("s1").await.unwrap(), Some(after));
     }
 
     pub async fn rotation_with_a_stale_generation_is_a_conflict(store: Arc<dyn SessionStore>) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
-        assert!(matches!(store.rotate("s1", 0, &activity(NOW)).await.unwrap(), RotateOutcome::Rotated(_)));
+        assert!(matches!(
+            store.rotate("s1", 0, &activity(NOW)).await.unwrap(),
+            RotateOutcome::Rotated(_)
+        ));
         match store.rotate("s1", 0, &activity(NOW + 1)).await.unwrap() {
             RotateOutcome::Conflict(current) => assert_eq!(current.generation, 1),
             other => panic!("expected a conflict, got {other:?}"),
         }
-        assert_eq!(store.rotate("nope", 0, &activity(NOW)).await.unwrap(), RotateOutcome::NotFound);
+        assert_eq!(
+            store.rotate("nope", 0, &activity(NOW)).await.unwrap(),
+            RotateOutcome::NotFound
+        );
     }
 
-    pub async fn concurrent_rotations_of_one_generation_have_exactly_one_winner(store: Arc<dyn SessionStore>) {
+    pub async fn concurrent_rotations_of_one_generation_have_exactly_one_winner(
+        store: Arc<dyn SessionStore>,
+    ) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move { store.rotate("s1", 0, &activity(NOW + i)).await.unwrap() })
+                tokio::spawn(
+                    async move { store.rotate("s1", 0, &activity(NOW + i)).await.unwrap() },
+                )
             })
             .collect();
         let mut wins = 0;
@@ -118,7 +141,9 @@ pub mod contract {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
         assert!(store.revoke("s1", NOW + 1).await.unwrap());
         match store.rotate("s1", 0, &activity(NOW + 2)).await.unwrap() {
-            RotateOutcome::Conflict(r) => assert_eq!((r.generation, r.revoked_at), (0, Some(NOW + 1))),
+            RotateOutcome::Conflict(r) => {
+                assert_eq!((r.generation, r.revoked_at), (0, Some(NOW + 1)))
+            }
             other => panic!("a revoked session rotated: {other:?}"),
         }
     }
@@ -126,18 +151,41 @@ pub mod contract {
     pub async fn revocation_is_reported_once(store: Arc<dyn SessionStore>) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
         assert!(store.revoke("s1", NOW + 1).await.unwrap());
-        assert!(!store.revoke("s1", NOW + 2).await.unwrap(), "already revoked");
+        assert!(
+            !store.revoke("s1", NOW + 2).await.unwrap(),
+            "already revoked"
+        );
         assert!(!store.revoke("unknown", NOW).await.unwrap());
-        assert_eq!(store.get("s1").await.unwrap().unwrap().revoked_at, Some(NOW + 1), "the first time stays");
+        assert_eq!(
+            store.get("s1").await.unwrap().unwrap().revoked_at,
+            Some(NOW + 1),
+            "the first time stays"
+        );
     }
 
-    pub async fn revoking_a_user_spares_the_excepted_session_and_other_users(store: Arc<dyn SessionStore>) {
-        for (id, user) in [("a1", "alice"), ("a2", "alice"), ("a3", "alice"), ("b1", "bob")] {
+    pub async fn revoking_a_user_spares_the_excepted_session_and_other_users(
+        store: Arc<dyn SessionStore>,
+    ) {
+        for (id, user) in [
+            ("a1", "alice"),
+            ("a2", "alice"),
+            ("a3", "alice"),
+            ("b1", "bob"),
+        ] {
             store.create(&session(id, user, NOW)).await.unwrap();
         }
         store.revoke("a3", NOW).await.unwrap();
-        let ids: HashSet<String> = store.revoke_user("alice", Some("a2"), NOW + 1).await.unwrap().into_iter().collect();
-        assert_eq!(ids, HashSet::from(["a1".to_string()]), "a3 was revoked before, a2 is spared");
+        let ids: HashSet<String> = store
+            .revoke_user("alice", Some("a2"), NOW + 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            ids,
+            HashSet::from(["a1".to_string()]),
+            "a3 was revoked before, a2 is spared"
+        );
         assert_eq!(store.get("a2").await.unwrap().unwrap().revoked_at, None);
         assert_eq!(store.get("b1").await.unwrap().unwrap().revoked_at, None);
         let all = store.revoke_user("alice", None, NOW + 2).await.unwrap();
@@ -145,13 +193,31 @@ pub mod contract {
     }
 
     pub async fn active_sessions_are_listed_newest_first(store: Arc<dyn SessionStore>) {
-        store.create(&session("old", "alice", NOW - 3 * HOUR)).await.unwrap();
-        store.create(&session("new", "alice", NOW - HOUR)).await.unwrap();
-        store.create(&session("revoked", "alice", NOW - 2 * HOUR)).await.unwrap();
-        store.create(&session("idle", "alice", NOW - 30 * HOUR)).await.unwrap();
+        store
+            .create(&session("old", "alice", NOW - 3 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("new", "alice", NOW - HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("revoked", "alice", NOW - 2 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("idle", "alice", NOW - 30 * HOUR))
+            .await
+            .unwrap();
         store.create(&session("bobs", "bob", NOW)).await.unwrap();
         store.revoke("revoked", NOW).await.unwrap();
-        let ids: Vec<String> = store.list_active("alice", NOW, LIFETIMES).await.unwrap().into_iter().map(|s| s.id).collect();
+        let ids: Vec<String> = store
+            .list_active("alice", NOW, LIFETIMES)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         assert_eq!(ids, ["new", "old"]);
     }
 
@@ -166,27 +232,72 @@ pub mod contract {
     }
 
     pub async fn security_events_are_kept_newest_first(store: Arc<dyn SessionStore>) {
-        store.record_event(&event("login", "alice", NOW)).await.unwrap();
-        store.record_event(&event("new_ip", "alice", NOW + 1)).await.unwrap();
-        store.record_event(&event("login", "bob", NOW + 2)).await.unwrap();
-        let kinds: Vec<&str> = store.events_for_user("alice", 10).await.unwrap().iter().map(|e| e.kind).collect();
+        store
+            .record_event(&event("login", "alice", NOW))
+            .await
+            .unwrap();
+        store
+            .record_event(&event("new_ip", "alice", NOW + 1))
+            .await
+            .unwrap();
+        store
+            .record_event(&event("login", "bob", NOW + 2))
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = store
+            .events_for_user("alice", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
         assert_eq!(kinds, ["new_ip", "login"]);
         assert_eq!(store.events_for_user("alice", 1).await.unwrap().len(), 1);
     }
 
     pub async fn cleanup_removes_only_what_no_one_can_use(store: Arc<dyn SessionStore>) {
-        store.create(&session("live", "alice", NOW - HOUR)).await.unwrap();
-        store.create(&session("idle", "alice", NOW - 30 * HOUR)).await.unwrap();
-        store.create(&session("ancient", "alice", NOW - 8 * 24 * HOUR)).await.unwrap();
-        store.create(&session("just-revoked", "alice", NOW - HOUR)).await.unwrap();
-        store.create(&session("long-revoked", "alice", NOW - 3 * HOUR)).await.unwrap();
+        store
+            .create(&session("live", "alice", NOW - HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("idle", "alice", NOW - 30 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("ancient", "alice", NOW - 8 * 24 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("just-revoked", "alice", NOW - HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("long-revoked", "alice", NOW - 3 * HOUR))
+            .await
+            .unwrap();
         store.revoke("just-revoked", NOW - 10).await.unwrap();
         store.revoke("long-revoked", NOW - 2 * HOUR).await.unwrap();
-        store.record_event(&event("login", "alice", NOW - 40 * 24 * HOUR)).await.unwrap();
-        store.record_event(&event("login", "alice", NOW - HOUR)).await.unwrap();
-        let removed = store.cleanup(NOW, LIFETIMES, NOW - HOUR, NOW - 30 * 24 * HOUR).await.unwrap();
+        store
+            .record_event(&event("login", "alice", NOW - 40 * 24 * HOUR))
+            .await
+            .unwrap();
+        store
+            .record_event(&event("login", "alice", NOW - HOUR))
+            .await
+            .unwrap();
+        let removed = store
+            .cleanup(NOW, LIFETIMES, NOW - HOUR, NOW - 30 * 24 * HOUR)
+            .await
+            .unwrap();
         assert_eq!(removed, 4, "idle, ancient, long-revoked and the old event");
-        for (id, kept) in [("live", true), ("idle", false), ("ancient", false), ("just-revoked", true), ("long-revoked", false)] {
+        for (id, kept) in [
+            ("live", true),
+            ("idle", false),
+            ("ancient", false),
+            ("just-revoked", true),
+            ("long-revoked", false),
+        ] {
             assert_eq!(store.get(id).await.unwrap().is_some(), kept, "{id}");
         }
         assert_eq!(store.events_for_user("alice", 10).await.unwrap().len(), 1);
@@ -249,7 +360,10 @@ fn redis_on(server: RedisServer, urls: usize) -> Fresh {
         events_ms: 30 * 24 * HOUR,
         revocations_ms: HOUR,
     };
-    (Arc::new(RedisStore::open(&config, retention).unwrap()), Box::new(server))
+    (
+        Arc::new(RedisStore::open(&config, retention).unwrap()),
+        Box::new(server),
+    )
 }
 
 /// A Redis store on its own `redis-server` (a free port, killed on drop).
