@@ -67,18 +67,25 @@ fn lenient_upstream_view(path: &str) -> String {
         }
     }
     let decoded = String::from_utf8_lossy(&bytes).into_owned();
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
     let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/').skip(1) {
+    let mut trailing = false;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
         match seg.split(';').next().unwrap_or("") {
-            "" | "." => {}
+            "" | "." => trailing = last,
             ".." => {
                 out.pop();
+                trailing = last;
             }
-            s => out.push(s),
+            s => {
+                out.push(s);
+                trailing = false;
+            }
         }
     }
-    let trailing = decoded.ends_with('/') && !out.is_empty();
-    format!("/{}{}", out.join("/"), if trailing { "/" } else { "" })
+    let slash = if trailing && !out.is_empty() { "/" } else { "" };
+    format!("/{}{}", out.join("/"), slash)
 }
 
 fn check(path: &str) -> Result<(), TestCaseError> {
