@@ -1,5 +1,7 @@
 //! Every metric of SPEC 7, registered once in one registry, served on the admin listener.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -17,8 +19,25 @@ pub const REVOCATION_ENTRIES: &str = "sessiongate_revocation_list_entries";
 pub const STORE_DURATION: &str = "sessiongate_store_operation_duration_seconds";
 pub const REVOCATION_STALENESS: &str = "sessiongate_revocation_sync_staleness_seconds";
 
+/// The `route` label values of the request metrics.
+pub const ROUTES: [&str; 6] = ["proxy", "login", "refresh", "sessions", "logout", "jwks"];
+/// The `result` label values of `sessiongate_token_validations_total`.
+pub const TOKEN_RESULTS: [&str; 6] = [
+    "ok",
+    "missing",
+    "invalid",
+    "expired",
+    "revoked",
+    "unavailable",
+];
+const STATUS_SLOTS: usize = 600;
+
 pub struct Metrics {
     registry: Registry,
+    /// Pre-resolved handles: the per-request path neither hashes labels nor formats numbers.
+    request_counters: Vec<OnceLock<IntCounter>>,
+    request_durations: Vec<prometheus::Histogram>,
+    token_results: Vec<IntCounter>,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub upstream_duration: prometheus::Histogram,
@@ -98,7 +117,22 @@ impl Metrics {
             )
             .expect("metric"),
             registry,
+            request_counters: Vec::new(),
+            request_durations: Vec::new(),
+            token_results: Vec::new(),
         };
+        let mut m = m;
+        m.request_counters = (0..ROUTES.len() * STATUS_SLOTS)
+            .map(|_| OnceLock::new())
+            .collect();
+        m.request_durations = ROUTES
+            .iter()
+            .map(|r| m.http_duration.with_label_values(&[r]))
+            .collect();
+        m.token_results = TOKEN_RESULTS
+            .iter()
+            .map(|r| m.token_validations.with_label_values(&[r]))
+            .collect();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),
@@ -118,9 +152,6 @@ impl Metrics {
                 .expect("each metric is registered once");
         }
         // Make the label sets an operator alerts on visible from the start.
-        for r in ["ok", "missing", "invalid", "expired", "revoked"] {
-            m.token_validations.with_label_values(&[r]);
-        }
         for r in [
             "rotated", "grace", "reused", "invalid", "expired", "revoked",
         ] {
@@ -140,6 +171,25 @@ impl Metrics {
             m.sessions_revoked.with_label_values(&[r]);
         }
         m
+    }
+
+    /// Counts one answered request and its duration.
+    pub fn observe_request(&self, route: &'static str, status: u16, seconds: f64) {
+        let r = ROUTES.iter().position(|x| *x == route).unwrap_or(0);
+        let slot = usize::from(status).min(STATUS_SLOTS - 1);
+        self.request_counters[r * STATUS_SLOTS + slot]
+            .get_or_init(|| {
+                self.http_requests
+                    .with_label_values(&[ROUTES[r], &status.to_string()])
+            })
+            .inc();
+        self.request_durations[r].observe(seconds);
+    }
+
+    /// Counts one token check by its `result` label (one of [`TOKEN_RESULTS`]).
+    pub fn token_validation(&self, result: &'static str) {
+        let i = TOKEN_RESULTS.iter().position(|x| *x == result).unwrap_or(2);
+        self.token_results[i].inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -64,7 +64,7 @@ impl AuthApi {
         }
     }
 
-    pub async fn jwks(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), ApiError> {
+    pub async fn jwks(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
         if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
             return Err(method_not_allowed());
         }
@@ -72,7 +72,7 @@ impl AuthApi {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         )];
-        send(session, 200, self.jwks.clone(), extra, &ctx.request_id)
+        send(session, 200, self.jwks.clone(), extra, ctx)
             .await
             .map_err(|_| ApiError::Internal)?;
         Ok(())
@@ -261,7 +261,7 @@ impl AuthApi {
     async fn send_tokens(
         &self,
         session: &mut Session,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         t: &TokenResponse,
     ) -> Result<(), ApiError> {
         let body = serde_json::to_vec(t).map_err(|_| ApiError::Internal)?;
@@ -278,17 +278,15 @@ impl AuthApi {
 
 pub async fn send_ok(
     session: &mut Session,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     status: u16,
     body: Vec<u8>,
     extra: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<(), ApiError> {
-    send(session, status, body, extra, &ctx.request_id)
-        .await
-        .map_err(|e| {
-            tracing::debug!(error = %e, "client went away before the answer was written");
-            ApiError::Internal
-        })
+    send(session, status, body, extra, ctx).await.map_err(|e| {
+        tracing::debug!(error = %e, "client went away before the answer was written");
+        ApiError::Internal
+    })
 }
 
 fn expect(method: &Method, want: Method) -> Result<(), ApiError> {

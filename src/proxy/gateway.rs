@@ -54,7 +54,22 @@ pub struct RequestCtx {
     /// The normalized path and query, when it differs from what the client sent.
     pub forward_target: Option<String>,
     pub upstream_start: Option<Instant>,
+    metrics: Arc<Metrics>,
+    /// The request was already counted (answers sessiongate writes itself
+    /// are counted before they are sent, so a client sees them in /metrics).
+    counted: bool,
     _inflight: InFlightGuard,
+}
+
+impl RequestCtx {
+    /// Counts the request in the request metrics, once.
+    pub fn count(&mut self, status: u16) {
+        if !self.counted {
+            self.counted = true;
+            self.metrics
+                .observe_request(self.route, status, self.start.elapsed().as_secs_f64());
+        }
+    }
 }
 
 impl Gateway {
@@ -268,6 +283,8 @@ impl ProxyHttp for Gateway {
             identity: None,
             forward_target: None,
             upstream_start: None,
+            metrics: self.metrics.clone(),
+            counted: false,
             _inflight: self.inflight.enter(),
         }
     }
@@ -293,7 +310,7 @@ impl ProxyHttp for Gateway {
         match self.decide(session, ctx).await {
             Ok(done) => Ok(done),
             Err(e) => {
-                send_error(session, &e, &ctx.request_id).await?;
+                send_error(session, &e, ctx).await?;
                 Ok(true)
             }
         }
@@ -349,7 +366,7 @@ impl ProxyHttp for Gateway {
                 if err.status() >= 500 {
                     tracing::warn!(error = %e, request_id = ctx.request_id.to_str().unwrap_or("-"), "proxying failed");
                 }
-                match send_error(session, err, &ctx.request_id).await {
+                match send_error(session, err, ctx).await {
                     Ok(()) => err.status(),
                     Err(_) => 0,
                 }
@@ -371,15 +388,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
-        let status_label = status.to_string();
-        self.metrics
-            .http_requests
-            .with_label_values(&[ctx.route, status_label.as_str()])
-            .inc();
-        self.metrics
-            .http_duration
-            .with_label_values(&[ctx.route])
-            .observe(elapsed.as_secs_f64());
+        ctx.count(status);
         if let Some(t) = ctx.upstream_start {
             self.metrics
                 .upstream_duration

@@ -158,7 +158,7 @@ impl LoginForwarder {
     async fn relay(
         &self,
         session: &mut Session,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         resp: ResponseHeader,
         body: Vec<u8>,
     ) -> Result<(), ApiError> {
@@ -184,6 +184,7 @@ impl LoginForwarder {
         )
         .map_err(|_| ApiError::Internal)?;
         let no_body = body.is_empty() || session.req_header().method == http::Method::HEAD;
+        ctx.count(resp.status.as_u16());
         let send = async {
             session
                 .write_response_header(Box::new(out), no_body)

@@ -5,6 +5,7 @@ use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::gateway::RequestCtx;
 use crate::errors::ApiError;
 
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -16,7 +17,7 @@ pub async fn send(
     status: u16,
     body: Vec<u8>,
     extra: Vec<(HeaderName, HeaderValue)>,
-    request_id: &HeaderValue,
+    ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     if !body.is_empty() || status != 204 {
@@ -24,11 +25,12 @@ pub async fn send(
     }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(X_REQUEST_ID, request_id.clone())?;
+    resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
     for (name, value) in extra {
         resp.append_header(name, value)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+    ctx.count(status);
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
@@ -44,7 +46,7 @@ pub async fn send(
 pub async fn send_error(
     session: &mut Session,
     err: &ApiError,
-    request_id: &HeaderValue,
+    ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
     let mut extra = Vec::new();
     if let Some(challenge) = err.www_authenticate() {
@@ -62,5 +64,5 @@ pub async fn send_error(
         // The request's framing or body may be unread: do not reuse the connection.
         session.set_keepalive(None);
     }
-    send(session, err.status(), err.body(), extra, request_id).await
+    send(session, err.status(), err.body(), extra, ctx).await
 }
