@@ -806,3 +806,39 @@ fn unknown_tampered_expired_and_revoked_refresh_tokens_answer_401_with_the_same_
     }
     assert_no_bypass(&up, None);
 }
+
+#[test]
+fn odd_methods_on_a_protected_path_without_a_token_never_reach_the_upstream() {
+    let up = Upstream::start();
+    let sc = start(&up);
+    let port = sc.port();
+    for method in ["OPTIONS", "TRACE", "PROPFIND", "get", "FOO", "CONNECT"] {
+        let st = statuses(port, &raw_request(port, method, "/api/x", &[], ""));
+        assert!(
+            matches!(st.first(), None | Some(400 | 401 | 405)),
+            "{method}: {st:?}"
+        );
+    }
+    let st = statuses(port, &raw_request(port, "CONNECT", "127.0.0.1:22", &[], ""));
+    assert!(matches!(st.first(), None | Some(400 | 405)), "{st:?}");
+    assert_no_bypass(&up, None);
+}
+
+#[test]
+fn identity_headers_sent_to_login_never_reach_the_login_upstream() {
+    let up = Upstream::start();
+    let sc = start(&up);
+    let r = sc.send(
+        Request::post("/v1/auth/login")
+            .header("X-Auth-User-Id", "admin")
+            .header("x_auth_claims", "{\"role\":\"admin\"}")
+            .header("X-Original-URL", "/api/admin")
+            .json(&json!({"username": "mallory", "password": "x"})),
+    );
+    assert_eq!(r.status, 401, "{}", r.describe());
+    let rec = up.requests_to("/login").pop().expect("forwarded to /login");
+    for h in ["X-Auth-User-Id", "X-Auth-Claims", "X-Original-URL"] {
+        assert!(rec.header(h).is_none(), "{h} reached /login: {rec:?}");
+    }
+    assert_no_bypass(&up, None);
+}
