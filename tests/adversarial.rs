@@ -842,3 +842,27 @@ fn identity_headers_sent_to_login_never_reach_the_login_upstream() {
     }
     assert_no_bypass(&up, None);
 }
+
+#[test]
+fn a_trusted_proxy_keeps_its_client_address_claims_but_never_rerouting_headers() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        json!({"server": {"trusted_proxies": ["127.0.0.1/32"]}}),
+    );
+    let r = get(
+        &sc,
+        "/public/x",
+        &[
+            ("X-Real-IP", "203.0.113.7"),
+            ("Forwarded", "for=203.0.113.7"),
+            ("X-Original-URL", "/api/admin"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let rec = up.requests_to("/public/x").pop().expect("forwarded");
+    assert_eq!(rec.header_values("X-Real-IP"), ["203.0.113.7"]);
+    assert_eq!(rec.header_values("Forwarded"), ["for=203.0.113.7"]);
+    assert!(rec.header("X-Original-URL").is_none(), "{rec:?}");
+    assert_no_bypass(&up, None);
+}

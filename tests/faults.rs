@@ -159,6 +159,16 @@ fn an_upstream_that_stalls_after_the_head_is_cut_within_the_request_timeout() {
     stop.store(true, Ordering::Release);
 }
 
+#[test]
+fn a_login_upstream_that_never_answers_is_504_and_creates_no_session() {
+    let (port, stop) = bad_upstream(|_| thread::sleep(Duration::from_secs(4)));
+    let sc = sidecar_for(port, json!({"upstream": {"request_timeout": "1s"}}));
+    let r = sc.login_response("alice", "pw");
+    assert_error(&r, 504, "upstream_timeout");
+    assert_eq!(session_rows(&db_path(&sc)), 0, "a session without a login");
+    stop.store(true, Ordering::Release);
+}
+
 // ---- SIGTERM ----------------------------------------------------------------
 
 fn db_path(sc: &Sidecar) -> PathBuf {
