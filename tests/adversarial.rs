@@ -866,3 +866,53 @@ fn a_trusted_proxy_keeps_its_client_address_claims_but_never_rerouting_headers()
     assert!(rec.header("X-Original-URL").is_none(), "{rec:?}");
     assert_no_bypass(&up, None);
 }
+
+#[test]
+fn hostile_chunk_sizes_and_extensions_never_smuggle_a_second_request() {
+    let up = Upstream::start();
+    let sc = start(&up);
+    let port = sc.port();
+    let tail = "GET /api/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for body in [
+        format!("fffffffffffffffff1\r\nx\r\n0\r\n\r\n{tail}"),
+        format!("-1\r\nx\r\n0\r\n\r\n{tail}"),
+        format!("0x5\r\nhello\r\n0\r\n\r\n{tail}"),
+        format!("5;ext=\"a\r\nb\"\r\nhello\r\n0\r\n\r\n{tail}"),
+        format!("5 \r\nhello\r\n0\r\n\r\n{tail}"),
+        format!("5\nhello\n0\n\n{tail}"),
+        format!("5\r\nhelloXX\r\n0\r\n\r\n{tail}"),
+        format!("0\r\nX-Trailer: a\r\n Folded: b\r\n\r\n{tail}"),
+    ] {
+        let st = statuses(
+            port,
+            &raw_request(
+                port,
+                "POST",
+                "/public/form",
+                &["Transfer-Encoding: chunked"],
+                &body,
+            ),
+        );
+        assert!(
+            st.iter().all(|s| matches!(s, 200 | 400 | 401)),
+            "{body:?}: {st:?}"
+        );
+    }
+    assert_no_smuggling(&up);
+}
+
+#[test]
+fn http_1_0_and_0_9_requests_get_the_same_decision() {
+    let up = Upstream::start();
+    let sc = start(&up);
+    let port = sc.port();
+    let st = statuses(port, b"GET /api/x HTTP/1.0\r\n\r\n");
+    assert_eq!(st.first(), Some(&401), "{st:?}");
+    let st = statuses(port, b"GET /public/../api/x HTTP/1.0\r\n\r\n");
+    assert_eq!(st.first(), Some(&401), "{st:?}");
+    let st = statuses(port, b"GET /api/x\r\n\r\n");
+    assert!(matches!(st.first(), None | Some(400 | 505)), "{st:?}");
+    let st = statuses(port, b"GET /api/x HTTP/2.0\r\n\r\n");
+    assert!(matches!(st.first(), None | Some(400 | 401 | 505)), "{st:?}");
+    assert_no_bypass(&up, None);
+}
