@@ -45,10 +45,15 @@ pub fn load_with_env(
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(vec![format!("cannot read the config file: {e}")]))?;
-    let mut tree: serde_json::Value = serde_saphyr::from_str(&text)
+    // A config file is small: a few thousand replayed alias events is plenty,
+    // and the cap keeps an alias bomb from eating the CPU.
+    let options = serde_saphyr::options! {
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: 10_000 },
+    };
+    let mut tree: serde_json::Value = serde_saphyr::from_str_with_options(&text, options)
         .map_err(|e| fail(vec![format!("YAML syntax error: {}", syntax_error(&e))]))?;
     let mut problems = Problems::default();
-    expand_strings(&mut tree, String::new(), env, &mut problems);
+    expand_strings(&mut tree, String::from("(document)"), env, &mut problems);
     let base_dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -96,7 +101,7 @@ fn expand_strings(
         }
         serde_json::Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                let p = if path.is_empty() {
+                let p = if path.is_empty() || path == "(document)" {
                     k.clone()
                 } else {
                     format!("{path}.{k}")

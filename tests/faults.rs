@@ -372,7 +372,6 @@ fn a_read_only_database_is_503_and_no_answered_write_is_lost() {
 }
 
 #[test]
-#[ignore = "bug in src/store/sqlite.rs: a deleted database file keeps accepting writes into the unlinked inode; logins answer 200 and are lost at restart (expected 503 store_unavailable and /readyz 503)"]
 fn a_deleted_database_is_503_not_a_success_that_is_lost() {
     let up = Upstream::start();
     let mut sc = Sidecar::start(&up, json!({}));

@@ -13,6 +13,7 @@ pub struct Problems(pub Vec<String>);
 
 impl Problems {
     pub fn add(&mut self, path: &str, msg: impl Display) {
+        let path = if path.is_empty() { "(document)" } else { path };
         self.0.push(format!("{path}: {msg}"));
     }
 }

@@ -21,6 +21,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// (device, inode) of the file we opened: if the path stops naming it
+    /// (deleted, replaced), writes would vanish, so every call fails instead.
+    file: (u64, u64),
+}
+
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl SqliteStore {
@@ -41,9 +50,12 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         migrate(&mut conn)?;
+        let file =
+            file_identity(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
+            file,
         })
     }
 
@@ -57,7 +69,14 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let (path, file) = (self.path.clone(), self.file);
         tokio::task::spawn_blocking(move || {
+            if file_identity(&path).ok() != Some(file) {
+                return Err(StoreError(format!(
+                    "the database file {} was deleted or replaced while in use; restart sessiongate",
+                    path.display()
+                )));
+            }
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError("the SQLite connection was poisoned by a panic".into()))?;
