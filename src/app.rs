@@ -125,6 +125,9 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
         // own timer only has to outlast it.
         grace_period_seconds: Some(grace.as_secs() + 5),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One current-thread runtime per worker: no work-stealing bookkeeping
+        // or cross-thread wake-ups on the request path.
+        work_stealing: false,
         ca_file,
         ..ServerConf::default()
     };

@@ -2,38 +2,71 @@
 //! `SESSIONGATE_LOG_FORMAT=json`, human text otherwise; level from `RUST_LOG`.
 //! pingora logs through `log`, bridged here.
 //!
-//! Lines are written by a background thread through a buffer that is flushed
-//! whenever the queue runs empty, so a request never waits on a stdout
-//! syscall. Nothing is dropped: a full queue slows producers instead.
-//! [`flush`] must run before the process exits.
+//! Lines go into a 64 KiB buffer that a background thread flushes every
+//! 100 ms (and that flushes itself when full), so a request pays for
+//! formatting its access-log line, not for a write syscall or a thread
+//! wake-up. [`flush`] writes out the rest and must run before the process
+//! exits; a crash can lose at most the last 100 ms of lines.
 
-use std::io::{BufWriter, IsTerminal};
-use std::sync::Mutex;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_FILTER: &str = "info,pingora=warn,pingora_core=warn,pingora_proxy=warn";
+const BUFFER_BYTES: usize = 64 * 1024;
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+static OUT: OnceLock<Arc<Mutex<BufWriter<Stdout>>>> = OnceLock::new();
+
+/// Hands the formatter a locked view of the shared buffer.
+#[derive(Clone)]
+struct Buffered(Arc<Mutex<BufWriter<Stdout>>>);
+
+struct Locked<'a>(MutexGuard<'a, BufWriter<Stdout>>);
+
+impl Write for Locked<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // The background thread flushes; a line does not.
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Buffered {
+    type Writer = Locked<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Locked(self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 pub fn init() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let terminal = std::io::stdout().is_terminal();
     let json = match std::env::var("SESSIONGATE_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("text") => false,
-        _ => !std::io::stdout().is_terminal(),
+        _ => !terminal,
     };
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(64 * 1024)
-        .thread_name("sessiongate-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let out = OUT
+        .get_or_init(|| {
+            Arc::new(Mutex::new(BufWriter::with_capacity(
+                BUFFER_BYTES,
+                std::io::stdout(),
+            )))
+        })
+        .clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(!json && std::io::stdout().is_terminal())
+        .with_writer(Buffered(out.clone()))
+        .with_ansi(!json && terminal)
         .with_target(true);
     let installed = if json {
         builder
@@ -46,12 +79,18 @@ pub fn init() {
         builder.try_init()
     };
     if installed.is_ok() {
-        *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
+        let _ = std::thread::Builder::new()
+            .name("sessiongate-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_EVERY);
+                let _ = out.lock().unwrap_or_else(|p| p.into_inner()).flush();
+            });
     }
 }
 
-/// Writes out every queued line. Call before `std::process::exit`.
+/// Writes out every buffered line. Call before `std::process::exit`.
 pub fn flush() {
-    // Dropping the guard makes the writer thread drain the queue and flush.
-    drop(GUARD.lock().unwrap_or_else(|p| p.into_inner()).take());
+    if let Some(out) = OUT.get() {
+        let _ = out.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    }
 }
