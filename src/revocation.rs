@@ -4,17 +4,17 @@
 //! With a shared store the list also knows how fresh it is (see [`sync`]).
 
 pub mod sync;
+mod table;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use moka::sync::Cache;
-
 use crate::time::{unix_now, unix_now_ms};
+use table::{key_of, Table};
 
 pub struct RevocationList {
     /// session id -> unix time after which no access token of it can be valid.
-    sessions: Cache<Box<str>, i64>,
+    sessions: Table,
     /// How long after a revocation an access token of the session may still be presented.
     token_lifetime: i64,
     freshness: Freshness,
@@ -50,40 +50,13 @@ impl std::fmt::Display for Stale {
     }
 }
 
-struct UntilHarmless;
-
-impl moka::Expiry<Box<str>, i64> for UntilHarmless {
-    fn expire_after_create(
-        &self,
-        _k: &Box<str>,
-        until: &i64,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs((*until - unix_now()).max(0) as u64))
-    }
-
-    fn expire_after_update(
-        &self,
-        k: &Box<str>,
-        until: &i64,
-        at: std::time::Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(k, until, at)
-    }
-}
-
 impl RevocationList {
     /// `token_lifetime`: access TTL plus leeway.
     pub fn new(capacity: u64, token_lifetime: Duration) -> Self {
+        let token_lifetime = token_lifetime.as_secs() as i64;
         RevocationList {
-            // LRU rather than TinyLFU: a new revocation must always be admitted.
-            sessions: Cache::builder()
-                .max_capacity(capacity)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .expire_after(UntilHarmless)
-                .build(),
-            token_lifetime: token_lifetime.as_secs() as i64,
+            sessions: Table::new(capacity, unix_now() - token_lifetime),
+            token_lifetime,
             freshness: Freshness {
                 bound_ms: None,
                 synced_at_ms: AtomicI64::new(0),
@@ -129,17 +102,18 @@ impl RevocationList {
     }
 
     pub fn is_revoked(&self, session_id: &str) -> bool {
-        self.sessions.contains_key(session_id)
+        self.sessions.contains(&key_of(session_id), unix_now())
     }
 
     /// Records that `session_id` was revoked at unix time `revoked_at`.
     /// Returns false when no token of it can still be valid (nothing to remember).
     pub fn insert(&self, session_id: &str, revoked_at: i64) -> bool {
         let until = revoked_at + self.token_lifetime;
-        if until <= unix_now() {
+        let now = unix_now();
+        if until <= now {
             return false;
         }
-        self.sessions.insert(session_id.into(), until);
+        self.sessions.insert(key_of(session_id), until, now);
         true
     }
 
@@ -148,9 +122,14 @@ impl RevocationList {
         unix_now() - self.token_lifetime
     }
 
+    /// Entries held (expired ones are ignored at once and dropped by [`Self::sweep`]).
     pub fn len(&self) -> u64 {
-        self.sessions.run_pending_tasks();
-        self.sessions.entry_count()
+        self.sessions.len() as u64
+    }
+
+    /// Drops entries no token can match any more; returns how many remain.
+    pub fn sweep(&self) -> u64 {
+        self.sessions.sweep(unix_now()) as u64
     }
 
     pub fn is_empty(&self) -> bool {

@@ -514,7 +514,7 @@ impl Sessions {
             .await?;
         self.metrics
             .revocation_entries
-            .set(self.revocations.len() as i64);
+            .set(self.revocations.sweep() as i64);
         Ok(n)
     }
 }
