@@ -10,55 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
+use support::call;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// One request on a keep-alive connection; returns (status, body).
-async fn call(
-    conn: &mut TcpStream,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> std::io::Result<(u16, Vec<u8>)> {
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: refresh-bench\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::Error::other("connection closed"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < end + 4 + len {
-            let n = conn.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::Error::other("connection closed"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
-    }
 }
 
 fn refresh_token(body: &[u8]) -> Option<String> {
@@ -108,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         let ready = Instant::now();
         loop {
             if let Ok(mut c) = TcpStream::connect(format!("127.0.0.1:{admin}")).await {
-                if matches!(call(&mut c, "GET", "/readyz", "").await, Ok((200, _))) {
+                if matches!(call(&mut c, "GET", "/readyz", None, "").await, Ok((200, _))) {
                     break;
                 }
             }
@@ -123,13 +84,13 @@ fn main() -> anyhow::Result<()> {
                 let mut conn = TcpStream::connect(&addr).await?;
                 conn.set_nodelay(true)?;
                 let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
-                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", &login).await?;
+                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
                 anyhow::ensure!(status == 200, "login answered {status}");
                 let mut token = refresh_token(&body).ok_or_else(|| anyhow::anyhow!("no refresh token"))?;
                 let mut latencies = Vec::with_capacity(1 << 16);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let (status, body) = call(&mut conn, "POST", "/v1/auth/refresh", &format!(r#"{{"refresh_token":"{token}"}}"#)).await?;
+                    let (status, body) = call(&mut conn, "POST", "/v1/auth/refresh", None, &format!(r#"{{"refresh_token":"{token}"}}"#)).await?;
                     anyhow::ensure!(status == 200, "refresh answered {status}: {}", String::from_utf8_lossy(&body));
                     latencies.push(t.elapsed());
                     token = refresh_token(&body).ok_or_else(|| anyhow::anyhow!("no refresh token"))?;
