@@ -15,6 +15,12 @@ export type FetchLike = (input: Request | string | URL, init?: RequestInit) => P
 /** The subset of the Web Locks API (`navigator.locks`) the client needs. */
 export interface LockManagerLike {
   request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+  /**
+   * Optional, as in `navigator.locks`: the locks held right now. With it the
+   * client can tell that another tab already rotated the refresh token even
+   * when that tab's write to shared storage has not reached this tab yet.
+   */
+  query?(): Promise<{ held?: { name?: string }[] }>;
 }
 
 /** Options of {@link createSessionClient}. */
@@ -162,6 +168,13 @@ type Listener = (event: never) => void;
 
 /** How long a tab waits for another tab's refresh before doing its own. */
 const REMOTE_WAIT_MS = 10_000;
+/**
+ * How long a tab holds the "rotated" marker lock after a refresh, and how long
+ * another tab waits for the new tokens once it sees that marker.
+ */
+const ROTATED_MARK_MS = 10_000;
+/** Polling interval while waiting for another tab's tokens to show up in storage. */
+const ROTATED_POLL_MS = 20;
 /** Election window when Web Locks are not available. */
 const CLAIM_WINDOW_MS = 60;
 const REFRESH_PATH = "v1/auth/refresh";
@@ -195,6 +208,8 @@ class Client implements SessionClient {
   readonly #remoteClaims = new Map<string, number>();
   #rivals: Set<string> | null = null;
   readonly #remoteWaiters = new Set<(outcome: TokenState | SessionEndReason) => void>();
+  /** Releases the "rotated" marker locks this tab holds (Web Locks only). */
+  readonly #markers = new Set<() => void>();
 
   constructor(options: SessionClientOptions) {
     const origin = typeof location !== "undefined" ? location.origin : undefined;
@@ -398,6 +413,7 @@ class Client implements SessionClient {
   close(): void {
     this.#closed = true;
     this.#stopTimer();
+    for (const release of [...this.#markers]) release();
     this.#channel?.close();
     this.#channel = null;
     this.#listeners.clear();
@@ -496,8 +512,80 @@ class Client implements SessionClient {
     return locks.request(`${this.#key}:refresh`, async () => {
       // Let a "tokens" message from the tab that held the lock arrive first.
       await sleep(0);
-      return this.#refreshIfStill(stale);
+      const before = this.#read();
+      // Storage writes reach other tabs asynchronously (Chromium syncs
+      // localStorage between renderer processes in the background), so the
+      // tokens read here can be the ones another tab rotated a moment ago.
+      // Refreshing with them would be a reuse and end the session; the marker
+      // lock that tab still holds says so, consistently, so wait instead.
+      if (before !== null && before.accessToken === stale && (await this.#rotatedElsewhere(before.accessToken))) {
+        return this.#awaitTokensNewerThan(before.accessToken);
+      }
+      const state = await this.#refreshIfStill(stale);
+      if (before !== null && state.accessToken !== before.accessToken) await this.#markRotated(before.accessToken);
+      return state;
     });
+  }
+
+  /** Whether some tab holds the marker saying `accessToken`'s session was rotated. */
+  async #rotatedElsewhere(accessToken: string): Promise<boolean> {
+    const query = this.#locks?.query;
+    if (query === undefined) return false;
+    const name = this.#markerName(accessToken);
+    try {
+      const snapshot = await query.call(this.#locks);
+      return (snapshot.held ?? []).some((lock) => lock.name === name);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Takes the marker lock for the tokens just replaced and keeps it for a
+   * while; resolves once it is held, so it is visible before the refresh lock
+   * is released.
+   */
+  #markRotated(replaced: string): Promise<void> {
+    const locks = this.#locks;
+    if (locks === null || this.#closed) return Promise.resolve();
+    return new Promise((held) => {
+      locks
+        .request(this.#markerName(replaced), () => {
+          held();
+          return new Promise<void>((release) => {
+            const done = (): void => {
+              clearTimeout(timer);
+              this.#markers.delete(done);
+              release();
+            };
+            const timer = setTimeout(done, ROTATED_MARK_MS);
+            this.#markers.add(done);
+          });
+        })
+        .catch(() => held());
+    });
+  }
+
+  /** Lock names are visible to the whole origin: never put a token in one. */
+  #markerName(accessToken: string): string {
+    return `${this.#key}:rotated:${fingerprint(accessToken)}`;
+  }
+
+  /** Waits for another tab's new tokens to reach this tab (storage or channel). */
+  async #awaitTokensNewerThan(replaced: string): Promise<TokenState> {
+    const deadline = Date.now() + ROTATED_MARK_MS;
+    for (;;) {
+      const current = this.#read();
+      if (current === null) throw notSignedIn();
+      if (current.accessToken !== replaced) {
+        this.#schedule(current);
+        return current;
+      }
+      if (Date.now() >= deadline || this.#closed) {
+        throw new SessionError("network_error", "Another tab refreshed the session, but its tokens did not arrive.");
+      }
+      await sleep(ROTATED_POLL_MS);
+    }
   }
 
   /** Without Web Locks: claim over the BroadcastChannel; the lowest tab id wins. */
@@ -712,6 +800,16 @@ function isEnded(err: unknown): boolean {
 
 function str(value: unknown): string {
   return typeof value === "string" ? value : "";
+}
+
+/** FNV-1a, 32 bits, as hex: tells tokens apart without revealing them. */
+function fingerprint(value: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < value.length; i++) {
+    hash ^= value.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
 }
 
 function sleep(ms: number): Promise<void> {

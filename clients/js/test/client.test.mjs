@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createSessionClient, SessionError } from "../dist/index.js";
-import { startAuthServer, fakeStorage, fakeLocks, cookieJarFetch, sleep } from "./helpers/server.mjs";
+import { startAuthServer, fakeStorage, fakeLocks, laggyStorage, cookieJarFetch, sleep } from "./helpers/server.mjs";
 
 const KEY = "sessiongate.session";
 let channelSeq = 0;
@@ -334,6 +334,41 @@ test("two tabs with Web Locks and shared storage: background timers refresh once
   assert.deepEqual(statuses, [200, 200]);
   assert.equal(server.events.filter((e) => e.type === "reused").length, 0);
   assert.deepEqual([...a.events, ...b.events], []);
+});
+
+test("two tabs whose shared storage lags: the second tab waits for the first one's tokens instead of reusing", async (t) => {
+  const { server, make } = await setup(t);
+  const tab = laggyStorage(150); // another renderer process sees writes 150 ms late
+  const locks = fakeLocks();
+  // No BroadcastChannel: only the (late) storage and the locks connect the tabs.
+  const a = make({ storage: tab(), locks, channelName: null });
+  const b = make({ storage: tab(), locks, channelName: null });
+  await a.client.login({ username: "alice", password: "pw" });
+  await sleep(200);
+  assert.equal(b.client.isSignedIn(), true);
+  for (let round = 0; round < 3; round++) {
+    const before = server.refreshCount();
+    await Promise.all([a.client.refresh(), b.client.refresh()]);
+    assert.equal(server.refreshCount() - before, 1, `round ${round}: both tabs refreshed`);
+    await sleep(200);
+  }
+  assert.equal(server.events.filter((e) => e.type === "reused").length, 0);
+  const statuses = await Promise.all([a.client.fetch("/api/a"), b.client.fetch("/api/b")].map((p) => p.then((r) => r.status)));
+  assert.deepEqual(statuses, [200, 200]);
+  assert.deepEqual([...a.events, ...b.events], []);
+});
+
+test("control: without query() the lagging-storage harness does reproduce the reuse", async (t) => {
+  const { server, make } = await setup(t);
+  const tab = laggyStorage(150);
+  const { query: _unused, ...locks } = fakeLocks();
+  const a = make({ storage: tab(), locks: { request: locks.request }, channelName: null });
+  const b = make({ storage: tab(), locks: { request: locks.request }, channelName: null });
+  await a.client.login({ username: "alice", password: "pw" });
+  await sleep(200);
+  await Promise.allSettled([a.client.refresh(), b.client.refresh()]);
+  // This is the race the marker lock closes: the second refresh reuses the old token.
+  assert.equal(server.events.filter((e) => e.type === "reused").length, 1);
 });
 
 test("session helpers: list, revoke one, revoke all", async (t) => {

@@ -245,9 +245,10 @@ export function fakeStorage() {
   };
 }
 
-/** An in-process Web Locks stand-in: one FIFO queue per lock name. */
+/** An in-process Web Locks stand-in: one FIFO queue per lock name, and `query()`. */
 export function fakeLocks() {
   const tails = new Map();
+  const held = new Map();
   let granted = 0;
   return {
     get granted() {
@@ -255,13 +256,48 @@ export function fakeLocks() {
     },
     request(name, callback) {
       const prev = tails.get(name) ?? Promise.resolve();
-      const run = prev.then(() => {
+      const run = prev.then(async () => {
         granted++;
-        return callback();
+        held.set(name, (held.get(name) ?? 0) + 1);
+        try {
+          return await callback();
+        } finally {
+          const n = held.get(name) - 1;
+          if (n === 0) held.delete(name);
+          else held.set(name, n);
+        }
       });
       tails.set(name, run.catch(() => undefined));
       return run;
     },
+    async query() {
+      return { held: [...held.keys()].map((name) => ({ name, mode: "exclusive" })), pending: [] };
+    },
+  };
+}
+
+/**
+ * localStorage as Chromium has it across renderer processes: each tab sees
+ * its own writes at once and other tabs' writes only after `lagMs`.
+ */
+export function laggyStorage(lagMs) {
+  const views = [];
+  return () => {
+    const raw = new Map();
+    const view = {
+      raw,
+      getItem: (k) => (raw.has(k) ? raw.get(k) : null),
+      setItem: (k, v) => {
+        raw.set(k, String(v));
+        for (const other of views) if (other !== view) setTimeout(() => other.raw.set(k, String(v)), lagMs);
+      },
+      removeItem: (k) => {
+        raw.delete(k);
+        for (const other of views) if (other !== view) setTimeout(() => other.raw.delete(k), lagMs);
+      },
+    };
+    views.push(view);
+    return view;
   };
 }
 
