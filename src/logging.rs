@@ -15,11 +15,21 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+mod access;
+pub use access::{access, AccessRecord};
+
 const DEFAULT_FILTER: &str = "info,pingora=warn,pingora_core=warn,pingora_proxy=warn";
 const BUFFER_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 static OUT: OnceLock<Arc<Mutex<BufWriter<Stdout>>>> = OnceLock::new();
+/// Set when the installed logger writes JSON lines to [`OUT`]: the access log
+/// then writes its lines there itself.
+static JSON_OUT: OnceLock<Arc<Mutex<BufWriter<Stdout>>>> = OnceLock::new();
+
+fn json_out() -> Option<&'static Mutex<BufWriter<Stdout>>> {
+    JSON_OUT.get().map(|out| &**out)
+}
 
 /// Hands the formatter a locked view of the shared buffer.
 #[derive(Clone)]
@@ -79,6 +89,9 @@ pub fn init() {
         builder.try_init()
     };
     if installed.is_ok() {
+        if json {
+            let _ = JSON_OUT.set(out.clone());
+        }
         let _ = std::thread::Builder::new()
             .name("sessiongate-log".into())
             .spawn(move || loop {

@@ -192,7 +192,15 @@ fn the_logs_are_json_lines_with_security_events_and_no_tokens() {
     let up = Upstream::start();
     let mut sc = Sidecar::start(&up, json!({}));
     let tok = sc.login_with_agent("alice", "log-ua");
-    assert_eq!(sc.get(PRIVATE, Some(&s(&tok, "access_token"))).status, 200);
+    let proxied = sc.get(PRIVATE, Some(&s(&tok, "access_token")));
+    assert_eq!(proxied.status, 200);
+    let request_id = proxied
+        .header("x-request-id")
+        .expect("x-request-id")
+        .to_owned();
+    // A hostile path cannot forge fields or lines in the access log.
+    let hostile = sc.send(Request::get("/public/\",\"user_id\":\"root"));
+    assert_ne!(hostile.status, 0);
     assert_eq!(
         sc.send(Request::post("/v1/auth/sessions/revoke-all").bearer(&s(&tok, "access_token")))
             .status,
@@ -216,6 +224,41 @@ fn the_logs_are_json_lines_with_security_events_and_no_tokens() {
         );
     }
     assert_eq!(event["user_id"], "user-alice");
+
+    let access = parsed
+        .iter()
+        .find(|o| o["target"] == "access" && o["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no access line for {request_id} in\n{}", lines.join("\n")));
+    assert_eq!(access["level"], "INFO");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], PRIVATE);
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["route"], "proxy");
+    assert_eq!(access["client_ip"], "127.0.0.1");
+    assert_eq!(access["user_id"], "user-alice");
+    assert!(access["duration_ms"].as_f64().is_some_and(|d| d >= 0.0));
+    assert!(access["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.len() == 27));
+    let forged = parsed
+        .iter()
+        .find(|o| {
+            o["target"] == "access"
+                && o["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/public/"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no access line for the hostile path in\n{}",
+                lines.join("\n")
+            )
+        });
+    assert!(
+        forged.get("user_id").is_none(),
+        "a path forged a field: {forged}"
+    );
+
     let text = lines.join("\n");
     assert!(
         !text.contains(&s(&tok, "access_token")) && !text.contains(&s(&tok, "refresh_token")),

@@ -174,24 +174,24 @@ impl Gateway {
         } else {
             FORWARDING_CLAIMS
         };
-        let doomed: Vec<http::HeaderName> = req
-            .headers
-            .keys()
-            .filter(|k| {
-                let k = k.as_str().as_bytes();
-                identity
+        let doomed = |k: &http::HeaderName| {
+            let k = k.as_str().as_bytes();
+            identity
+                .iter()
+                .chain(strip)
+                .any(|h| same_name(k, h.as_str().as_bytes()))
+                || REROUTING
                     .iter()
-                    .chain(strip)
-                    .any(|h| same_name(k, h.as_str().as_bytes()))
-                    || REROUTING
-                        .iter()
-                        .chain(untrusted)
-                        .any(|h| same_name(k, h.as_bytes()))
-            })
-            .cloned()
-            .collect();
-        for name in doomed {
-            req.remove_header(&name);
+                    .chain(untrusted)
+                    .any(|h| same_name(k, h.as_bytes()))
+        };
+        // Usually nothing matches: no list to build then.
+        if req.headers.keys().any(doomed) {
+            let names: Vec<http::HeaderName> =
+                req.headers.keys().filter(|k| doomed(k)).cloned().collect();
+            for name in names {
+                req.remove_header(&name);
+            }
         }
         if let Some(id) = &ctx.identity {
             req.insert_header(self.identity.user_id.clone(), id.user_header.clone())?;
@@ -395,16 +395,15 @@ impl ProxyHttp for Gateway {
                 .observe(t.elapsed().as_secs_f64());
         }
         let req = session.req_header();
-        tracing::info!(
-            target: "access",
-            method = %req.method,
-            path = %req.uri.path(),
+        crate::logging::access(&crate::logging::AccessRecord {
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status,
-            route = ctx.route,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            client_ip = %ctx.client.ip,
-            request_id = ctx.request_id.to_str().unwrap_or("-"),
-            user_id = ctx.identity.as_ref().map(|i| i.sub.as_str()),
-        );
+            route: ctx.route,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            client_ip: ctx.client.ip,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
+            user_id: ctx.identity.as_ref().map(|i| i.sub.as_str()),
+        });
     }
 }
