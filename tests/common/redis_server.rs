@@ -124,11 +124,16 @@ impl RedisServer {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
-        assert!(
-            self.try_start(),
-            "redis-server did not come back on port {}",
-            self.port
-        );
+        // The port can stay busy for a moment after the kill.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.try_start() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not come back on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// One command over RESP; the raw reply.

@@ -16,12 +16,41 @@ use super::yaml::{deep_merge, to_yaml};
 pub const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A free TCP port on 127.0.0.1 (the listener is closed before it is used).
+/// A free TCP port on 127.0.0.1 (the listener is closed before it is used),
+/// picked below the kernel's ephemeral range: tests stop a server and start
+/// it again on its port, and a port from the ephemeral range can meanwhile
+/// become the source port of some outgoing connection (or of a client
+/// connecting to itself on it), which keeps the server from binding again.
 pub fn free_port() -> u16 {
+    const FLOOR: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > FLOOR + 1000 {
+        let span = u64::from(ephemeral_low - FLOOR);
+        for _ in 0..1000 {
+            let port = FLOOR + (random_u64() % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Runs `sessiongate ARGS` to completion, with `SG_*` variables of the
