@@ -92,16 +92,11 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
         tracing::info!("revocation list: loading from Redis in the background");
     }
 
-    let upstream = Upstream::new(&config.upstream);
-    let ca_file = config
-        .upstream
-        .ca_file
-        .as_ref()
-        .map(|p| p.display().to_string());
+    let upstream = Upstream::new(&config.upstream).map_err(anyhow::Error::msg)?;
     let login = config
         .login
         .clone()
-        .map(|l| LoginForwarder::new(l, upstream.clone(), ca_file.clone()));
+        .map(|l| LoginForwarder::new(l, upstream.clone()));
     let inflight = Arc::new(InFlight::default());
     let auth = Arc::new(Authenticator::new(
         &config.tokens,
@@ -128,7 +123,6 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
         // One current-thread runtime per worker: no work-stealing bookkeeping
         // or cross-thread wake-ups on the request path.
         work_stealing: false,
-        ca_file,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -19,3 +19,4 @@ pub mod sessions;
 pub mod shutdown;
 pub mod store;
 pub mod time;
+pub mod tls;

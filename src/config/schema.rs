@@ -333,11 +333,8 @@ fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstream {
     };
     let ca_file = n.opt_string("ca_file", p).map(|s| {
         let path = resolve(base, &s);
-        if let Err(e) = std::fs::metadata(&path) {
-            p.add(
-                &n.key_path("ca_file"),
-                format_args!("cannot read {}: {e}", path.display()),
-            );
+        if let Err(e) = crate::tls::read_ca_file(&path) {
+            p.add(&n.key_path("ca_file"), e);
         }
         path
     });

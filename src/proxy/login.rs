@@ -42,9 +42,9 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 impl LoginForwarder {
-    pub fn new(cfg: Login, upstream: Arc<Upstream>, ca_file: Option<String>) -> Self {
-        let mut opts = pingora::connectors::ConnectorOptions::new(1);
-        opts.ca_file = ca_file;
+    /// The upstream's peer carries its trust anchors (`crate::tls`).
+    pub fn new(cfg: Login, upstream: Arc<Upstream>) -> Self {
+        let opts = pingora::connectors::ConnectorOptions::new(1);
         LoginForwarder {
             cfg,
             upstream,

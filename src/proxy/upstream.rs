@@ -7,24 +7,36 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
 
 use crate::config;
 
 pub struct Upstream {
     cfg: config::Upstream,
     peer: ArcSwapOption<HttpPeer>,
+    /// System roots + `ca_file`, when `ca_file` is set (see `crate::tls`).
+    ca: Option<Arc<[WrappedX509]>>,
 }
 
 impl Upstream {
-    pub fn new(cfg: &config::Upstream) -> Arc<Upstream> {
+    /// Fails only when `ca_file` cannot be read or parsed.
+    pub fn new(cfg: &config::Upstream) -> Result<Arc<Upstream>, String> {
+        let ca = match &cfg.ca_file {
+            Some(path) if cfg.tls => Some(
+                crate::tls::upstream_trust_anchors(path)
+                    .map_err(|e| format!("upstream.ca_file: {e}"))?,
+            ),
+            _ => None,
+        };
         let u = Arc::new(Upstream {
             cfg: cfg.clone(),
             peer: ArcSwapOption::empty(),
+            ca,
         });
         if let Err(e) = u.resolve() {
             tracing::warn!(upstream = %cfg.url, error = %e, "cannot resolve the upstream yet; retrying in the background");
         }
-        u
+        Ok(u)
     }
 
     /// The peer to connect to, if the upstream's address is known.
@@ -67,6 +79,7 @@ impl Upstream {
         o.idle_timeout = Some(Duration::from_secs(60));
         o.verify_cert = true;
         o.verify_hostname = true;
+        o.ca = self.ca.clone();
         self.peer.store(Some(Arc::new(peer)));
         Ok(())
     }

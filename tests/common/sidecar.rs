@@ -85,6 +85,8 @@ pub struct SidecarConfig {
     pub port: u16,
     pub admin_port: u16,
     pub config: Value,
+    /// Environment for the process: `Some` sets a variable, `None` removes it.
+    pub env: Vec<(&'static str, Option<String>)>,
 }
 
 impl SidecarConfig {
@@ -129,6 +131,7 @@ impl SidecarConfig {
             port,
             admin_port,
             config,
+            env: Vec::new(),
         }
     }
 
@@ -220,11 +223,18 @@ impl Sidecar {
             .append(true)
             .open(self.dir().join("stderr.log"))
             .expect("stderr.log");
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("RUST_LOG")
+            .env_remove("SESSIONGATE_LOG_FORMAT");
+        for (name, value) in &self.cfg.env {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        let child = cmd
             .args(["run", "--config"])
             .arg(&config)
-            .env_remove("RUST_LOG")
-            .env_remove("SESSIONGATE_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
