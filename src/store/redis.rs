@@ -17,6 +17,7 @@
 
 mod conn;
 pub mod feed;
+mod layout;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,6 +31,8 @@ use super::{
 use crate::config::RedisStore as RedisConfig;
 use conn::Redis;
 pub use conn::OP_TIMEOUT;
+pub(crate) use layout::Keys;
+use layout::{fields, record, valid_id, StoredEvent};
 
 /// What the store needs to know besides where Redis is: the TTLs it sets.
 #[derive(Clone, Copy, Debug)]
@@ -48,35 +51,6 @@ pub struct RedisStore {
     rotate: Script,
     revoke: Script,
     event: Script,
-}
-
-#[derive(Clone)]
-pub(crate) struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn session(&self, id: &str) -> String {
-        format!("{}{{{id}}}:s", self.prefix)
-    }
-    /// User ids may hold any character (braces too): hex keeps the hash tag intact.
-    fn user(&self, user_id: &str, what: &str) -> String {
-        format!("{}{{u:{}}}:{what}", self.prefix, hex::encode(user_id))
-    }
-    fn users(&self) -> String {
-        format!("{}{{users}}", self.prefix)
-    }
-    fn revoked(&self) -> String {
-        format!("{}{{rev}}", self.prefix)
-    }
-    pub(crate) fn channel(&self) -> String {
-        format!("{}{{rev}}:ch", self.prefix)
-    }
-}
-
-/// A session id from a client (the DELETE path) that could break a key's hash tag is unknown.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && !id.contains(['{', '}'])
 }
 
 impl RedisStore {
@@ -120,56 +94,6 @@ impl RedisStore {
             _ => Err(StoreError("redis: unexpected revoke answer".into())),
         }
     }
-}
-
-fn record(id: &str, mut h: HashMap<String, String>) -> Result<SessionRecord, StoreError> {
-    let mut take = |k: &str| h.remove(k).unwrap_or_default();
-    let num = |v: String, k: &str| {
-        v.parse::<i64>()
-            .map_err(|_| StoreError(format!("redis: session {id} has a bad `{k}`")))
-    };
-    let revoked_at = take("revoked_at");
-    Ok(SessionRecord {
-        id: id.to_owned(),
-        user_id: take("user_id"),
-        claims: take("claims"),
-        created_at: num(take("created_at"), "created_at")?,
-        last_active_at: num(take("last_active_at"), "last_active_at")?,
-        ip: take("ip"),
-        user_agent: take("user_agent"),
-        generation: num(take("generation"), "generation")? as u64,
-        kid: take("kid"),
-        rotated_at: num(take("rotated_at"), "rotated_at")?,
-        revoked_at: (!revoked_at.is_empty())
-            .then(|| num(revoked_at, "revoked_at"))
-            .transpose()?,
-    })
-}
-
-fn fields(s: &SessionRecord) -> Vec<(&'static str, String)> {
-    let mut f = vec![
-        ("user_id", s.user_id.clone()),
-        ("claims", s.claims.clone()),
-        ("created_at", s.created_at.to_string()),
-        ("last_active_at", s.last_active_at.to_string()),
-        ("ip", s.ip.clone()),
-        ("user_agent", s.user_agent.clone()),
-        ("generation", s.generation.to_string()),
-        ("kid", s.kid.clone()),
-        ("rotated_at", s.rotated_at.to_string()),
-    ];
-    if let Some(at) = s.revoked_at {
-        f.push(("revoked_at", at.to_string()));
-    }
-    f
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredEvent {
-    kind: String,
-    session_id: String,
-    ip: String,
-    user_agent: String,
 }
 
 #[async_trait]

@@ -27,11 +27,16 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
+    // Never the same port twice in this process: tests run in parallel, and
+    // a port is free again between being picked and being bound.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     if ephemeral_low > FLOOR + 1000 {
         let span = u64::from(ephemeral_low - FLOOR);
         for _ in 0..1000 {
             let port = FLOOR + (random_u64() % span) as u16;
-            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed_out.push(port);
                 return port;
             }
         }

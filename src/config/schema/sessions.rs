@@ -1,0 +1,144 @@
+//! Sections `sessions`, `store` and `revocation`.
+
+use super::*;
+
+pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
+    let n = root.child(
+        "sessions",
+        &[
+            "idle_timeout",
+            "absolute_lifetime",
+            "reuse_grace",
+            "refresh_cookie",
+            "cleanup_interval",
+        ],
+        p,
+    );
+    let refresh_cookie = n.get("refresh_cookie").map(|_| {
+        let c = n.child(
+            "refresh_cookie",
+            &["name", "path", "secure", "same_site"],
+            p,
+        );
+        let name = c.string("name", "sg_refresh", p);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            p.add(&c.key_path("name"), "must be letters, digits, _ or -");
+        }
+        let path = c.string("path", "/v1/auth", p);
+        if !path.starts_with('/') || path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+            p.add(&c.key_path("path"), "must be a path starting with /");
+        }
+        let same_site = match c.string("same_site", "Strict", p).as_str() {
+            "Strict" | "strict" => SameSite::Strict,
+            "Lax" | "lax" => SameSite::Lax,
+            "None" | "none" => SameSite::None,
+            _ => {
+                p.add(&c.key_path("same_site"), "must be Strict, Lax or None");
+                SameSite::Strict
+            }
+        };
+        let secure = c.boolean("secure", true, p);
+        if same_site == SameSite::None && !secure {
+            p.add(
+                &c.key_path("secure"),
+                "same_site: None requires secure: true",
+            );
+        }
+        RefreshCookie {
+            name,
+            path,
+            secure,
+            same_site,
+        }
+    });
+    let idle_timeout = n.duration("idle_timeout", SECS(7 * 86_400), p);
+    let absolute_lifetime = n.duration("absolute_lifetime", SECS(30 * 86_400), p);
+    let cleanup_interval = n.duration("cleanup_interval", SECS(600), p);
+    for (key, d) in [
+        ("idle_timeout", idle_timeout),
+        ("absolute_lifetime", absolute_lifetime),
+        ("cleanup_interval", cleanup_interval),
+    ] {
+        if d < SECS(1) {
+            p.add(&n.key_path(key), "must be at least 1s");
+        }
+    }
+    Sessions {
+        idle_timeout,
+        absolute_lifetime,
+        reuse_grace: n.duration("reuse_grace", SECS(10), p),
+        refresh_cookie,
+        cleanup_interval,
+    }
+}
+
+pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
+    let n = root.child("store", &["backend", "sqlite", "redis"], p);
+    let sqlite = n.child("sqlite", &["path"], p);
+    let redis = n.child("redis", &["url", "key_prefix"], p);
+    let sqlite_path = resolve(base, &sqlite.string("path", "data/sessiongate.db", p));
+    let urls: Vec<(String, String)> = redis
+        .string_list("url", p)
+        .unwrap_or_else(|| vec![(redis.key_path("url"), "redis://127.0.0.1:6379/0".into())]);
+    let key_prefix = redis.string("key_prefix", "sg:", p);
+    match n.string("backend", "sqlite", p).as_str() {
+        "sqlite" => Store::Sqlite { path: sqlite_path },
+        "redis" => {
+            if urls.is_empty() {
+                p.add(&redis.key_path("url"), "needs at least one URL");
+            }
+            for (path, url) in &urls {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    // The URL may hold a password: never echo it.
+                    p.add(path, "must start with redis:// or rediss://");
+                }
+            }
+            if key_prefix.contains(['{', '}']) {
+                p.add(
+                    &redis.key_path("key_prefix"),
+                    "must not contain { or } (used for hash tags)",
+                );
+            }
+            Store::Redis(RedisStore {
+                urls: urls
+                    .into_iter()
+                    .map(|(_, u)| SecretString::from(u))
+                    .collect(),
+                key_prefix,
+            })
+        }
+        other => {
+            p.add(
+                &n.key_path("backend"),
+                format_args!("`{other}`: expected sqlite or redis"),
+            );
+            Store::Sqlite { path: sqlite_path }
+        }
+    }
+}
+
+pub(super) fn read_revocation(root: &Node, p: &mut Problems) -> Revocation {
+    let n = root.child(
+        "revocation",
+        &["cache_entries", "resync_interval", "max_staleness"],
+        p,
+    );
+    let resync_interval = n.duration("resync_interval", SECS(30), p);
+    if resync_interval < SECS(1) {
+        p.add(&n.key_path("resync_interval"), "must be at least 1s");
+    }
+    let max_staleness = n.duration("max_staleness", SECS(60), p);
+    if max_staleness < SECS(2) {
+        // The list is re-confirmed every 500ms; a tighter bound would flap.
+        p.add(&n.key_path("max_staleness"), "must be at least 2s");
+    }
+    Revocation {
+        cache_entries: n.number("cache_entries", 1_000_000, (1000, MAX_COUNT), p),
+        resync_interval,
+        max_staleness,
+    }
+}

@@ -1,0 +1,117 @@
+//! The self-service session API: list, revoke one, revoke all, logout
+//! (SPEC 4.4-4.7).
+
+use super::*;
+
+impl Sessions {
+    /// GET /v1/auth/sessions.
+    pub async fn list(&self, who: &Verified) -> Result<Vec<SessionView>, ApiError> {
+        let now = unix_now_ms();
+        let rows = self
+            .timed(
+                "list",
+                self.store.list_active(&who.sub, now, self.lifetimes),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == who.sid,
+                created_at: rfc3339_ms(s.created_at),
+                last_active_at: rfc3339_ms(s.last_active_at),
+                expires_at: rfc3339_ms(self.lifetimes.expires_at(&s)),
+                id: s.id,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect())
+    }
+
+    /// DELETE /v1/auth/sessions/{id}: someone else's or an unknown session is 404 alike.
+    pub async fn revoke_one(
+        &self,
+        who: &Verified,
+        id: &str,
+        client: &Client,
+    ) -> Result<(), ApiError> {
+        let now = unix_now_ms();
+        let owned = self.timed("get", self.store.get(id)).await?.filter(|s| {
+            s.user_id == who.sub && s.revoked_at.is_none() && !self.lifetimes.is_expired(s, now)
+        });
+        let Some(session) = owned else {
+            return Err(ApiError::NotFound);
+        };
+        let reason = if session.id == who.sid {
+            Reason::Logout
+        } else {
+            Reason::User
+        };
+        self.revoke_one_session(&session, reason, client, now).await
+    }
+
+    async fn revoke_one_session(
+        &self,
+        s: &SessionRecord,
+        reason: Reason,
+        client: &Client,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        // Store first: a revocation that is not written must not be reported as done.
+        let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
+        if changed {
+            self.revoke_sessions(std::slice::from_ref(&s.id), reason, now);
+            self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now)
+                .await;
+        } else {
+            self.revocations.insert(&s.id, now / 1000);
+        }
+        Ok(())
+    }
+
+    /// POST /v1/auth/sessions/revoke-all.
+    pub async fn revoke_all(
+        &self,
+        who: &Verified,
+        keep_current: bool,
+        client: &Client,
+    ) -> Result<usize, ApiError> {
+        let now = unix_now_ms();
+        let except = keep_current.then_some(who.sid.as_str());
+        let ids = self
+            .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
+            .await?;
+        self.revoke_sessions(&ids, Reason::RevokeAll, now);
+        self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now)
+            .await;
+        Ok(ids.len())
+    }
+
+    /// POST /v1/auth/logout with an access token.
+    pub async fn logout_access(&self, who: &Verified, client: &Client) -> Result<(), ApiError> {
+        let now = unix_now_ms();
+        match self.timed("get", self.store.get(&who.sid)).await? {
+            Some(s) if s.user_id == who.sub => {
+                self.revoke_one_session(&s, Reason::Logout, client, now)
+                    .await
+            }
+            _ => {
+                // Not in the store (cleaned up): still make sure its tokens stop.
+                self.revocations.insert(&who.sid, now / 1000);
+                Ok(())
+            }
+        }
+    }
+
+    /// POST /v1/auth/logout with a refresh token: any token we issued for the session ends it.
+    pub async fn logout_refresh(&self, token: &str, client: &Client) -> Result<(), ApiError> {
+        let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        let now = unix_now_ms();
+        let s = self
+            .timed("get", self.store.get(&presented.session_id))
+            .await?
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        self.revoke_one_session(&s, Reason::Logout, client, now)
+            .await
+    }
+}

@@ -1,0 +1,88 @@
+//! How sessions and events are laid out in Redis: key names (with the hash
+//! tags that keep Redis Cluster working) and the session hash's fields.
+
+use std::collections::HashMap;
+
+use crate::store::{SessionRecord, StoreError};
+
+#[derive(Clone)]
+pub(crate) struct Keys {
+    pub(super) prefix: String,
+}
+
+impl Keys {
+    pub(super) fn session(&self, id: &str) -> String {
+        format!("{}{{{id}}}:s", self.prefix)
+    }
+    /// User ids may hold any character (braces too): hex keeps the hash tag intact.
+    pub(super) fn user(&self, user_id: &str, what: &str) -> String {
+        format!("{}{{u:{}}}:{what}", self.prefix, hex::encode(user_id))
+    }
+    pub(super) fn users(&self) -> String {
+        format!("{}{{users}}", self.prefix)
+    }
+    pub(super) fn revoked(&self) -> String {
+        format!("{}{{rev}}", self.prefix)
+    }
+    pub(crate) fn channel(&self) -> String {
+        format!("{}{{rev}}:ch", self.prefix)
+    }
+}
+
+/// A session id from a client (the DELETE path) that could break a key's hash tag is unknown.
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.contains(['{', '}'])
+}
+
+pub(super) fn record(
+    id: &str,
+    mut h: HashMap<String, String>,
+) -> Result<SessionRecord, StoreError> {
+    let mut take = |k: &str| h.remove(k).unwrap_or_default();
+    let num = |v: String, k: &str| {
+        v.parse::<i64>()
+            .map_err(|_| StoreError(format!("redis: session {id} has a bad `{k}`")))
+    };
+    let revoked_at = take("revoked_at");
+    Ok(SessionRecord {
+        id: id.to_owned(),
+        user_id: take("user_id"),
+        claims: take("claims"),
+        created_at: num(take("created_at"), "created_at")?,
+        last_active_at: num(take("last_active_at"), "last_active_at")?,
+        ip: take("ip"),
+        user_agent: take("user_agent"),
+        generation: num(take("generation"), "generation")? as u64,
+        kid: take("kid"),
+        rotated_at: num(take("rotated_at"), "rotated_at")?,
+        revoked_at: (!revoked_at.is_empty())
+            .then(|| num(revoked_at, "revoked_at"))
+            .transpose()?,
+    })
+}
+
+pub(super) fn fields(s: &SessionRecord) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("user_id", s.user_id.clone()),
+        ("claims", s.claims.clone()),
+        ("created_at", s.created_at.to_string()),
+        ("last_active_at", s.last_active_at.to_string()),
+        ("ip", s.ip.clone()),
+        ("user_agent", s.user_agent.clone()),
+        ("generation", s.generation.to_string()),
+        ("kid", s.kid.clone()),
+        ("rotated_at", s.rotated_at.to_string()),
+    ];
+    if let Some(at) = s.revoked_at {
+        f.push(("revoked_at", at.to_string()));
+    }
+    f
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredEvent {
+    pub(super) kind: String,
+    pub(super) session_id: String,
+    pub(super) ip: String,
+    pub(super) user_agent: String,
+}
