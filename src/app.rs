@@ -128,6 +128,11 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    // pingora retries a busy port forever (and panics on an address that is
+    // not on this host, leaving the process up): find out here instead, so a
+    // listener that cannot be had is exit 1 with the key that names it.
+    ensure_bindable("server.listen", config.server.listen)?;
+    ensure_bindable("server.admin_listen", config.server.admin_listen)?;
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
     let listen = config.server.listen.to_string();
@@ -188,6 +193,13 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
         "sessiongate starting"
     );
     Ok(server)
+}
+
+/// Binds `addr` once and lets it go (std sets SO_REUSEADDR, as pingora does).
+fn ensure_bindable(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
 }
 
 /// Periodic work: session cleanup and upstream DNS refresh.

@@ -53,6 +53,9 @@ pub fn main() -> i32 {
         Command::Check => match config::load(&config_path) {
             Ok(c) => {
                 print!("{}", summary(&c));
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 0
             }
             Err(e) => {
@@ -63,7 +66,12 @@ pub fn main() -> i32 {
         Command::Run => {
             crate::logging::init();
             match config::load(&config_path) {
-                Ok(c) => serve(c),
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!("config: {w}");
+                    }
+                    serve(c)
+                }
                 Err(e) => {
                     eprint!("sessiongate: {e}");
                     tracing::error!(file = %e.file.display(), problems = ?e.problems, "invalid config");

@@ -63,11 +63,13 @@ pub fn load_with_env(
     } else {
         base_dir
     };
-    let config = schema::read(&tree, &base_dir, &mut problems);
-    if problems.0.is_empty() {
+    let mut config = schema::read(&tree, &base_dir, &mut problems);
+    if problems.errors.is_empty() {
+        config.file = path.to_owned();
+        config.warnings = problems.warnings;
         Ok(config)
     } else {
-        Err(fail(problems.0))
+        Err(fail(problems.errors))
     }
 }
 

@@ -857,10 +857,17 @@ fn a_trusted_proxy_keeps_its_client_address_claims_but_never_rerouting_headers()
             ("X-Real-IP", "203.0.113.7"),
             ("Forwarded", "for=203.0.113.7"),
             ("X-Original-URL", "/api/admin"),
+            // One list on two field lines: the whole chain is kept.
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-For", "9.9.9.9"),
         ],
     );
     assert_eq!(r.status, 200, "{}", r.describe());
     let rec = up.requests_to("/public/x").pop().expect("forwarded");
+    assert_eq!(
+        rec.header_values("X-Forwarded-For"),
+        ["1.2.3.4, 9.9.9.9, 127.0.0.1"]
+    );
     assert_eq!(rec.header_values("X-Real-IP"), ["203.0.113.7"]);
     assert_eq!(rec.header_values("Forwarded"), ["for=203.0.113.7"]);
     assert!(rec.header("X-Original-URL").is_none(), "{rec:?}");
@@ -915,4 +922,25 @@ fn http_1_0_and_0_9_requests_get_the_same_decision() {
     let st = statuses(port, b"GET /api/x HTTP/2.0\r\n\r\n");
     assert!(matches!(st.first(), None | Some(400 | 401 | 505)), "{st:?}");
     assert_no_bypass(&up, None);
+}
+
+#[test]
+fn an_http_1_1_request_without_host_is_400_and_http_1_0_gets_the_upstreams() {
+    let up = Upstream::start();
+    let sc = start(&up);
+    let r = exchange(
+        sc.port(),
+        b"GET /public/nohost HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer");
+    assert_error(&r, 400, "bad_request");
+    assert!(up.requests_to("/public/nohost").is_empty());
+    // HTTP/1.0 has no Host requirement: forwarded, with the upstream's authority.
+    let r = exchange(sc.port(), b"GET /public/old HTTP/1.0\r\n\r\n").expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let rec = up.requests_to("/public/old").pop().expect("forwarded");
+    assert_eq!(
+        rec.header("Host").as_deref(),
+        Some(up.url().trim_start_matches("http://").trim_end_matches('/'))
+    );
 }

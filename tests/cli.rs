@@ -44,10 +44,23 @@ fn check_accepts_a_valid_config_and_exits_0() {
 }
 
 #[test]
-fn check_accepts_the_shipped_example_config() {
+fn check_accepts_the_shipped_example_config_and_warns_about_its_public_key() {
     let path = format!("{}/config/sessiongate.yaml", env!("CARGO_MANIFEST_DIR"));
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("config OK: {path}")),
+        "file not named:\n{text}"
+    );
+    assert!(
+        text.contains("warning: tokens.keys[0].private_key_file") && text.contains("example key"),
+        "no warning about the committed key:\n{text}"
+    );
+    // A config with a key of its own gets no such warning.
+    let (_cfg, own) = config_file(json!({}), "own-key.yaml");
+    let (code, text) = check(&own, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("warning:"), "{text}");
 }
 
 #[test]
@@ -238,4 +251,35 @@ fn sigterm_makes_run_exit_0() {
     let mut sc = Sidecar::start(&up, json!({}));
     assert_eq!(sc.admin_get("/healthz").status, 200);
     assert_eq!(sc.stop(), Some(0), "{}", sc.logs());
+}
+
+#[test]
+fn a_listener_that_cannot_be_had_is_exit_1_naming_its_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").to_string();
+    let cases = [
+        (json!({"server": {"listen": busy}}), "server.listen"),
+        (
+            json!({"server": {"admin_listen": busy}}),
+            "server.admin_listen",
+        ),
+        // An address that is not on this host (TEST-NET-3).
+        (
+            json!({"server": {"listen": "203.0.113.9:8080"}}),
+            "server.listen",
+        ),
+    ];
+    for (overrides, key) in cases {
+        let mut sc = SidecarConfig::new("http://127.0.0.1:3000", overrides).spawn_unready();
+        let code = sc.wait_exit(std::time::Duration::from_secs(10));
+        let logs = sc.logs();
+        assert_eq!(
+            code,
+            Some(Some(1)),
+            "{key}: still running or wrong exit\n{logs}"
+        );
+        assert!(logs.contains(key), "{key} not named:\n{logs}");
+        assert_no_panic(&logs);
+    }
+    drop(taken);
 }

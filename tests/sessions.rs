@@ -597,6 +597,44 @@ fn cookie_mode_sets_an_http_only_refresh_cookie_and_refreshes_from_it() {
 }
 
 #[test]
+fn the_refresh_cookie_never_reaches_the_upstream_other_cookies_do() {
+    let up = Upstream::start();
+    let sc = cookie_sidecar(&up);
+    let login = sc.login_response("alice", "pw");
+    let cookie = refresh_cookie(&login);
+    let access = s(&login.json(), "access_token");
+    // A proxied request whose cookies include ours (path "/" cookies, or a
+    // client that sends everything), on two Cookie lines.
+    let r = sc.send(
+        Request::get(PRIVATE)
+            .bearer(&access)
+            .header(
+                "Cookie",
+                &format!("theme=dark; sg_refresh={cookie}; lang=en"),
+            )
+            .header("Cookie", &format!("sg_refresh={cookie}")),
+    );
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let rec = up.requests_to(PRIVATE).pop().expect("forwarded");
+    assert_eq!(rec.header_values("Cookie"), ["theme=dark; lang=en"]);
+    // A second login from the same browser carries the cookie (Path=/v1/auth):
+    // the legacy /login does not get it.
+    let again = sc.send(
+        Request::post("/v1/auth/login")
+            .header("Content-Type", "application/json")
+            .header("Cookie", &format!("sg_refresh={cookie}"))
+            .body(r#"{"username":"alice","password":"pw"}"#),
+    );
+    assert_eq!(again.status, 200, "{}", again.describe());
+    let rec = up.requests_to("/login").pop().expect("login forwarded");
+    assert!(rec.header("Cookie").is_none(), "{rec:?}");
+    assert!(
+        !rec.headers.iter().any(|(_, v)| v.contains(&cookie)),
+        "{rec:?}"
+    );
+}
+
+#[test]
 fn a_cookie_refresh_from_another_origin_or_none_is_refused() {
     let up = Upstream::start();
     let sc = cookie_sidecar(&up);

@@ -7,14 +7,22 @@ use std::time::Duration;
 
 use super::values::parse_duration;
 
-/// Collects problems as `key.path: message` lines.
+/// Collects problems (the config is refused) and warnings (it is used, but
+/// an operator should know) as `key.path: message` lines.
 #[derive(Default)]
-pub struct Problems(pub Vec<String>);
+pub struct Problems {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
 
 impl Problems {
     pub fn add(&mut self, path: &str, msg: impl Display) {
         let path = if path.is_empty() { "(document)" } else { path };
-        self.0.push(format!("{path}: {msg}"));
+        self.errors.push(format!("{path}: {msg}"));
+    }
+
+    pub fn warn(&mut self, path: &str, msg: impl Display) {
+        self.warnings.push(format!("{path}: {msg}"));
     }
 }
 

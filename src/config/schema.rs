@@ -30,6 +30,9 @@ use tokens::read_tokens;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub file: PathBuf,
+    /// Things that work but should not be left so (`check` prints them,
+    /// `run` logs them).
+    pub warnings: Vec<String>,
     pub server: Server,
     pub upstream: Upstream,
     pub tokens: Tokens,
@@ -212,6 +215,7 @@ pub(super) fn read(tree: &Value, base: &Path, p: &mut Problems) -> Config {
     let login = read_login(&root, p);
     let config = Config {
         file: PathBuf::new(),
+        warnings: Vec::new(),
         server: read_server(&root, base, p),
         upstream: read_upstream(&root, base, p),
         tokens: read_tokens(&root, base, p),
@@ -307,7 +311,10 @@ pub fn default_routes() -> Vec<Route> {
 fn cross_checks(c: &Config, p: &mut Problems) {
     if c.sessions.absolute_lifetime < c.sessions.idle_timeout {
         // Not wrong, but the idle timeout can then never fire: say so plainly.
-        tracing::debug!("sessions.absolute_lifetime is shorter than sessions.idle_timeout");
+        p.warn(
+            "sessions.absolute_lifetime",
+            "is shorter than sessions.idle_timeout, which therefore never applies",
+        );
     }
     if c.server.listen == c.server.admin_listen {
         p.add("server.admin_listen", "must differ from server.listen");

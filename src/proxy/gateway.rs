@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -42,6 +42,8 @@ pub struct Gateway {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: bool,
     pub inflight: Arc<InFlight>,
+    /// sessiongate's own refresh cookie, never passed on to the upstream.
+    pub refresh_cookie: Option<String>,
 }
 
 /// Per-request state shared across the phases.
@@ -93,6 +95,11 @@ impl Gateway {
             trusted_proxies: config.server.trusted_proxies.clone(),
             tls: config.server.tls.is_some(),
             inflight,
+            refresh_cookie: config
+                .sessions
+                .refresh_cookie
+                .as_ref()
+                .map(|c| c.name.clone()),
         }
     }
 
@@ -101,6 +108,12 @@ impl Gateway {
         let req = session.req_header();
         if req.headers.len() > self.max_headers || head_size(req) > self.max_header_bytes {
             return Err(ApiError::HeadersTooLarge);
+        }
+        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(HOST) {
+            // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.
+            return Err(ApiError::BadRequest(
+                "an HTTP/1.1 request needs a Host header",
+            ));
         }
         if req.headers.get_all(AUTHORIZATION).iter().count() > 1 {
             return Err(ApiError::BadRequest("more than one Authorization header"));
@@ -193,6 +206,9 @@ impl Gateway {
                 req.remove_header(&name);
             }
         }
+        if let Some(name) = &self.refresh_cookie {
+            strip_cookie(req, name)?;
+        }
         if let Some(id) = &ctx.identity {
             req.insert_header(self.identity.user_id.clone(), id.user_header.clone())?;
             req.insert_header(self.identity.session_id.clone(), id.session_header.clone())?;
@@ -200,14 +216,17 @@ impl Gateway {
         }
         let peer = ctx.client.peer_ip.to_string();
         if ctx.client.peer_trusted {
-            let xff = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
-                _ => peer,
-            };
+            // Several field lines are one list (RFC 9110 5.3): keep them all.
+            let mut xff = String::new();
+            for prior in req.headers.get_all("x-forwarded-for") {
+                let prior = String::from_utf8_lossy(prior.as_bytes());
+                let prior = prior.trim().trim_matches(',').trim();
+                if !prior.is_empty() {
+                    xff.push_str(prior);
+                    xff.push_str(", ");
+                }
+            }
+            xff.push_str(&peer);
             req.insert_header("x-forwarded-for", xff)?;
         } else {
             req.insert_header("x-forwarded-for", peer)?;
@@ -229,6 +248,40 @@ impl Gateway {
         req.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }
+}
+
+/// Removes the cookie `name` from every Cookie header: the refresh token
+/// stays between the browser and sessiongate (a legacy upstream may log
+/// cookies). Other cookies pass unchanged.
+fn strip_cookie(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
+    let carries = |v: &HeaderValue| {
+        v.as_bytes()
+            .windows(name.len())
+            .any(|w| w == name.as_bytes())
+    };
+    if !req.headers.get_all(COOKIE).iter().any(carries) {
+        return Ok(());
+    }
+    let kept: Vec<String> = req
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty())
+                .filter(|pair| pair.split_once('=').map_or(*pair, |(n, _)| n.trim()) != name)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    req.remove_header(&COOKIE);
+    for value in kept {
+        req.append_header(COOKIE, value)?;
+    }
+    Ok(())
 }
 
 fn head_size(req: &RequestHeader) -> usize {

@@ -122,9 +122,9 @@ pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("example-"))
             {
-                tracing::warn!(
-                    key = %n.key_path("private_key_file"),
-                    "this is the example key committed to the sessiongate repository: anyone can sign tokens with it; generate your own with `sessiongate keygen`"
+                p.warn(
+                    &n.key_path("private_key_file"),
+                    "this is the example key committed to the sessiongate repository: anyone can sign tokens with it; generate your own with `sessiongate keygen`",
                 );
             }
             match std::fs::read(&path) {
