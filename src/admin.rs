@@ -1,13 +1,23 @@
 //! The admin listener (SPEC 7): `/healthz`, `/readyz`, `/metrics`. Nothing of
 //! it is served on the client listener.
+//!
+//! It is a background service with its own small HTTP/1 server rather than a
+//! pingora listening service: pingora closes its listeners as soon as SIGTERM
+//! arrives, and the probes must keep answering while requests drain
+//! (`/healthz` 200, `/readyz` 503 "shutting down").
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::Response;
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
@@ -16,11 +26,80 @@ use crate::store::SessionStore;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A client that sends its request head slower than this is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn SessionStore>,
     pub revocations: Arc<RevocationList>,
     pub inflight: Arc<InFlight>,
+}
+
+/// The admin server: the listener is bound at start-up (so a taken port is
+/// a start-up error) and served from pingora's background runtime.
+pub struct AdminService {
+    admin: Arc<Admin>,
+    listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl AdminService {
+    pub fn bind(admin: Admin, addr: std::net::SocketAddr) -> std::io::Result<AdminService> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(AdminService {
+            admin: Arc::new(admin),
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    /// Serves until the process exits (the drain ends it), not at SIGTERM.
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener unusable");
+                return;
+            }
+        };
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let admin = self.admin.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let admin = admin.clone();
+                    async move {
+                        let resp = admin.respond(req.uri().path()).await;
+                        Ok::<_, Infallible>(resp.map(|body| Full::new(Bytes::from(body))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
 }
 
 fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -49,11 +128,9 @@ impl Admin {
     }
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_owned();
-        match path.as_str() {
+impl Admin {
+    async fn respond(&self, path: &str) -> Response<Vec<u8>> {
+        match path {
             "/healthz" => text(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => match self.ready().await {
                 Ok(()) => text(200, "application/json", br#"{"status":"ready"}"#.to_vec()),

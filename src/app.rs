@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use pingora::services::listening::Service;
 use secrecy::ExposeSecret;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, AdminService};
 use crate::auth::Authenticator;
 use crate::cli::redact_url;
 use crate::config::{Config, Store};
@@ -132,7 +131,6 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     // not on this host, leaving the process up): find out here instead, so a
     // listener that cannot be had is exit 1 with the key that names it.
     ensure_bindable("server.listen", config.server.listen)?;
-    ensure_bindable("server.admin_listen", config.server.admin_listen)?;
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
     let listen = config.server.listen.to_string();
@@ -148,17 +146,22 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new(
-        "admin".to_string(),
+    let admin = AdminService::bind(
         Admin {
             metrics: metrics.clone(),
             store: store.clone(),
             revocations: revocations.clone(),
             inflight: inflight.clone(),
         },
-    );
-    admin.add_tcp(&config.server.admin_listen.to_string());
-    server.add_service(admin);
+        config.server.admin_listen,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "server.admin_listen: cannot listen on {}: {e}",
+            config.server.admin_listen
+        )
+    })?;
+    server.add_service(background_service("admin", admin));
 
     server.add_service(background_service(
         "maintenance",

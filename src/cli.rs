@@ -108,6 +108,12 @@ fn keygen(alg: &str, kid: Option<&str>) -> i32 {
         eprintln!("sessiongate keygen: --alg must be EdDSA, ES256, RS256 or HS256");
         return EXIT_CONFIG;
     };
+    if let Some(kid) = kid.filter(|k| !config::valid_kid(k)) {
+        eprintln!(
+            "sessiongate keygen: --kid {kid:?}: must be 1-64 characters of A-Z a-z 0-9 . _ -"
+        );
+        return EXIT_CONFIG;
+    }
     match keys::generate(alg) {
         Ok(out) => {
             println!("{}", out.trim_end());
@@ -227,16 +233,44 @@ pub fn summary(c: &Config) -> String {
     s
 }
 
-/// `redis://user:pw@host` -> `redis://user:[redacted]@host`.
+/// `redis://user:pw@host` -> `redis://user:[redacted]@host`; query values
+/// whose name looks like a credential (`?password=`) are redacted too.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
+            format!(
+                "{}{user}:[redacted]{}",
+                &base[..scheme_end + 3],
+                &base[at..]
+            )
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_credential_name(name) => format!("{name}=[redacted]"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
+}
+
+fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "auth", "key"]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 #[cfg(test)]
@@ -252,5 +286,13 @@ mod tests {
             "rediss://u:[redacted]@h"
         );
         assert_eq!(super::redact_url("redis://db:6379"), "redis://db:6379");
+        assert_eq!(
+            super::redact_url("redis://db:6379/0?password=s3cret&protocol=resp3"),
+            "redis://db:6379/0?password=[redacted]&protocol=resp3"
+        );
+        assert_eq!(
+            super::redact_url("redis://:a@db/0?Auth_Token=x"),
+            "redis://:[redacted]@db/0?Auth_Token=[redacted]"
+        );
     }
 }

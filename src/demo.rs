@@ -13,13 +13,25 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Creates `path` readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
 pub fn run() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("sessiongate-demo-")
         .tempdir()?;
     let key =
         crate::auth::keys::generate(crate::auth::keys::Alg::EdDSA).map_err(anyhow::Error::msg)?;
-    std::fs::write(dir.path().join("k1.pem"), key)?;
+    write_private(&dir.path().join("k1.pem"), key.as_bytes())?;
     let upstream_addr = upstream::spawn()?;
     let (port, admin) = (free_port()?, free_port()?);
     let yaml = format!(
@@ -65,8 +77,9 @@ Try it (needs curl and jq):
 "#,
         dir = dir.path().display()
     );
-    // The store and key must outlive the server, which exits the process itself.
-    let _kept = dir.keep();
+    // The store and key must outlive the server, which exits the process
+    // itself: the drain removes them on the way out.
+    crate::shutdown::remove_on_exit(dir.keep());
     crate::app::run(config).context("running the demo")?;
     Ok(())
 }

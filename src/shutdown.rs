@@ -100,6 +100,27 @@ impl BackgroundService for Drain {
         }
         tracing::info!("sessiongate stopped");
         crate::logging::flush();
+        remove_scratch_dirs();
         std::process::exit(0);
+    }
+}
+
+static SCRATCH_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A directory to delete when the process stops after draining (`demo`'s
+/// temporary store and key: the process exits without unwinding).
+pub fn remove_on_exit(dir: std::path::PathBuf) {
+    SCRATCH_DIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(dir);
+}
+
+fn remove_scratch_dirs() {
+    let dirs = std::mem::take(&mut *SCRATCH_DIRS.lock().unwrap_or_else(|p| p.into_inner()));
+    for dir in dirs {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!("sessiongate: could not remove {}: {e}", dir.display());
+        }
     }
 }

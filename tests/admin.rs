@@ -147,6 +147,13 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_0_within_the_grace() {
     );
     let signalled = Instant::now();
     sc.sigterm();
+    // While the request drains, the probes still answer: alive, not ready.
+    std::thread::sleep(Duration::from_millis(300));
+    let health = sc.admin_get("/healthz");
+    assert_eq!(health.status, 200, "{}", health.describe());
+    let ready = sc.admin_get("/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.describe());
+    assert!(ready.text().contains("shutting down"), "{}", ready.text());
     let r = slow.join().expect("the slow request thread");
     assert_eq!(
         r.status,

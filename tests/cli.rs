@@ -283,3 +283,49 @@ fn a_listener_that_cannot_be_had_is_exit_1_naming_its_key() {
     }
     drop(taken);
 }
+
+#[test]
+fn a_login_path_that_takes_a_built_in_route_is_refused() {
+    for taken in [
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/sessions",
+        "/v1/auth/sessions/revoke-all",
+        "/.well-known/jwks.json",
+    ] {
+        let (_cfg, path) = config_file(json!({"login": {"path": taken}}), "login-path.yaml");
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{taken}: {text}");
+        assert!(text.contains("login.path"), "{taken}: {text}");
+    }
+    let (_cfg, path) = config_file(
+        json!({"login": {"path": "/v1/auth/signin"}}),
+        "login-ok.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn keygen_refuses_a_kid_the_config_would_refuse() {
+    for kid in ["bad kid!", &"x".repeat(65), ""] {
+        let out = run_cli(&["keygen", "--alg", "EdDSA", "--kid", kid], &[]);
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{kid:?}: {text}");
+        assert!(out.stdout.is_empty(), "a key was printed for {kid:?}");
+        assert!(text.contains("--kid"), "{text}");
+    }
+    let out = run_cli(&["keygen", "--alg", "EdDSA", "--kid", "k-2026.11_a"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+#[test]
+fn a_route_with_an_empty_methods_list_is_refused() {
+    let (_cfg, path) = config_file(
+        json!({"routes": [{"prefix": "/a", "auth": "none", "methods": []}, {"prefix": "/", "auth": "required"}]}),
+        "no-methods.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("routes[0].methods"), "{text}");
+}

@@ -321,6 +321,8 @@ fn the_jwks_serves_the_eddsa_public_key_without_private_parts() {
     let f = Fixture::new(json!({}));
     let r = f.sc.get("/.well-known/jwks.json", None);
     assert_eq!(r.status, 200, "{}", r.describe());
+    // Public keys may be cached; one consistent Cache-Control.
+    assert_eq!(r.header("Cache-Control"), Some("public, max-age=300"));
     let jwks = r.json();
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1, "{jwks}");

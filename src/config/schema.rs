@@ -272,8 +272,13 @@ pub fn resolve(base: &Path, s: &str) -> PathBuf {
     }
 }
 
-fn is_kid_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+/// A key id as `tokens.keys[].kid` accepts it: 1-64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 64
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn is_plain_path(s: &str) -> bool {

@@ -24,7 +24,10 @@ pub async fn send(
         resp.insert_header(http::header::CONTENT_TYPE, JSON)?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    // Answers are private unless the caller says otherwise (the JWKS).
+    if !extra.iter().any(|(n, _)| n == http::header::CACHE_CONTROL) {
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    }
     resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
     for (name, value) in extra {
         resp.append_header(name, value)?;

@@ -22,6 +22,17 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
             );
         }
     }
+    // The login path must not take one of sessiongate's own routes away.
+    let taken = ["/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/sessions"]
+        .iter()
+        .any(|r| path == *r || path.starts_with(&format!("{r}/")))
+        || path == crate::proxy::gateway::JWKS_PATH;
+    if taken {
+        p.add(
+            &n.key_path("path"),
+            format_args!("{path} is one of sessiongate's own routes (SPEC 4)"),
+        );
+    }
     Some(Login {
         path,
         upstream_path,
@@ -101,8 +112,14 @@ pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<Route> {
                         }
                     }
                 })
-                .collect()
+                .collect::<Vec<_>>()
         });
+        if methods.as_ref().is_some_and(|m| m.is_empty()) {
+            p.add(
+                &n.key_path("methods"),
+                "an empty list matches no request; omit `methods` to match every method",
+            );
+        }
         routes.push(Route {
             matcher,
             auth,

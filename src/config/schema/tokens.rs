@@ -70,7 +70,7 @@ pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -
     let kid = n.opt_string("kid", p);
     let alg = n.opt_string("alg", p);
     let kid = match kid {
-        Some(k) if !k.is_empty() && k.len() <= 64 && k.bytes().all(is_kid_byte) => k,
+        Some(k) if valid_kid(&k) => k,
         Some(_) => {
             p.add(
                 &n.key_path("kid"),
