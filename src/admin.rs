@@ -34,6 +34,9 @@ pub struct Admin {
     pub store: Arc<dyn SessionStore>,
     pub revocations: Arc<RevocationList>,
     pub inflight: Arc<InFlight>,
+    /// The client listener (`server.listen`): not ready until it accepts.
+    pub listen: std::net::SocketAddr,
+    pub listening: std::sync::atomic::AtomicBool,
 }
 
 /// The admin server: the listener is bound at start-up (so a taken port is
@@ -51,6 +54,31 @@ impl AdminService {
             admin: Arc::new(admin),
             listener: Mutex::new(Some(listener)),
         })
+    }
+}
+
+impl Admin {
+    /// pingora binds the client listener on its own schedule; until a
+    /// connection to it succeeds once, the process is not ready.
+    async fn client_listener_up(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.listening.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        match tokio::time::timeout(READY_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {
+                self.listening.store(true, Ordering::Release);
+                Ok(())
+            }
+            _ => Err("the client listener is not accepting connections yet".into()),
+        }
     }
 }
 
@@ -121,10 +149,11 @@ impl Admin {
             .check_fresh(crate::time::unix_now_ms())
             .map_err(|stale| stale.to_string())?;
         match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the session store did not answer within 1s".into()),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("the session store did not answer within 1s".into()),
         }
+        self.client_listener_up().await
     }
 }
 

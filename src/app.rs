@@ -152,6 +152,8 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             store: store.clone(),
             revocations: revocations.clone(),
             inflight: inflight.clone(),
+            listen: config.server.listen,
+            listening: Default::default(),
         },
         config.server.admin_listen,
     )

@@ -272,3 +272,31 @@ fn the_logs_are_json_lines_with_security_events_and_no_tokens() {
         "a token is logged"
     );
 }
+
+#[test]
+fn readyz_says_200_only_once_the_client_listener_accepts() {
+    // pingora binds the client listener on its own schedule, after the admin
+    // listener: the first 200 must already mean "the proxy answers".
+    for _ in 0..3 {
+        let up = Upstream::start();
+        let mut sc = SidecarConfig::new(&up.url(), json!({})).spawn_unready();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if Request::get("/readyz")
+                .try_send(sc.admin_port())
+                .is_ok_and(|r| r.status == 200)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ready\n{}", sc.logs());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = Request::get("/public/first").try_send(sc.port());
+        assert!(
+            r.as_ref().is_ok_and(|r| r.status == 200),
+            "ready, but the client listener did not answer: {:?}",
+            r.map(|r| r.status)
+        );
+        assert_eq!(sc.stop(), Some(0));
+    }
+}

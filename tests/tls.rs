@@ -58,7 +58,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A TLS upstream: answers every request `200 tls-upstream`, one per connection.
+/// A TLS upstream: answers every request `200 tls-upstream` (with
+/// `X-Session-Subject: user-tls`), one request per connection.
 fn tls_upstream(cert: &ServerCert) -> u16 {
     let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
@@ -80,11 +81,24 @@ fn tls_upstream(cert: &ServerCert) -> u16 {
                     return;
                 };
                 let mut tls = rustls::StreamOwned::new(server, conn);
-                if read_head(&mut tls).is_none() {
+                let Some(head) = read_head(&mut tls) else {
                     return; // handshake refused by the client, or no request
+                };
+                // Read the body too: closing with unread data would reset the
+                // connection under the answer.
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if tls.read_exact(&mut body).is_err() {
+                    return;
                 }
+                // Names a user too, so a login forwarded here succeeds.
                 let _ = tls.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\nconnection: close\r\n\r\ntls-upstream",
+                    b"HTTP/1.1 200 OK\r\nx-session-subject: user-tls\r\ncontent-length: 12\r\nconnection: close\r\n\r\ntls-upstream",
                 );
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
@@ -188,6 +202,11 @@ fn an_https_upstream_is_verified_against_ca_file() {
     let r = sc.get("/public/x", None);
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.text(), "tls-upstream");
+    // The login call goes over the same verified connection settings.
+    let login = sc.login_response("alice", "pw");
+    assert_eq!(login.status, 200, "{}", login.describe());
+    let me = sc.get(PRIVATE, Some(&s(&login.json(), "access_token")));
+    assert_eq!(me.status, 200, "{}", me.describe());
 }
 
 #[test]
