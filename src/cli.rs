@@ -236,22 +236,24 @@ pub fn summary(c: &Config) -> String {
 /// `redis://user:pw@host` -> `redis://user:[redacted]@host`; query values
 /// whose name looks like a credential (`?password=`) are redacted too.
 pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match (base.find("://"), base.rfind('@')) {
+    // The userinfo ends at the last `@` (a password may hold `?`, `/` or `@`
+    // once `${VAR}` is substituted); the query starts after it.
+    let (mut out, rest) = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &base[scheme_end + 3..at];
+            let userinfo = &url[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!(
-                "{}{user}:[redacted]{}",
-                &base[..scheme_end + 3],
-                &base[at..]
+            (
+                format!("{}{user}:[redacted]@", &url[..scheme_end + 3]),
+                &url[at + 1..],
             )
         }
-        _ => base.to_owned(),
+        _ => (String::new(), url),
     };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    out.push_str(base);
     if let Some(query) = query {
         let pairs: Vec<String> = query
             .split('&')
@@ -294,5 +296,10 @@ mod tests {
             super::redact_url("redis://:a@db/0?Auth_Token=x"),
             "redis://:[redacted]@db/0?Auth_Token=[redacted]"
         );
+        // Raw `?`, `/`, `@` in a substituted password never leak.
+        for pw in ["pa?ss", "a/b?c=d", "x@y?password=1"] {
+            let out = super::redact_url(&format!("redis://:{pw}@redis:6379/0"));
+            assert_eq!(out, "redis://:[redacted]@redis:6379/0", "{pw}");
+        }
     }
 }

@@ -79,7 +79,11 @@ Try it (needs curl and jq):
     );
     // The store and key must outlive the server, which exits the process
     // itself: the drain removes them on the way out.
-    crate::shutdown::remove_on_exit(dir.keep());
-    crate::app::run(config).context("running the demo")?;
-    Ok(())
+    let dir = dir.keep();
+    crate::shutdown::remove_on_exit(dir.clone());
+    let ran = crate::app::run(config).context("running the demo");
+    if ran.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    ran
 }

@@ -27,6 +27,17 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
         }
         X509Certificate::from_der(block.contents())
             .map_err(|e| format!("{}: a certificate does not parse: {e}", path.display()))?;
+        // What pingora will do with it on every connection: fail here instead.
+        pingora::tls::RootCertStore::empty()
+            .add(pingora::tls::CertificateDer::from(
+                block.contents().to_vec(),
+            ))
+            .map_err(|e| {
+                format!(
+                    "{}: a certificate is not usable as a trust anchor: {e}",
+                    path.display()
+                )
+            })?;
         certs.push(block.into_contents());
     }
     if certs.is_empty() {
@@ -36,6 +47,10 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// The system's roots followed by the certificates of `ca_file`.
+///
+/// pingora builds a trust store from this list for every new upstream TLS
+/// connection (roughly the cost of parsing the ~150 roots); connections are
+/// pooled and reused, so that is paid per connection, not per request.
 pub fn upstream_trust_anchors(ca_file: &Path) -> Result<Arc<[WrappedX509]>, String> {
     let extra = read_ca_file(ca_file)?;
     let system: Vec<Vec<u8>> = match pingora::tls::load_native_certs() {

@@ -329,3 +329,27 @@ fn a_route_with_an_empty_methods_list_is_refused() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("routes[0].methods"), "{text}");
 }
+
+#[test]
+fn listen_and_admin_listen_on_one_port_of_overlapping_addresses_are_refused() {
+    for (listen, admin) in [
+        ("0.0.0.0:18931", "127.0.0.1:18931"),
+        ("127.0.0.1:18931", "0.0.0.0:18931"),
+        ("127.0.0.1:18931", "127.0.0.1:18931"),
+    ] {
+        let (_cfg, path) = config_file(
+            json!({"server": {"listen": listen, "admin_listen": admin}}),
+            "same-port.yaml",
+        );
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{listen} / {admin}: {text}");
+        assert!(text.contains("server.admin_listen"), "{text}");
+    }
+    // Same port on two distinct addresses is fine.
+    let (_cfg, path) = config_file(
+        json!({"server": {"listen": "127.0.0.1:18931", "admin_listen": "127.0.0.2:18931"}}),
+        "two-addresses.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}

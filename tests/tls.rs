@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -58,9 +59,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A TLS upstream: answers every request `200 tls-upstream` (with
-/// `X-Session-Subject: user-tls`), one request per connection.
-fn tls_upstream(cert: &ServerCert) -> u16 {
+/// A TLS upstream on 127.0.0.1: answers every request `200 tls-upstream`
+/// (with `X-Session-Subject: user-tls`), one request per connection.
+/// Returns its port and a count of the TCP connections it accepted.
+fn tls_upstream(cert: &ServerCert) -> (u16, Arc<AtomicUsize>) {
     let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
     let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
     let config = rustls::ServerConfig::builder_with_provider(provider())
@@ -72,8 +74,11 @@ fn tls_upstream(cert: &ServerCert) -> u16 {
     let config = Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     thread::spawn(move || {
         for conn in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
             let config = config.clone();
             thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
@@ -105,7 +110,7 @@ fn tls_upstream(cert: &ServerCert) -> u16 {
             });
         }
     });
-    port
+    (port, accepted)
 }
 
 fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
@@ -152,10 +157,10 @@ fn https_get(port: u16, ca_pem: &str, path: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// A sidecar whose upstream is `https://localhost:<port>`, trusting `ca_file`
+/// A sidecar whose upstream is `https://127.0.0.1:<port>`, trusting `ca_file`
 /// and, as the system's roots, only `system_ca` (via SSL_CERT_FILE).
 fn sidecar_for_tls_upstream(port: u16, ca_file: &TestCa, system_ca: &TestCa) -> Sidecar {
-    let mut cfg = SidecarConfig::new(&format!("https://localhost:{port}"), json!({}));
+    let mut cfg = SidecarConfig::new(&format!("https://127.0.0.1:{port}"), json!({}));
     let ca_path = cfg.write_file("upstream-ca.pem", &ca_file.pem);
     let system_path = cfg.write_file("system-roots.pem", &system_ca.pem);
     cfg.config["upstream"]["ca_file"] = json!(ca_path);
@@ -196,7 +201,7 @@ fn server_tls_terminates_https_on_the_listener_and_says_so_upstream() {
 #[test]
 fn an_https_upstream_is_verified_against_ca_file() {
     let ca = TestCa::new("upstream CA");
-    let port = tls_upstream(&ca.server_cert());
+    let (port, _) = tls_upstream(&ca.server_cert());
     let unrelated = TestCa::new("unrelated system root");
     let sc = sidecar_for_tls_upstream(port, &ca, &unrelated);
     let r = sc.get("/public/x", None);
@@ -214,7 +219,7 @@ fn the_system_roots_still_count_when_ca_file_is_set() {
     // SPEC 2: "system + optional ca_file". The upstream's certificate comes
     // from a CA that only the system store (SSL_CERT_FILE) knows.
     let system = TestCa::new("system CA");
-    let port = tls_upstream(&system.server_cert());
+    let (port, _) = tls_upstream(&system.server_cert());
     let private = TestCa::new("private CA in ca_file");
     let sc = sidecar_for_tls_upstream(port, &private, &system);
     let r = sc.get("/public/x", None);
@@ -225,10 +230,15 @@ fn the_system_roots_still_count_when_ca_file_is_set() {
 #[test]
 fn an_https_upstream_signed_by_an_unknown_ca_is_502() {
     let stranger = TestCa::new("nobody trusts this CA");
-    let port = tls_upstream(&stranger.server_cert());
+    let (port, accepted) = tls_upstream(&stranger.server_cert());
     let sc = sidecar_for_tls_upstream(port, &TestCa::new("ca_file CA"), &TestCa::new("system CA"));
     let r = sc.get("/public/x", None);
     assert_error(&r, 502, "upstream_unavailable");
+    // It was the certificate, not an unreachable upstream.
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "no connection reached the upstream"
+    );
 }
 
 #[test]

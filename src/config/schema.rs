@@ -321,8 +321,13 @@ fn cross_checks(c: &Config, p: &mut Problems) {
             "is shorter than sessions.idle_timeout, which therefore never applies",
         );
     }
-    if c.server.listen == c.server.admin_listen {
-        p.add("server.admin_listen", "must differ from server.listen");
+    let (l, a) = (c.server.listen, c.server.admin_listen);
+    let overlap = l.ip() == a.ip() || l.ip().is_unspecified() || a.ip().is_unspecified();
+    if l.port() == a.port() && overlap {
+        p.add(
+            "server.admin_listen",
+            "must not use the port of server.listen on the same or an overlapping address",
+        );
     }
     let hs = [
         &c.identity_headers.user_id,

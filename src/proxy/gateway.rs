@@ -218,13 +218,19 @@ impl Gateway {
         if ctx.client.peer_trusted {
             // Several field lines are one list (RFC 9110 5.3): keep them all.
             let mut xff = String::new();
-            for prior in req.headers.get_all("x-forwarded-for") {
-                let prior = String::from_utf8_lossy(prior.as_bytes());
-                let prior = prior.trim().trim_matches(',').trim();
-                if !prior.is_empty() {
-                    xff.push_str(prior);
-                    xff.push_str(", ");
-                }
+            // Elements that are empty or not text are dropped, as the
+            // client-IP logic drops them.
+            let priors = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|e| !e.is_empty());
+            for prior in priors {
+                xff.push_str(prior);
+                xff.push_str(", ");
             }
             xff.push_str(&peer);
             req.insert_header("x-forwarded-for", xff)?;
@@ -262,24 +268,32 @@ fn strip_cookie(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
     if !req.headers.get_all(COOKIE).iter().any(carries) {
         return Ok(());
     }
-    let kept: Vec<String> = req
+    // Bytes, not text: other cookies pass exactly as they came.
+    let kept: Vec<Vec<u8>> = req
         .headers
         .get_all(COOKIE)
         .iter()
         .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(';')
-                .map(str::trim)
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|b| *b == b';')
+                .map(<[u8]>::trim_ascii)
                 .filter(|pair| !pair.is_empty())
-                .filter(|pair| pair.split_once('=').map_or(*pair, |(n, _)| n.trim()) != name)
-                .collect::<Vec<_>>()
-                .join("; ")
+                .filter(|pair| {
+                    let cookie = pair.split(|b| *b == b'=').next().unwrap_or(pair);
+                    cookie.trim_ascii() != name.as_bytes()
+                })
+                .collect();
+            pairs.join(&b"; "[..])
         })
         .filter(|v| !v.is_empty())
         .collect();
     req.remove_header(&COOKIE);
     for value in kept {
-        req.append_header(COOKIE, value)?;
+        // Came from a valid header value minus some bytes: still valid.
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            req.append_header(COOKIE, value)?;
+        }
     }
     Ok(())
 }
@@ -458,5 +472,44 @@ impl ProxyHttp for Gateway {
             request_id: ctx.request_id.to_str().unwrap_or("-"),
             user_id: ctx.identity.as_ref().map(|i| i.sub.as_str()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies_after(lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for line in lines {
+            req.append_header(COOKIE, HeaderValue::from_bytes(line).unwrap())
+                .unwrap();
+        }
+        strip_cookie(&mut req, "sg_refresh").unwrap();
+        req.headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn only_our_cookie_is_removed() {
+        assert_eq!(
+            cookies_after(&[b"a=1; sg_refresh=t; xsg_refresh=2; sg_refresh_x=3"]),
+            [b"a=1; xsg_refresh=2; sg_refresh_x=3".to_vec()]
+        );
+        assert_eq!(
+            cookies_after(&[b" sg_refresh = \"t\" ;;  b=2 ", b"sg_refresh=t"]),
+            [b"b=2".to_vec()]
+        );
+        assert!(cookies_after(&[b"sg_refresh=t"]).is_empty());
+        // Bytes that are not UTF-8 in other cookies pass exactly.
+        assert_eq!(
+            cookies_after(&[b"a=\xe9t\xe9; sg_refresh=t"]),
+            [b"a=\xe9t\xe9".to_vec()]
+        );
+        // No cookie of ours: the headers are left alone, even odd spacing.
+        assert_eq!(cookies_after(&[b"a=1;b=2"]), [b"a=1;b=2".to_vec()]);
     }
 }

@@ -518,7 +518,8 @@ class Client implements SessionClient {
       // tokens read here can be the ones another tab rotated a moment ago.
       // Refreshing with them would be a reuse and end the session; the marker
       // lock that tab still holds says so, consistently, so wait instead.
-      if (before !== null && before.accessToken === stale && (await this.#rotatedElsewhere(before.accessToken))) {
+      const wouldRefresh = before !== null && (before.accessToken === stale || !this.#usable(before));
+      if (wouldRefresh && (await this.#rotatedElsewhere(before.accessToken))) {
         return this.#awaitTokensNewerThan(before.accessToken);
       }
       const state = await this.#refreshIfStill(stale);
@@ -545,9 +546,12 @@ class Client implements SessionClient {
    * while; resolves once it is held, so it is visible before the refresh lock
    * is released.
    */
-  #markRotated(replaced: string): Promise<void> {
+  async #markRotated(replaced: string): Promise<void> {
     const locks = this.#locks;
-    if (locks === null || this.#closed) return Promise.resolve();
+    // Without query() no tab can see a marker; and one already held (another
+    // tab got these tokens replaced too) must not be waited for.
+    if (locks === null || locks.query === undefined || this.#closed) return;
+    if (await this.#rotatedElsewhere(replaced)) return;
     return new Promise((held) => {
       locks
         .request(this.#markerName(replaced), () => {
