@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 mod support;
-use support::call;
+use support::{call, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -120,17 +120,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let ready = Instant::now();
         for (_, admin) in &replicas {
-            loop {
-                if let Ok(mut c) = connect(*admin).await {
-                    if matches!(call(&mut c, "GET", "/readyz", None, "").await, Ok((200, _))) {
-                        break;
-                    }
-                }
-                anyhow::ensure!(ready.elapsed() < Duration::from_secs(20), "replica not ready");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_ready(*admin).await?;
         }
 
         // Refresh load, clients alternating between the replicas.

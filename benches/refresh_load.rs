@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 mod support;
-use support::call;
+use support::{call, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -66,16 +66,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let addr = format!("127.0.0.1:{port}");
-        let ready = Instant::now();
-        loop {
-            if let Ok(mut c) = TcpStream::connect(format!("127.0.0.1:{admin}")).await {
-                if matches!(call(&mut c, "GET", "/readyz", None, "").await, Ok((200, _))) {
-                    break;
-                }
-            }
-            anyhow::ensure!(ready.elapsed() < Duration::from_secs(20), "sessiongate not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ready(admin).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for i in 0..clients {

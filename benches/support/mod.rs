@@ -46,3 +46,20 @@ pub async fn call(
         return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
     }
 }
+
+/// Polls `/readyz` on 127.0.0.1:`admin` until it answers 200 (at most 20 s).
+pub async fn wait_ready(admin: u16) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", admin)).await {
+            if matches!(call(&mut c, "GET", "/readyz", None, "").await, Ok((200, _))) {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "sessiongate on admin port {admin} not ready within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
