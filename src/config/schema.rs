@@ -140,6 +140,9 @@ pub struct Login {
     pub upstream_path: String,
     pub subject_header: HeaderName,
     pub claims_header: HeaderName,
+    /// Whether `upstream_path` may also be reached as an ordinary proxied
+    /// route. Off by default: it would be a way around the login rate limit.
+    pub allow_direct_upstream_path: bool,
 }
 
 #[derive(Clone, Debug)]

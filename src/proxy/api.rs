@@ -64,6 +64,16 @@ impl AuthApi {
         }
     }
 
+    /// Whether `path` is the login upstream's own path, refused as a proxied route.
+    pub fn guards_login_upstream(&self, path: &str) -> bool {
+        self.login.as_ref().is_some_and(|l| l.guards(path))
+    }
+
+    /// The upstream's login control headers, removed from every response.
+    pub fn login_control_headers(&self) -> Option<[&HeaderName; 2]> {
+        self.login.as_ref().map(LoginForwarder::control_headers)
+    }
+
     pub async fn jwks(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
         if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
             return Err(method_not_allowed());
@@ -93,6 +103,13 @@ impl AuthApi {
         if let Some(login) = self.login.as_ref().filter(|l| path == l.path()) {
             ctx.route = "login";
             expect(&method, Method::POST)?;
+            if self.cookie.is_some() && from_another_site(session.req_header()) {
+                // Login CSRF: another site must not sign a browser into an
+                // account of the attacker's choosing.
+                return Err(ApiError::Forbidden(
+                    "a login in cookie mode must come from this site's own origin",
+                ));
+            }
             self.login_limit
                 .check(ctx.client.ip)
                 .map_err(|s| ApiError::RateLimited {
@@ -157,14 +174,20 @@ impl AuthApi {
                 ctx.route = "logout";
                 expect(&method, Method::POST)?;
                 let body = self.read_body(session).await?;
-                match self.optional_caller(gw, session)? {
-                    Some(who) => self.sessions.logout_access(&who, &client).await?,
-                    None => {
+                match self.optional_caller(gw, session) {
+                    Ok(Some(who)) => self.sessions.logout_access(&who, &client).await?,
+                    Ok(None) => {
                         let token = self
                             .refresh_token_from(session, &body)?
                             .ok_or(ApiError::MissingToken)?;
                         self.sessions.logout_refresh(&token, &client).await?;
                     }
+                    // An expired or otherwise refused access token does not
+                    // keep a session alive that its refresh token can end.
+                    Err(refused) => match self.refresh_token_from(session, &body)? {
+                        Some(token) => self.sessions.logout_refresh(&token, &client).await?,
+                        None => return Err(refused),
+                    },
                 }
                 let extra = self
                     .cookie
@@ -247,10 +270,18 @@ impl AuthApi {
             return Ok(None);
         };
         let req = session.req_header();
-        let Some(token) = cookie_value(req.headers.get_all(COOKIE).iter(), &cookie.name) else {
+        let mut ours = cookie_values(req.headers.get_all(COOKIE).iter(), &cookie.name);
+        let Some(token) = ours.next() else {
             return Ok(None);
         };
-        if !same_origin(req) {
+        if ours.next().is_some() {
+            // Cookie tossing: a sibling site planted a second cookie of this
+            // name; which one is the browser's own cannot be told.
+            return Err(ApiError::InvalidRequest(
+                "The request carries more than one refresh cookie.".into(),
+            ));
+        }
+        if origin_matches_host(req) != Some(true) {
             return Err(ApiError::Forbidden(
                 "a cookie-authenticated request must come from this site's own origin",
             ));
@@ -310,34 +341,53 @@ fn parse_json_or_empty<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> R
     })
 }
 
-fn cookie_value<'a>(headers: impl Iterator<Item = &'a HeaderValue>, name: &str) -> Option<String> {
+/// Every value of the cookie `name`, across all Cookie headers.
+fn cookie_values<'a>(
+    headers: impl Iterator<Item = &'a HeaderValue> + 'a,
+    name: &'a str,
+) -> impl Iterator<Item = String> + 'a {
     headers
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(move |(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
         .filter(|v| !v.is_empty())
 }
 
-/// The Origin (or, lacking it, the Referer) names the host the request was sent to.
-fn same_origin(req: &pingora::http::RequestHeader) -> bool {
+/// Whether the Origin (or, lacking it, the Referer) names the host the
+/// request was sent to; `None` when the request carries neither.
+fn origin_matches_host(req: &pingora::http::RequestHeader) -> Option<bool> {
+    let origin = req
+        .headers
+        .get(http::header::ORIGIN)
+        .or_else(|| req.headers.get(http::header::REFERER))?;
     let host = req
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok());
-    let origin = req
-        .headers
-        .get(http::header::ORIGIN)
-        .or_else(|| req.headers.get(http::header::REFERER))
-        .and_then(|v| v.to_str().ok())
+    let origin = origin
+        .to_str()
+        .ok()
         .and_then(|o| o.parse::<http::Uri>().ok());
-    match (host, origin) {
+    Some(match (host, origin) {
         (Some(host), Some(o)) => o
             .authority()
             .is_some_and(|a| a.as_str().eq_ignore_ascii_case(host)),
         _ => false,
-    }
+    })
+}
+
+/// A browser request sent from another site. Browsers name the sending page
+/// on every cross-origin POST (`Origin`, and `Sec-Fetch-Site` in current
+/// ones); a request with neither comes from a non-browser client, which
+/// login CSRF cannot use.
+fn from_another_site(req: &pingora::http::RequestHeader) -> bool {
+    let fetch_site_foreign = req
+        .headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    fetch_site_foreign || origin_matches_host(req) == Some(false)
 }
 
 fn cookie_attributes(c: &RefreshCookie, max_age: Option<u64>) -> String {
@@ -373,10 +423,15 @@ mod tests {
     fn the_named_cookie_is_found_among_others() {
         let hv = [HeaderValue::from_static("a=1; sg_refresh=tok; b=2")];
         assert_eq!(
-            cookie_value(hv.iter(), "sg_refresh").as_deref(),
-            Some("tok")
+            cookie_values(hv.iter(), "sg_refresh").collect::<Vec<_>>(),
+            ["tok"]
         );
-        assert_eq!(cookie_value(hv.iter(), "sg"), None);
+        assert_eq!(cookie_values(hv.iter(), "sg").next(), None);
+        let two = [
+            HeaderValue::from_static("sg_refresh=a"),
+            HeaderValue::from_static("x=1; sg_refresh = b"),
+        ];
+        assert_eq!(cookie_values(two.iter(), "sg_refresh").count(), 2);
     }
 
     #[test]

@@ -32,24 +32,7 @@ impl ClientInfo {
         let peer_trusted = is_trusted(&peer_ip);
         let mut ip = peer_ip;
         if peer_trusted {
-            let hops: Vec<IpAddr> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .collect();
-            if let Some(found) = hops
-                .iter()
-                .rev()
-                .map(|ip| canonical(*ip))
-                .find(|ip| !is_trusted(ip))
-            {
-                ip = found;
-            } else if let Some(first) = hops.first() {
-                ip = canonical(*first);
-            }
+            ip = client_from_forwarded_for(peer_ip, req, &is_trusted);
         }
         ClientInfo {
             peer_ip,
@@ -57,6 +40,54 @@ impl ClientInfo {
             ip,
         }
     }
+}
+
+/// Walks a trusted peer's `X-Forwarded-For` from the right: the client is the
+/// first address no trusted proxy owns. An entry that does not parse stops
+/// the walk, and the client is then the hop that reported it: never an entry
+/// to its left, which whoever wrote the bad entry may have written too.
+fn client_from_forwarded_for(
+    peer_ip: IpAddr,
+    req: &RequestHeader,
+    is_trusted: &impl Fn(&IpAddr) -> bool,
+) -> IpAddr {
+    let entries: Vec<&str> = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let mut reporter = peer_ip;
+    for entry in entries.iter().rev() {
+        let Some(hop) = parse_hop(entry).map(canonical) else {
+            return reporter;
+        };
+        if !is_trusted(&hop) {
+            return hop;
+        }
+        reporter = hop;
+    }
+    // Every hop is a trusted proxy: the left-most is where it started.
+    reporter
+}
+
+/// An X-Forwarded-For entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443`.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
 }
 
 /// `::ffff:1.2.3.4` is 1.2.3.4.
@@ -78,4 +109,42 @@ pub fn user_agent(req: &RequestHeader) -> String {
         .filter(|c| !c.is_control())
         .take(MAX_USER_AGENT)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(xff: &[&str]) -> IpAddr {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for v in xff {
+            req.append_header("x-forwarded-for", *v).unwrap();
+        }
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        ClientInfo::new("10.0.0.1".parse().unwrap(), &req, &trusted).ip
+    }
+
+    #[test]
+    fn forwarded_for_entries_with_ports_are_read() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client(&["6.6.6.6, 203.0.113.7:51234"]), ip("203.0.113.7"));
+        assert_eq!(client(&["6.6.6.6, [2001:db8::7]:443"]), ip("2001:db8::7"));
+        assert_eq!(client(&["6.6.6.6, [2001:db8::7]"]), ip("2001:db8::7"));
+        assert_eq!(
+            client(&["6.6.6.6, 203.0.113.7, 10.1.1.1"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(client(&["6.6.6.6", "203.0.113.7"]), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn an_unreadable_entry_stops_the_walk_at_the_hop_that_reported_it() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client(&["6.6.6.6, unknown"]), ip("10.0.0.1"));
+        assert_eq!(client(&["6.6.6.6, unknown, 10.2.2.2"]), ip("10.2.2.2"));
+        assert_eq!(client(&["6.6.6.6, 203.0.113.7:x"]), ip("10.0.0.1"));
+        // All hops trusted: the left-most.
+        assert_eq!(client(&["10.3.3.3, 10.2.2.2"]), ip("10.3.3.3"));
+        assert_eq!(client(&[]), ip("10.0.0.1"));
+    }
 }

@@ -2,10 +2,12 @@
 //! checks and routing, then auth, then header rewrite and forwarding.
 
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use http::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -115,6 +117,15 @@ impl Gateway {
                 "an HTTP/1.1 request needs a Host header",
             ));
         }
+        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && has_content_length_line(&session.as_downstream().to_h1_raw())
+        {
+            // RFC 9112 6.1: a smuggling attempt more often than not. (pingora
+            // drops the Content-Length from the parsed head: read the raw one.)
+            return Err(ApiError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
         if req.headers.get_all(AUTHORIZATION).iter().count() > 1 {
             return Err(ApiError::BadRequest("more than one Authorization header"));
         }
@@ -124,13 +135,25 @@ impl Gateway {
                 "backslash or fragment in the request target",
             ));
         }
-        let path = req.uri.path();
-        let normalized = normalize(path).map_err(ApiError::BadRequest)?;
-        if normalized.as_ref() != path {
-            let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-            ctx.forward_target = Some(format!("{normalized}{query}"));
-        }
-        let path = normalized.into_owned();
+        let form = target_form(raw, &req.method)?;
+        let path = match form {
+            TargetForm::Asterisk => "*".to_owned(),
+            TargetForm::Origin | TargetForm::Absolute => {
+                let path = match req.uri.path() {
+                    "" => "/",
+                    p => p,
+                };
+                let normalized = normalize(path).map_err(ApiError::BadRequest)?;
+                // The upstream gets exactly the target decided on: the
+                // normalized path in origin-form, never the client's bytes
+                // when they differ (absolute-form, dot segments, ...).
+                if form == TargetForm::Absolute || !is_origin_target(raw, &normalized, &req.uri) {
+                    let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    ctx.forward_target = Some(format!("{normalized}{query}"));
+                }
+                normalized.into_owned()
+            }
+        };
         if path == JWKS_PATH {
             ctx.route = "jwks";
             self.api.jwks(session, ctx).await?;
@@ -141,6 +164,9 @@ impl Gateway {
             return Ok(true);
         }
         ctx.route = "proxy";
+        if self.api.guards_login_upstream(&path) {
+            return Err(ApiError::NotFound);
+        }
         let req = session.req_header();
         let query_overrides = query_method_overrides(req.uri.query().unwrap_or(""));
         let overrides = METHOD_OVERRIDE
@@ -298,6 +324,64 @@ fn strip_cookie(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
     Ok(())
 }
 
+/// The request-target forms of RFC 9112 3.2 that may pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TargetForm {
+    /// `/path?query`: the usual form.
+    Origin,
+    /// `*`, for `OPTIONS` only.
+    Asterisk,
+    /// `http(s)://authority/path`: decided and forwarded as origin-form.
+    Absolute,
+}
+
+/// Anything else (`x:/admin`, authority-form, a bare word) is refused: some
+/// upstream servers read such targets as a path the routes never saw.
+fn target_form(raw: &[u8], method: &http::Method) -> Result<TargetForm, ApiError> {
+    let has_prefix = |p: &[u8]| raw.len() > p.len() && raw[..p.len()].eq_ignore_ascii_case(p);
+    match raw {
+        [b'/', ..] => Ok(TargetForm::Origin),
+        b"*" if method == http::Method::OPTIONS => Ok(TargetForm::Asterisk),
+        _ if has_prefix(b"http://") || has_prefix(b"https://") => Ok(TargetForm::Absolute),
+        _ => Err(ApiError::BadRequest(
+            "the request target must be a path starting with /",
+        )),
+    }
+}
+
+/// Whether the client's origin-form target is byte for byte the normalized
+/// path plus the query, so it can be forwarded as it came.
+fn is_origin_target(raw: &[u8], normalized: &str, uri: &http::Uri) -> bool {
+    let (path, query) = match raw.iter().position(|b| *b == b'?') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    path == normalized.as_bytes() && query == uri.query().map(str::as_bytes)
+}
+
+/// A 101 is passed on only when the client asked to upgrade (HTTP/1.1 with
+/// `Upgrade`) and the upstream's `Upgrade` names one of the protocols asked for.
+fn upgrade_agreed(req: &RequestHeader, resp: &ResponseHeader) -> bool {
+    let Some(chosen) = resp.headers.get(http::header::UPGRADE) else {
+        return false;
+    };
+    let chosen = chosen.as_bytes().trim_ascii();
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|offered| offered.trim_ascii().eq_ignore_ascii_case(chosen))
+}
+
+/// Whether a raw request head has a `Content-Length` field line.
+fn has_content_length_line(head: &[u8]) -> bool {
+    const NAME: &[u8] = b"\ncontent-length:";
+    head.windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
+}
+
 fn head_size(req: &RequestHeader) -> usize {
     let line = req.method.as_str().len() + req.raw_path().len() + 12;
     line + req
@@ -374,7 +458,19 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         ctx.client = ClientInfo::new(peer_ip, session.req_header(), &self.trusted_proxies);
-        match self.decide(session, ctx).await {
+        // A bug must cost one request a 500, never the connection an empty
+        // reply: the panic is caught here and answered.
+        let decided = AssertUnwindSafe(self.decide(session, ctx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    request_id = ctx.request_id.to_str().unwrap_or("-"),
+                    "request handling panicked"
+                );
+                Err(ApiError::Internal)
+            });
+        match decided {
             Ok(done) => Ok(done),
             Err(e) => {
                 send_error(session, &e, ctx).await?;
@@ -409,10 +505,24 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS
+            && !upgrade_agreed(session.req_header(), resp)
+        {
+            // Never a raw tunnel the client did not ask for.
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                "101 without an upgrade the client asked for",
+            );
+        }
+        if let Some(names) = self.api.login_control_headers() {
+            for name in names {
+                resp.remove_header(name);
+            }
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }

@@ -56,6 +56,27 @@ impl LoginForwarder {
         &self.cfg.path
     }
 
+    /// Whether a proxied request for `path` (normalized) would reach the
+    /// upstream's credential check directly, around the login rate limit.
+    /// Matched as loosely as upstream servers route: any case, a trailing
+    /// `/`, `;parameters` on the last segment.
+    pub fn guards(&self, path: &str) -> bool {
+        if self.cfg.allow_direct_upstream_path {
+            return false;
+        }
+        let bare = path.split(';').next().unwrap_or(path);
+        let bare = match bare.strip_suffix('/') {
+            Some(b) if !b.is_empty() => b,
+            _ => bare,
+        };
+        bare.eq_ignore_ascii_case(&self.cfg.upstream_path)
+    }
+
+    /// The upstream's login control headers: never shown to a client.
+    pub fn control_headers(&self) -> [&HeaderName; 2] {
+        [&self.cfg.subject_header, &self.cfg.claims_header]
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
@@ -78,6 +99,8 @@ impl LoginForwarder {
         for h in HOP_BY_HOP {
             req.remove_header(*h);
         }
+        // The body was read already: the upstream has nothing to wait for.
+        req.remove_header(&http::header::EXPECT);
         req.insert_header(http::header::CONTENT_LENGTH, body.len())
             .map_err(|_| ApiError::Internal)?;
         gw.rewrite_upstream_request(
@@ -132,11 +155,20 @@ impl LoginForwarder {
             h1.write_body(&body).await.map_err(|_| unavailable(()))?;
         }
         h1.finish_body().await.map_err(|_| unavailable(()))?;
-        h1.read_response().await.map_err(|e| match e.etype() {
-            pingora::ErrorType::ReadTimedout => ApiError::UpstreamTimeout,
-            _ => unavailable(()),
-        })?;
-        let resp = h1.resp_header().cloned().ok_or_else(|| unavailable(()))?;
+        // Interim answers (100 Continue, 103 Early Hints) are skipped; a 101
+        // to a request that asked for no upgrade is a broken upstream.
+        let resp = loop {
+            h1.read_response().await.map_err(|e| match e.etype() {
+                pingora::ErrorType::ReadTimedout => ApiError::UpstreamTimeout,
+                _ => unavailable(()),
+            })?;
+            let resp = h1.resp_header().ok_or_else(|| unavailable(()))?;
+            match resp.status.as_u16() {
+                101 => return Err(bad_upstream("it switched protocols")),
+                100..=199 => continue,
+                _ => break resp.clone(),
+            }
+        };
         let mut out = Vec::new();
         while let Some(chunk) = h1.read_body_bytes().await.map_err(|_| unavailable(()))? {
             if out.len() + chunk.len() > MAX_RELAYED_BODY {

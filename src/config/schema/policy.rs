@@ -9,7 +9,13 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
     }
     let n = root.child(
         "login",
-        &["path", "upstream_path", "subject_header", "claims_header"],
+        &[
+            "path",
+            "upstream_path",
+            "subject_header",
+            "claims_header",
+            "allow_direct_upstream_path",
+        ],
         p,
     );
     let path = n.string("path", "/v1/auth/login", p);
@@ -38,6 +44,7 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
         upstream_path,
         subject_header: header_name(&n, "subject_header", "X-Session-Subject", p),
         claims_header: header_name(&n, "claims_header", "X-Session-Claims", p),
+        allow_direct_upstream_path: n.boolean("allow_direct_upstream_path", false, p),
     })
 }
 
