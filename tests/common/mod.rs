@@ -7,6 +7,7 @@ pub mod client;
 pub mod jwt;
 pub mod metrics;
 pub mod redis_server;
+pub mod scripted;
 pub mod sidecar;
 pub mod upstream;
 pub mod yaml;
