@@ -433,3 +433,113 @@ fn expect_continue_on_login_and_proxied_routes_is_answered_not_a_panic() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.json()["body"], "hello");
 }
+
+// ---- what the upstream answers --------------------------------------------------
+
+mod scripted_upstream {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use super::common::scripted::{Reply, Scripted, SeenRequest};
+    use super::common::*;
+
+    fn login_ok() -> Reply {
+        Reply::status(200)
+            .header("X-Session-Subject", "user-alice")
+            .header("X-Session-Claims", r#"{"role":"admin"}"#)
+            .body("{}")
+    }
+
+    fn sidecar(up: &Scripted) -> Sidecar {
+        SidecarConfig::new(&up.url(), json!({})).spawn()
+    }
+
+    /// Sends `head`, then reads the answer's head (status line and headers).
+    fn open(port: u16, head: &str) -> (TcpStream, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(head.as_bytes()).expect("write");
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => got.push(byte[0]),
+                _ => break,
+            }
+        }
+        (s, String::from_utf8_lossy(&got).into_owned())
+    }
+
+    #[test]
+    fn interim_answers_to_login_are_skipped() {
+        let up = Scripted::start(|_: &SeenRequest| {
+            login_ok()
+                .interim(100, &[])
+                .interim(103, &[("Link", "</s.css>; rel=preload")])
+        });
+        let sc = sidecar(&up);
+        let r = sc.login_response("alice", "pw");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(r.json()["access_token"].is_string(), "{}", r.describe());
+    }
+
+    #[test]
+    fn a_switch_of_protocols_on_login_is_a_broken_upstream() {
+        let up = Scripted::start(|_: &SeenRequest| {
+            Reply::switching()
+                .header("Upgrade", "websocket")
+                .header("Connection", "Upgrade")
+        });
+        let sc = sidecar(&up);
+        assert_error(
+            &sc.login_response("alice", "pw"),
+            502,
+            "upstream_unavailable",
+        );
+    }
+
+    #[test]
+    fn a_101_nobody_asked_for_is_502_never_a_tunnel() {
+        let up = Scripted::start(|req: &SeenRequest| match req.path() {
+            "/login" => login_ok(),
+            "/public/bare" => Reply::switching(),
+            "/public/mismatch" => Reply::switching()
+                .header("Upgrade", "h2c")
+                .header("Connection", "Upgrade"),
+            _ => Reply::switching()
+                .header("Upgrade", "websocket")
+                .header("Connection", "Upgrade"),
+        });
+        let sc = sidecar(&up);
+        let port = sc.port();
+        // No Upgrade asked for: a 101 with or without Upgrade is refused.
+        for path in ["/public/bare", "/public/unasked"] {
+            let r = exchange(
+                port,
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("an answer");
+            assert_error(&r, 502, "upstream_unavailable");
+        }
+        // Asked for websocket, offered h2c: refused.
+        let ask = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+        };
+        let (_s, head) = open(port, &ask("/public/mismatch"));
+        assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+        // Asked for websocket and agreed: the tunnel works both ways.
+        let (mut s, head) = open(port, &ask("/public/ws"));
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(b"ping").expect("write through the tunnel");
+        let mut echo = [0u8; 4];
+        s.read_exact(&mut echo).expect("echo through the tunnel");
+        assert_eq!(&echo, b"ping");
+    }
+}
