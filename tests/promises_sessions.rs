@@ -273,6 +273,22 @@ fn security_event_log_lines_carry_every_field_and_no_log_line_carries_a_token() 
         );
     }
 
+    // Every security line, `login` included, has the fields.
+    let all_events: Vec<Value> = log_objects(&sc)
+        .into_iter()
+        .filter(|o| o["target"] == "security")
+        .collect();
+    assert_eq!(security_lines(&sc, "login").len(), 3, "{all_events:?}");
+    assert_eq!(all_events.len(), 3 + expected.len(), "{all_events:?}");
+    for e in &all_events {
+        for field in ["type", "user_id", "session_id", "ip", "user_agent", "at"] {
+            assert!(
+                e[field].as_str().is_some_and(|v| !v.is_empty()),
+                "lacks {field}: {e}"
+            );
+        }
+    }
+
     let stderr = std::fs::read_to_string(sc.dir().join("stderr.log")).unwrap_or_default();
     let all = sc.stdout() + &stderr;
     for t in &tokens {
