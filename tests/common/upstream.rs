@@ -2,9 +2,9 @@
 //! 127.0.0.1:0 (std sockets, a thread per connection, keep-alive) that
 //! records every request exactly as received and answers with a JSON echo.
 //!
-//! - `POST /login` with `{"username","password"}`: alice/pw and bob/pw get 200
-//!   with `X-Session-Subject: user-<name>` and `X-Session-Claims`; anything
-//!   else gets 401 `{"error":"bad_credentials"}`.
+//! - `POST /login` with `{"username","password"}`: alice/pw, bob/pw and
+//!   {carol}/pw get 200 with `X-Session-Subject: user-<name>` and
+//!   `X-Session-Claims`; anything else gets 401 `{"error":"bad_credentials"}`.
 //! - a path ending in `/slow` with `?ms=N` sleeps N ms, then echoes.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -293,6 +293,8 @@ fn login(rec: &Recorded) -> Answer {
     let role = match (user, password) {
         ("alice", "pw") => Some("admin"),
         ("bob", "pw") => Some("user"),
+        // Braces: a Redis hash tag in the subject must not break the key layout.
+        ("{carol}", "pw") => Some("user"),
         _ => None,
     };
     match role {

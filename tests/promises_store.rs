@@ -1,0 +1,322 @@
+//! Store promises beyond tests/store_contract.rs, in its style (one case, run
+//! against every backend): user ids with braces and non-ASCII characters,
+//! an unreachable Redis (errors within the bound, never a hang, recovery),
+//! and SQLite data surviving a reopen of the file.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::redis_server::RedisServer;
+use sessiongate::store::redis::{RedisStore, Retention};
+use sessiongate::store::sqlite::SqliteStore;
+use sessiongate::store::{
+    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+};
+
+type Fresh = (Arc<dyn SessionStore>, Box<dyn Any + Send>);
+
+const HOUR: i64 = 3_600_000;
+const NOW: i64 = 1_800_000_000_000;
+const LIFETIMES: Lifetimes = Lifetimes {
+    idle_ms: 24 * HOUR,
+    absolute_ms: 7 * 24 * HOUR,
+};
+
+fn session(id: &str, user: &str) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        user_id: user.into(),
+        claims: r#"{"name":"Zoë {x}"}"#.into(),
+        created_at: NOW,
+        last_active_at: NOW,
+        ip: "2001:db8::1".into(),
+        user_agent: "Mozilla/5.0 (Ünïcödé; {braces})".into(),
+        generation: 0,
+        kid: "k1".into(),
+        rotated_at: 0,
+        revoked_at: None,
+    }
+}
+
+fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
+    SecurityEvent {
+        kind,
+        user_id: user.into(),
+        session_id: "s".into(),
+        ip: "192.0.2.1".into(),
+        user_agent: "ua".into(),
+        at,
+    }
+}
+
+/// User ids that could break a key layout: braces (Redis hash tags), one
+/// that spells another's encoded form, non-ASCII, separators, spaces.
+const ODD_USERS: &[&str] = &[
+    "{a}",
+    "a}{b",
+    "{",
+    "}",
+    "u:61",
+    "{u:61}",
+    "a",
+    "用户-ü",
+    "émile@example.com",
+    "with space:and:colons",
+    "tab\there",
+];
+
+async fn odd_user_ids_are_kept_apart(store: Arc<dyn SessionStore>) {
+    for (i, user) in ODD_USERS.iter().enumerate() {
+        let s = session(&format!("s{i}"), user);
+        store.create(&s).await.unwrap();
+        assert_eq!(store.get(&s.id).await.unwrap(), Some(s), "{user:?}");
+        store
+            .record_event(&event("login", user, NOW + i as i64))
+            .await
+            .unwrap();
+    }
+    for (i, user) in ODD_USERS.iter().enumerate() {
+        let ids: Vec<String> = store
+            .list_active(user, NOW, LIFETIMES)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, [format!("s{i}")], "sessions of {user:?}");
+        let events = store.events_for_user(user, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "events of {user:?}: {events:?}");
+        assert_eq!(events[0].user_id, *user);
+    }
+    let revoked = store.revoke_user("{a}", None, NOW + 1).await.unwrap();
+    assert_eq!(revoked, ["s0"], "revoking {{a}} touched others");
+    for (i, user) in ODD_USERS.iter().enumerate().skip(1) {
+        assert_eq!(
+            store
+                .get(&format!("s{i}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            None,
+            "{user:?} was revoked with {{a}}"
+        );
+    }
+    assert!(store
+        .list_active("{a}", NOW, LIFETIMES)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_active("nobody", NOW, LIFETIMES)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+fn sqlite() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("odd.db")).unwrap();
+    (Arc::new(store), Box::new(dir))
+}
+
+fn redis_on(server: RedisServer, urls: usize, prefix: &str) -> Fresh {
+    let config = sessiongate::config::RedisStore {
+        urls: vec![server.url().into(); urls],
+        key_prefix: prefix.into(),
+    };
+    let retention = Retention {
+        lifetimes: LIFETIMES,
+        events_ms: 30 * 24 * HOUR,
+        revocations_ms: HOUR,
+    };
+    (
+        Arc::new(RedisStore::open(&config, retention).unwrap()),
+        Box::new(server),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_user_ids_on_sqlite() {
+    let (store, _guard) = sqlite();
+    odd_user_ids_are_kept_apart(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_user_ids_on_redis() {
+    let (store, _guard) = redis_on(RedisServer::start(), 1, "odd:");
+    odd_user_ids_are_kept_apart(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_user_ids_on_a_redis_cluster() {
+    let (store, _guard) = redis_on(RedisServer::cluster(), 2, "odd:");
+    odd_user_ids_are_kept_apart(store).await;
+}
+
+/// The README's bound: 1 s per store call including reconnection; a little
+/// slack for a busy machine, far below anything that would pile requests up.
+const CALL_BOUND: Duration = Duration::from_secs(3);
+
+async fn fails_in_time<T: std::fmt::Debug>(
+    what: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) {
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for 20 s with Redis down"));
+    let took = started.elapsed();
+    assert!(out.is_err(), "{what} succeeded with Redis down: {out:?}");
+    assert!(took < CALL_BOUND, "{what} took {took:?} to fail");
+}
+
+/// Every call against a Redis that is gone.
+async fn every_call_fails_in_time(store: &dyn SessionStore) {
+    let activity = Activity {
+        at: NOW,
+        ip: "192.0.2.1".into(),
+        user_agent: "ua".into(),
+        kid: "k1".into(),
+    };
+    fails_in_time("ping", store.ping()).await;
+    fails_in_time("create", store.create(&session("s2", "bob"))).await;
+    fails_in_time("get", store.get("s1")).await;
+    fails_in_time("rotate", store.rotate("s1", 0, &activity)).await;
+    fails_in_time("revoke", store.revoke("s1", NOW)).await;
+    fails_in_time("revoke_user", store.revoke_user("alice", None, NOW)).await;
+    fails_in_time("list_active", store.list_active("alice", NOW, LIFETIMES)).await;
+    fails_in_time("revoked_since", store.revoked_since(0)).await;
+    fails_in_time(
+        "record_event",
+        store.record_event(&event("login", "a", NOW)),
+    )
+    .await;
+    fails_in_time("events_for_user", store.events_for_user("alice", 5)).await;
+    fails_in_time("cleanup", store.cleanup(NOW, LIFETIMES, NOW, NOW)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_fails_every_call_within_the_bound_and_recovery_needs_no_reopen() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let config = sessiongate::config::RedisStore {
+        urls: vec![server.url().into()],
+        key_prefix: "down:".into(),
+    };
+    let retention = Retention {
+        lifetimes: LIFETIMES,
+        events_ms: HOUR,
+        revocations_ms: HOUR,
+    };
+    let store = RedisStore::open(&config, retention).unwrap();
+    store.create(&session("s1", "alice")).await.unwrap();
+    server.stop();
+    every_call_fails_in_time(&store).await;
+    // Several callers at once: each bounded, none waits behind the others.
+    let started = Instant::now();
+    let store = Arc::new(store);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get("s1").await.is_err() })
+        })
+        .collect();
+    for c in calls {
+        assert!(c.await.unwrap(), "a get succeeded with Redis down");
+    }
+    assert!(started.elapsed() < CALL_BOUND, "{:?}", started.elapsed());
+
+    server.restart();
+    assert_eq!(server.port, port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "the store never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.create(&session("s3", "carol")).await.unwrap();
+    assert!(store.get("s3").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_never_answered_fails_every_call_within_the_bound() {
+    // A free port nobody listens on: connection refused, again and again.
+    let port = common::free_port();
+    let config = sessiongate::config::RedisStore {
+        urls: vec![format!("redis://127.0.0.1:{port}/").into()],
+        key_prefix: "never:".into(),
+    };
+    let retention = Retention {
+        lifetimes: LIFETIMES,
+        events_ms: HOUR,
+        revocations_ms: HOUR,
+    };
+    let store = RedisStore::open(&config, retention).expect("open does not connect");
+    every_call_fails_in_time(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_data_survives_closing_and_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reopen.db");
+    let (rotated, revoked_at) = {
+        let store = SqliteStore::open(&path).unwrap();
+        for (id, user) in [("s1", "alice"), ("s2", "alice"), ("s3", "用户-ü")] {
+            store.create(&session(id, user)).await.unwrap();
+        }
+        let activity = Activity {
+            at: NOW + 5,
+            ip: "198.51.100.9".into(),
+            user_agent: "ua-2".into(),
+            kid: "k2".into(),
+        };
+        let RotateOutcome::Rotated(rotated) = store.rotate("s1", 0, &activity).await.unwrap()
+        else {
+            panic!("the rotation must succeed");
+        };
+        assert!(store.revoke("s2", NOW + 7).await.unwrap());
+        store
+            .record_event(&event("new_ip", "alice", NOW + 5))
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        (rotated, NOW + 7)
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get("s1").await.unwrap(), Some(rotated));
+    assert_eq!(
+        store.get("s2").await.unwrap().unwrap().revoked_at,
+        Some(revoked_at)
+    );
+    assert_eq!(
+        store.get("s3").await.unwrap(),
+        Some(session("s3", "用户-ü"))
+    );
+    assert_eq!(
+        store.revoked_since(NOW).await.unwrap(),
+        [("s2".to_string(), revoked_at)]
+    );
+    let kinds: Vec<&str> = store
+        .events_for_user("alice", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["new_ip"]);
+    // The generation moved on across the reopen: the old one conflicts.
+    let activity = Activity {
+        at: NOW + 9,
+        ip: "x".into(),
+        user_agent: "y".into(),
+        kid: "k1".into(),
+    };
+    assert!(matches!(
+        store.rotate("s1", 0, &activity).await.unwrap(),
+        RotateOutcome::Conflict(_)
+    ));
+}
