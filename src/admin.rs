@@ -148,10 +148,19 @@ impl Admin {
         self.revocations
             .check_fresh(crate::time::unix_now_ms())
             .map_err(|stale| stale.to_string())?;
-        match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("the session store did not answer within 1s".into()),
+        let ping = match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the session store did not answer within 1s".to_owned()),
+        };
+        // SPEC 7: with a shared store, one failover must not take every
+        // replica out of its Service at once. While the revocation list is
+        // fresh enough to enforce (checked above), the replica keeps serving
+        // the routes that need no store round trip.
+        if let Err(why) = ping {
+            if !self.revocations.tracks_freshness() {
+                return Err(why);
+            }
         }
         self.client_listener_up().await
     }

@@ -76,6 +76,11 @@ impl RevocationList {
         self.freshness.synced_at_ms.fetch_max(at, Ordering::AcqRel);
     }
 
+    /// Whether the list is fed from a shared store (and so may go stale).
+    pub fn tracks_freshness(&self) -> bool {
+        self.freshness.bound_ms.is_some()
+    }
+
     /// One atomic load: cheap enough for every proxied request.
     pub fn check_fresh(&self, now_ms: i64) -> Result<(), Stale> {
         let Some(bound) = self.freshness.bound_ms else {
