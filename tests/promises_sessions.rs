@@ -306,7 +306,6 @@ fn security_event_log_lines_carry_every_field_and_no_log_line_carries_a_token() 
 /// the refresh token still carries a valid MAC, so the session did exist and
 /// ran out; the answer should stay `session_expired`.
 #[test]
-#[ignore = "bug: once cleanup deleted an idle-expired session, its refresh is 401 invalid_refresh_token, not session_expired"]
 fn an_idle_session_is_session_expired_even_after_the_cleanup_deleted_it() {
     let up = Upstream::start();
     let sc = Sidecar::start(

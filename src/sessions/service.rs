@@ -244,10 +244,12 @@ impl Sessions {
         let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
             .ok_or(ApiError::InvalidRefreshToken)?;
         let now = unix_now_ms();
+        // Our MAC proves the session existed: with its row gone (cleaned up
+        // after it expired, or a Redis key that reached its TTL), it is over.
         let current = self
             .timed("get", self.store.get(&presented.session_id))
             .await?
-            .ok_or(ApiError::InvalidRefreshToken)?;
+            .ok_or(ApiError::SessionExpired)?;
         self.usable(&current, now)?;
         if presented.generation == current.generation {
             let activity = Activity {
@@ -274,7 +276,7 @@ impl Sessions {
                     self.predecessor(&after, presented.generation, client, now)
                         .await
                 }
-                RotateOutcome::NotFound => Err(ApiError::InvalidRefreshToken),
+                RotateOutcome::NotFound => Err(ApiError::SessionExpired),
             };
         }
         if presented.generation > current.generation {
