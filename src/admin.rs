@@ -189,6 +189,14 @@ impl Admin {
                 self.metrics
                     .revocation_staleness
                     .set(self.revocations.staleness_seconds());
+                self.metrics
+                    .revocation_last_sync
+                    .set(self.revocations.last_sync_seconds());
+                let evicted = self.revocations.evictions();
+                let counted = self.metrics.revocation_evictions.get();
+                self.metrics
+                    .revocation_evictions
+                    .inc_by(evicted.saturating_sub(counted));
                 text(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",

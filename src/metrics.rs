@@ -18,6 +18,10 @@ pub const SESSIONS_REVOKED: &str = "sessiongate_sessions_revoked_total";
 pub const REVOCATION_ENTRIES: &str = "sessiongate_revocation_list_entries";
 pub const STORE_DURATION: &str = "sessiongate_store_operation_duration_seconds";
 pub const REVOCATION_STALENESS: &str = "sessiongate_revocation_sync_staleness_seconds";
+pub const STORE_ERRORS: &str = "sessiongate_store_errors_total";
+pub const REVOCATION_EVICTIONS: &str = "sessiongate_revocation_list_evictions_total";
+pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timestamp_seconds";
+pub const BUILD_INFO: &str = "sessiongate_build_info";
 
 /// The `route` label values of the request metrics.
 pub const ROUTES: [&str; 6] = ["proxy", "login", "refresh", "sessions", "logout", "jwks"];
@@ -49,6 +53,11 @@ pub struct Metrics {
     pub revocation_entries: IntGauge,
     pub store_duration: HistogramVec,
     pub revocation_staleness: prometheus::Gauge,
+    pub store_errors: IntCounterVec,
+    /// Unexpired revocations pushed out of the bounded list (a revoked
+    /// session's tokens could pass again): should stay 0.
+    pub revocation_evictions: IntCounter,
+    pub revocation_last_sync: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -116,6 +125,24 @@ impl Metrics {
                 "Seconds since the revocation list was last in sync with the store.",
             )
             .expect("metric"),
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    STORE_ERRORS,
+                    "Session-store operations that failed, by operation and backend.",
+                ),
+                &["op", "backend"],
+            )
+            .expect("metric"),
+            revocation_evictions: IntCounter::new(
+                REVOCATION_EVICTIONS,
+                "Unexpired revocations evicted from the bounded in-memory list.",
+            )
+            .expect("metric"),
+            revocation_last_sync: prometheus::Gauge::new(
+                REVOCATION_LAST_SYNC,
+                "Unix time at which the revocation list was last confirmed in sync with the store.",
+            )
+            .expect("metric"),
             registry,
             request_counters: Vec::new(),
             request_durations: Vec::new(),
@@ -145,12 +172,29 @@ impl Metrics {
             Box::new(m.revocation_entries.clone()),
             Box::new(m.store_duration.clone()),
             Box::new(m.revocation_staleness.clone()),
+            Box::new(m.store_errors.clone()),
+            Box::new(m.revocation_evictions.clone()),
+            Box::new(m.revocation_last_sync.clone()),
         ];
         for c in collectors {
             m.registry
                 .register(c)
                 .expect("each metric is registered once");
         }
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                BUILD_INFO,
+                "Always 1; the version as `sessiongate --version` prints it.",
+            ),
+            &["version"],
+        )
+        .expect("metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m.registry
+            .register(Box::new(build_info))
+            .expect("each metric is registered once");
         // Make the label sets an operator alerts on visible from the start.
         for r in [
             "rotated", "grace", "reused", "invalid", "expired", "revoked",

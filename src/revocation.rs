@@ -137,6 +137,20 @@ impl RevocationList {
         self.sessions.sweep(unix_now()) as u64
     }
 
+    /// Unexpired revocations evicted because the list was full.
+    pub fn evictions(&self) -> u64 {
+        self.sessions.evictions()
+    }
+
+    /// Unix seconds of the last confirmed sync with a shared store; a local
+    /// store is always in sync, so now.
+    pub fn last_sync_seconds(&self) -> f64 {
+        if self.freshness.bound_ms.is_none() {
+            return unix_now_ms() as f64 / 1000.0;
+        }
+        self.freshness.synced_at_ms.load(Ordering::Acquire) as f64 / 1000.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -27,6 +27,13 @@ const FAMILIES: &[(&str, &str)] = &[
     ("sessiongate_sessions_revoked_total", "counter"),
     ("sessiongate_revocation_list_entries", "gauge"),
     ("sessiongate_store_operation_duration_seconds", "histogram"),
+    ("sessiongate_store_errors_total", "counter"),
+    ("sessiongate_revocation_list_evictions_total", "counter"),
+    (
+        "sessiongate_revocation_last_sync_timestamp_seconds",
+        "gauge",
+    ),
+    ("sessiongate_build_info", "gauge"),
 ];
 
 #[test]
@@ -132,6 +139,18 @@ fn metrics_has_every_spec_family_after_traffic() {
             &[("backend", "sqlite")]
         ) >= 1.0
     );
+    assert_eq!(v("sessiongate_revocation_list_evictions_total", &[]), 0.0);
+    let version = run_cli(&["--version"], &[]);
+    let version = String::from_utf8_lossy(&version.stdout);
+    let version = version.split_whitespace().last().expect("a version");
+    assert_eq!(v("sessiongate_build_info", &[("version", version)]), 1.0);
+    // SQLite is local: the list is always in sync, so "now".
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let synced = v("sessiongate_revocation_last_sync_timestamp_seconds", &[]);
+    assert!((now - synced).abs() < 60.0, "last sync {synced}, now {now}");
 }
 
 #[test]

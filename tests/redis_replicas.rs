@@ -195,6 +195,8 @@ fn a_redis_outage_is_served_from_memory_until_the_bound_then_recovered_from() {
         started.elapsed() < Duration::from_secs(3),
         "a dead Redis must not hang requests"
     );
+    let errors = rs[1].metric("sessiongate_store_errors_total", &[("backend", "redis")]);
+    assert!(errors >= 1.0, "store errors counted: {errors}");
     assert_error(
         &rs[0].send(Request::get("/v1/auth/sessions").bearer(&access)),
         503,

@@ -5,6 +5,7 @@
 //! makes room, so a new revocation is always admitted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -31,6 +32,8 @@ pub struct Table {
     per_shard: usize,
     /// Expiries are stored as seconds after this unix time.
     base: i64,
+    /// Unexpired entries pushed out because a shard was full.
+    evictions: AtomicU64,
 }
 
 impl Table {
@@ -44,6 +47,7 @@ impl Table {
                 (even + even / 8 + 64).max(1)
             },
             base,
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +76,7 @@ impl Table {
             if shard.len() >= self.per_shard {
                 if let Some(victim) = shard.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k) {
                     shard.remove(&victim);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -90,6 +95,11 @@ impl Table {
                 s.len()
             })
             .sum()
+    }
+
+    /// Unexpired entries evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Entries held, expired ones not yet swept included.
@@ -138,6 +148,20 @@ mod tests {
         assert!(t.len() <= 16 * 64);
         let last = keys[1999];
         assert!(t.contains(&last, 1), "the newest revocation is kept");
+        // None had expired: every one pushed out is counted.
+        assert_eq!(t.evictions(), 2000 - t.len() as u64);
+    }
+
+    #[test]
+    fn expired_entries_make_room_without_counting_as_evictions() {
+        let t = Table::new(0, 0);
+        for i in 0..2000u32 {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            // Each expires before the next one arrives.
+            t.insert(k, i64::from(i) + 1, i64::from(i) + 1);
+        }
+        assert_eq!(t.evictions(), 0);
     }
 
     #[test]

@@ -104,6 +104,12 @@ impl Sessions {
         revocations: Arc<RevocationList>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // The series an operator alerts on exist (at 0) from the start.
+        for op in ["create", "get", "rotate", "revoke"] {
+            metrics
+                .store_errors
+                .with_label_values(&[op, store.backend()]);
+        }
         Sessions {
             events: Events::new(store.clone(), metrics.clone()),
             store,
@@ -141,6 +147,10 @@ impl Sessions {
             .with_label_values(&[op, self.store.backend()])
             .observe(start.elapsed().as_secs_f64());
         r.map_err(|e| {
+            self.metrics
+                .store_errors
+                .with_label_values(&[op, self.store.backend()])
+                .inc();
             tracing::error!(op, error = %e, "session store call failed");
             ApiError::StoreUnavailable
         })
