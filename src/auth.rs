@@ -2,21 +2,21 @@
 //! with a cache of verified tokens, the revocation check, and route policy.
 //! No pingora types in here.
 
+pub mod cache;
 pub mod keys;
 pub mod routes;
 pub mod verify;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderValue;
-use moka::sync::Cache;
 
 use crate::config::Tokens;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
 use crate::time::{unix_now, unix_now_ms};
+use cache::TokenCache;
 pub use verify::Verified;
 use verify::Verifier;
 
@@ -34,38 +34,18 @@ pub fn validation_result(r: &Result<Arc<Verified>, ApiError>) -> &'static str {
 
 pub struct Authenticator {
     verifier: Verifier,
-    /// token -> verified claims; an entry never outlives its token's `exp` + leeway.
-    cache: Option<Cache<Box<str>, Arc<Verified>>>,
+    /// token -> verified claims; an entry never outlives its token's `exp` + leeway,
+    /// and all of them together stay within a byte budget (cache.rs).
+    cache: Option<TokenCache>,
     revocations: Arc<RevocationList>,
     leeway: i64,
     metrics: Arc<Metrics>,
 }
 
-struct UntilExpiry {
-    leeway: i64,
-}
-
-impl moka::Expiry<Box<str>, Arc<Verified>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Box<str>,
-        value: &Arc<Verified>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        let left = value.exp + self.leeway - unix_now();
-        Some(Duration::from_secs(left.max(0) as u64))
-    }
-}
-
 impl Authenticator {
     pub fn new(tokens: &Tokens, revocations: Arc<RevocationList>, metrics: Arc<Metrics>) -> Self {
         let leeway = tokens.leeway.as_secs() as i64;
-        let cache = (tokens.verified_cache_entries > 0).then(|| {
-            Cache::builder()
-                .max_capacity(tokens.verified_cache_entries)
-                .expire_after(UntilExpiry { leeway })
-                .build()
-        });
+        let cache = cache::build(tokens.verified_cache_entries, leeway);
         Authenticator {
             verifier: Verifier::new(tokens),
             cache,

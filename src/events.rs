@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
-use crate::store::{SecurityEvent, SessionStore};
+use crate::store::{By, SecurityEvent, SessionStore};
 use crate::time::rfc3339_ms;
 
 pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
@@ -44,6 +44,7 @@ impl Events {
             ip = %event.ip,
             user_agent = %event.user_agent,
             at = %rfc3339_ms(event.at),
+            by = event.by.map(By::as_str),
             "security event"
         );
         self.metrics

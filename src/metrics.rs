@@ -211,7 +211,7 @@ impl Metrics {
         ] {
             m.security_events.with_label_values(&[t]);
         }
-        for r in ["user", "revoke_all", "logout", "reuse"] {
+        for r in ["user", "revoke_all", "logout", "reuse", "limit"] {
             m.sessions_revoked.with_label_values(&[r]);
         }
         m

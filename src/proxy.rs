@@ -7,5 +7,6 @@ pub mod gateway;
 pub mod headers;
 pub mod login;
 pub mod path;
+pub mod query;
 pub mod respond;
 pub mod upstream;

@@ -1,8 +1,9 @@
 //! Sessions: refresh tokens, rotation with reuse detection, the session API's
 //! logic, and the per-IP rate limits of login and refresh.
 
+pub mod cursor;
 pub mod ratelimit;
 pub mod refresh_token;
 mod service;
 
-pub use service::{Client, SessionView, Sessions, TokenResponse};
+pub use service::{Client, SessionPage, SessionView, Sessions, TokenResponse};

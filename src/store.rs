@@ -9,6 +9,11 @@
 //!   concurrent calls with the same expected generation, at most one succeeds.
 //! - A revoked session stays revoked; revocation time is kept so that
 //!   `revoked_since` can rebuild the in-memory revocation list after a restart.
+//! - `create_capped` keeps at most `max_per_user` active sessions per user:
+//!   the new one, plus the most recently active others. SQLite holds that
+//!   exactly (one write transaction); Redis converges to it (see redis.rs).
+//! - Listings are pages in `(created_at, id)` order, newest first, starting
+//!   strictly after a [`Position`]: nothing loads all of a user's rows.
 
 pub mod redis;
 pub mod sqlite;
@@ -51,6 +56,36 @@ pub enum RotateOutcome {
     NotFound,
 }
 
+/// Who asked for a revocation (SPEC 8's `by`). `Limit`: a login beyond
+/// `sessions.max_per_user` ended the user's least recently active session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    User,
+    Admin,
+    Upstream,
+    Limit,
+}
+
+impl By {
+    pub const ALL: [By; 4] = [By::User, By::Admin, By::Upstream, By::Limit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::User => "user",
+            By::Admin => "admin",
+            By::Upstream => "upstream",
+            By::Limit => "limit",
+        }
+    }
+
+    /// Stored text back to the value; unknown text is `None` (never an error).
+    pub fn parse(s: &str) -> Option<By> {
+        By::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// A security event. Optional details (`by` today) are `None` where they do
+/// not apply; each backend stores them in a nullable column / optional field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityEvent {
     pub kind: &'static str,
@@ -59,6 +94,28 @@ pub struct SecurityEvent {
     pub ip: String,
     pub user_agent: String,
     pub at: i64,
+    pub by: Option<By>,
+}
+
+/// A place in a newest-first listing: the page holds what comes strictly after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl Position {
+    pub fn of(s: &SessionRecord) -> Position {
+        Position {
+            created_at: s.created_at,
+            id: s.id.clone(),
+        }
+    }
+
+    /// Whether `(created_at, id)` sorts after this position in newest-first order.
+    pub fn precedes(&self, created_at: i64, id: &str) -> bool {
+        (created_at, id) < (self.created_at, self.id.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +146,16 @@ pub trait SessionStore: Send + Sync {
 
     async fn create(&self, session: &SessionRecord) -> Result<(), StoreError>;
 
+    /// Creates `session`, then revokes (at its `created_at`) its user's least
+    /// recently active other sessions beyond `max_per_user` active ones.
+    /// Returns the ids this call revoked.
+    async fn create_capped(
+        &self,
+        session: &SessionRecord,
+        max_per_user: usize,
+        lifetimes: Lifetimes,
+    ) -> Result<Vec<String>, StoreError>;
+
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Atomically moves `id` from `expected_generation` to the next one, unless
@@ -111,12 +178,16 @@ pub trait SessionStore: Send + Sync {
         at: i64,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// The user's sessions that are neither revoked nor expired, newest first.
+    /// Up to `limit` of the user's sessions that are neither revoked nor
+    /// expired, newest first (`created_at`, then `id`, descending), starting
+    /// after `after` (the last row of the previous page).
     async fn list_active(
         &self,
         user_id: &str,
         now: i64,
         lifetimes: Lifetimes,
+        after: Option<&Position>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// (session id, revoked_at) of sessions revoked at or after `since`.

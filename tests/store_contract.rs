@@ -12,7 +12,7 @@ use common::redis_server::RedisServer;
 use sessiongate::store::redis::{RedisStore, Retention};
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
+    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
 };
 
 /// A fresh, empty store and whatever must live as long as it (a temp dir, a server).
@@ -57,6 +57,24 @@ fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
         ip: "192.0.2.1".into(),
         user_agent: "contract/1".into(),
         at,
+        by: None,
+    }
+}
+
+/// Every active session of `user`, page by page (`per_page` each), in listing order.
+async fn all_pages(store: &dyn SessionStore, user: &str, per_page: usize) -> Vec<String> {
+    let (mut ids, mut after): (Vec<String>, Option<Position>) = (Vec::new(), None);
+    loop {
+        let page = store
+            .list_active(user, NOW, LIFETIMES, after.as_ref(), per_page)
+            .await
+            .unwrap();
+        assert!(page.len() <= per_page, "a page larger than asked");
+        ids.extend(page.iter().map(|s| s.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == per_page => after = Some(Position::of(last)),
+            _ => return ids,
+        }
     }
 }
 
@@ -212,13 +230,161 @@ pub mod contract {
         store.create(&session("bobs", "bob", NOW)).await.unwrap();
         store.revoke("revoked", NOW).await.unwrap();
         let ids: Vec<String> = store
-            .list_active("alice", NOW, LIFETIMES)
+            .list_active("alice", NOW, LIFETIMES, None, 100)
             .await
             .unwrap()
             .into_iter()
             .map(|s| s.id)
             .collect();
         assert_eq!(ids, ["new", "old"]);
+    }
+
+    pub async fn pages_walk_every_active_session_once_newest_first(store: Arc<dyn SessionStore>) {
+        // Two pairs share a millisecond: the id orders them, on every backend alike.
+        for (id, at) in [
+            ("s1", NOW - 9),
+            ("s2", NOW - 8),
+            ("s3b", NOW - 7),
+            ("s3a", NOW - 7),
+            ("s4", NOW - 6),
+            ("s5", NOW - 5),
+            ("s6a", NOW - 4),
+            ("s6b", NOW - 4),
+        ] {
+            store.create(&session(id, "alice", at)).await.unwrap();
+        }
+        store
+            .create(&session("idle", "alice", NOW - 30 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("gone", "alice", NOW - 3))
+            .await
+            .unwrap();
+        store.revoke("gone", NOW).await.unwrap();
+        store.create(&session("bobs", "bob", NOW)).await.unwrap();
+        let newest_first = ["s6b", "s6a", "s5", "s4", "s3b", "s3a", "s2", "s1"];
+        for per_page in [1, 2, 3, 8, 100] {
+            assert_eq!(
+                all_pages(store.as_ref(), "alice", per_page).await,
+                newest_first,
+                "pages of {per_page}"
+            );
+        }
+        // A page starts strictly after its position, ties included.
+        let after = Position {
+            created_at: NOW - 7,
+            id: "s3b".into(),
+        };
+        let ids: Vec<String> = store
+            .list_active("alice", NOW, LIFETIMES, Some(&after), 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["s3a", "s2"]);
+    }
+
+    pub async fn the_cap_ends_the_least_recently_active_sessions(store: Arc<dyn SessionStore>) {
+        for (i, id) in ["s1", "s2", "s3"].into_iter().enumerate() {
+            let revoked = store
+                .create_capped(&session(id, "alice", NOW + i as i64), 3, LIFETIMES)
+                .await
+                .unwrap();
+            assert!(revoked.is_empty(), "within the cap: {revoked:?}");
+        }
+        store
+            .create_capped(&session("b1", "bob", NOW), 3, LIFETIMES)
+            .await
+            .unwrap();
+        // s1 is the oldest but was refreshed: s2 is now the least recently active.
+        assert!(matches!(
+            store.rotate("s1", 0, &activity(NOW + 10)).await.unwrap(),
+            RotateOutcome::Rotated(_)
+        ));
+        let revoked = store
+            .create_capped(&session("s4", "alice", NOW + 20), 3, LIFETIMES)
+            .await
+            .unwrap();
+        assert_eq!(revoked, ["s2"]);
+        assert_eq!(
+            store.get("s2").await.unwrap().unwrap().revoked_at,
+            Some(NOW + 20)
+        );
+        assert_eq!(
+            all_pages(store.as_ref(), "alice", 10).await,
+            ["s4", "s3", "s1"]
+        );
+        assert_eq!(
+            store.revoked_since(NOW).await.unwrap(),
+            [("s2".to_string(), NOW + 20)],
+            "on the revocation log like any revocation"
+        );
+        assert_eq!(all_pages(store.as_ref(), "bob", 10).await, ["b1"]);
+        // A cap lowered below what a user has: one login trims them all at once.
+        let revoked = store
+            .create_capped(&session("s5", "alice", NOW + 30), 1, LIFETIMES)
+            .await
+            .unwrap();
+        assert_eq!(revoked, ["s3", "s1", "s4"]);
+        assert_eq!(all_pages(store.as_ref(), "alice", 10).await, ["s5"]);
+    }
+
+    pub async fn revoked_and_expired_sessions_do_not_count_toward_the_cap(
+        store: Arc<dyn SessionStore>,
+    ) {
+        store
+            .create(&session("idle", "alice", NOW - 30 * HOUR))
+            .await
+            .unwrap();
+        store
+            .create(&session("gone", "alice", NOW - 2))
+            .await
+            .unwrap();
+        store.revoke("gone", NOW - 1).await.unwrap();
+        for (i, id) in ["s1", "s2"].into_iter().enumerate() {
+            let revoked = store
+                .create_capped(&session(id, "alice", NOW + i as i64), 2, LIFETIMES)
+                .await
+                .unwrap();
+            assert!(revoked.is_empty(), "{id}: {revoked:?}");
+        }
+        let revoked = store
+            .create_capped(&session("s3", "alice", NOW + 5), 2, LIFETIMES)
+            .await
+            .unwrap();
+        assert_eq!(revoked, ["s1"]);
+        assert_eq!(store.get("idle").await.unwrap().unwrap().revoked_at, None);
+    }
+
+    pub async fn concurrent_logins_end_within_the_cap(store: Arc<dyn SessionStore>) {
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let s = session(&format!("c{i:02}"), "alice", NOW + i);
+                    store.create_capped(&s, 5, LIFETIMES).await.unwrap()
+                })
+            })
+            .collect();
+        let mut revoked = Vec::new();
+        for t in tasks {
+            revoked.extend(t.await.unwrap());
+        }
+        let live = all_pages(store.as_ref(), "alice", 100).await;
+        assert_eq!(live.len(), 5, "{live:?}");
+        let distinct: HashSet<&String> = revoked.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            revoked.len(),
+            "a session counted twice: {revoked:?}"
+        );
+        assert_eq!(
+            revoked.len(),
+            19,
+            "every session beyond the cap is reported once"
+        );
     }
 
     pub async fn recent_revocations_can_be_reloaded(store: Arc<dyn SessionStore>) {
@@ -253,6 +419,18 @@ pub mod contract {
             .collect();
         assert_eq!(kinds, ["new_ip", "login"]);
         assert_eq!(store.events_for_user("alice", 1).await.unwrap().len(), 1);
+    }
+
+    pub async fn who_asked_is_kept_with_an_event(store: Arc<dyn SessionStore>) {
+        let mut limited = event("session_revoked", "alice", NOW);
+        limited.by = Some(By::Limit);
+        store.record_event(&limited).await.unwrap();
+        store
+            .record_event(&event("login", "alice", NOW + 1))
+            .await
+            .unwrap();
+        let got = store.events_for_user("alice", 10).await.unwrap();
+        assert_eq!(got, [event("login", "alice", NOW + 1), limited]);
     }
 
     pub async fn cleanup_removes_only_what_no_one_can_use(store: Arc<dyn SessionStore>) {
@@ -323,6 +501,11 @@ macro_rules! store_contract {
                 revocation_is_reported_once,
                 revoking_a_user_spares_the_excepted_session_and_other_users,
                 active_sessions_are_listed_newest_first,
+                pages_walk_every_active_session_once_newest_first,
+                the_cap_ends_the_least_recently_active_sessions,
+                revoked_and_expired_sessions_do_not_count_toward_the_cap,
+                concurrent_logins_end_within_the_cap,
+                who_asked_is_kept_with_an_event,
                 recent_revocations_can_be_reloaded,
                 security_events_are_kept_newest_first,
                 cleanup_removes_only_what_no_one_can_use,

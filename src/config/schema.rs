@@ -95,6 +95,9 @@ pub struct Sessions {
     pub reuse_grace: Duration,
     pub refresh_cookie: Option<RefreshCookie>,
     pub cleanup_interval: Duration,
+    /// A login beyond this many active sessions of one user ends the least
+    /// recently active one (`sessions.max_per_user`, 1 or more).
+    pub max_per_user: usize,
 }
 
 #[derive(Clone, Debug)]

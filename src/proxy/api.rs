@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::client::user_agent;
 use super::gateway::{Gateway, RequestCtx};
 use super::login::LoginForwarder;
+use super::query::page_query;
 use super::respond::send;
 use crate::auth::Verified;
 use crate::config::{Config, RefreshCookie, SameSite};
@@ -20,6 +21,8 @@ use crate::sessions::{Client, Sessions, TokenResponse};
 
 const PREFIX: &str = "/v1/auth/";
 const DEFAULT_LOGIN_PATH: &str = "/v1/auth/login";
+/// GET /v1/auth/sessions without `limit` (SPEC 4.4).
+const SESSIONS_PAGE: usize = 100;
 
 pub struct AuthApi {
     pub sessions: Arc<Sessions>,
@@ -151,9 +154,13 @@ impl AuthApi {
                 ctx.route = "sessions";
                 expect(&method, Method::GET)?;
                 let who = self.caller(gw, session)?;
-                let list = self.sessions.list(&who).await?;
-                let body = serde_json::to_vec(&serde_json::json!({ "sessions": list }))
-                    .map_err(|_| ApiError::Internal)?;
+                let q = page_query(session.req_header().uri.query(), SESSIONS_PAGE)?;
+                let page = self
+                    .sessions
+                    .list(&who, q.limit, q.before.as_deref())
+                    .await?;
+                // Typed straight to bytes: one page, no intermediate JSON tree.
+                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
                 send_ok(session, ctx, 200, body, vec![]).await
             }
             "sessions/revoke-all" => {

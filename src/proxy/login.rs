@@ -19,7 +19,8 @@ use crate::sessions::{Client, Sessions};
 
 /// Bounds on what an upstream may put in a session.
 const MAX_SUBJECT_BYTES: usize = 256;
-const MAX_CLAIMS_BYTES: usize = 4096;
+/// Sized with the verified-token cache's byte budget (auth/cache.rs).
+const MAX_CLAIMS_BYTES: usize = crate::auth::cache::MAX_CLAIMS_BYTES;
 /// A failed login's answer is relayed whole; refuse absurd ones.
 const MAX_RELAYED_BODY: usize = 1 << 20;
 
@@ -256,7 +257,7 @@ fn valid_claims(v: Option<&HeaderValue>) -> Result<String, ApiError> {
         return Ok("{}".into());
     };
     if v.len() > MAX_CLAIMS_BYTES {
-        return Err(bad_upstream("the claims header is larger than 4096 bytes"));
+        return Err(bad_upstream("the claims header is larger than 512 bytes"));
     }
     match serde_json::from_slice::<serde_json::Value>(v.as_bytes()) {
         Ok(serde_json::Value::Object(m)) => {
@@ -281,8 +282,10 @@ mod tests {
         );
         assert!(valid_claims(Some(&hv(r#"["admin"]"#))).is_err());
         assert!(valid_claims(Some(&hv("role=admin"))).is_err());
-        let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5000));
-        assert!(valid_claims(Some(&hv(&big))).is_err());
+        let sized = |n: usize| format!(r#"{{"blob":"{}"}}"#, "x".repeat(n - 11));
+        assert!(valid_claims(Some(&hv(&sized(MAX_CLAIMS_BYTES)))).is_ok());
+        assert!(valid_claims(Some(&hv(&sized(MAX_CLAIMS_BYTES + 1)))).is_err());
+        assert_eq!(MAX_CLAIMS_BYTES, 512, "the refusal message names 512 bytes");
         // Escaped control characters stay escaped in the compact form.
         assert_eq!(
             valid_claims(Some(&hv(r#"{"r":"a\r\nX: 1"}"#))).unwrap(),

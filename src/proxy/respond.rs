@@ -1,5 +1,7 @@
 //! Writing the answers sessiongate makes itself (errors, session API, JWKS).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -9,6 +11,11 @@ use super::gateway::RequestCtx;
 use crate::errors::ApiError;
 
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// How long one write of an answer of ours may wait for the client to read.
+/// The largest such answer is one page of sessions (a few hundred KB at
+/// most), which the socket buffers mostly absorb; a client that reads nothing
+/// is dropped after this, and with it the answer it held in memory.
+pub const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Sends a complete response. The body is skipped for HEAD requests.
@@ -34,6 +41,8 @@ pub async fn send(
     }
     let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
     ctx.count(status);
+    // Only this answer: a kept-alive connection's next request starts afresh.
+    session.set_write_timeout(Some(ANSWER_WRITE_TIMEOUT));
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;

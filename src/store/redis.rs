@@ -5,7 +5,9 @@
 //!   can no longer be used (`min(created + absolute, last_active + idle)`),
 //!   renewed by every rotation; a revoked session keeps its hash until then so
 //!   that a refresh still answers `session_revoked`.
-//! - `P{u:<hex user id>}:sessions` — the user's session ids (a set), and
+//! - `P{u:<hex user id>}:sessions` — the user's session ids (a set, revoked
+//!   ones included until cleanup), `P{u:..}:live` + `P{u:..}:active` — the
+//!   unrevoked ones for pages and the per-user cap (index.rs), and
 //!   `P{u:..}:events` + `P{u:..}:evseq` — the security events (sorted by time).
 //! - `P{users}` — users with sessions or events, walked by `cleanup`.
 //! - `P{rev}` — the revocation log (sorted set: sid -> revoked_at ms) the
@@ -15,8 +17,10 @@
 //! Lua scripts on one key), so the same code runs on Redis Cluster, where a
 //! user's index and the revocation log live in other slots.
 
+mod cleanup;
 mod conn;
 pub mod feed;
+mod index;
 mod layout;
 
 use std::collections::HashMap;
@@ -26,7 +30,8 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
+    StoreError,
 };
 use crate::config::RedisStore as RedisConfig;
 use conn::Redis;
@@ -51,6 +56,7 @@ pub struct RedisStore {
     rotate: Script,
     revoke: Script,
     event: Script,
+    index: Script,
 }
 
 impl RedisStore {
@@ -66,6 +72,7 @@ impl RedisStore {
             rotate: Script::new(include_str!("redis/rotate.lua")),
             revoke: Script::new(include_str!("redis/revoke.lua")),
             event: Script::new(include_str!("redis/event.lua")),
+            index: Script::new(include_str!("redis/index.lua")),
         })
     }
 
@@ -79,30 +86,8 @@ impl RedisStore {
         (l.expires_at(s) - s.last_active_at.max(s.created_at)).max(1000)
     }
 
-    async fn revoke_at(&self, id: &str, at: i64) -> Result<Option<(bool, i64)>, StoreError> {
-        let key = self.keys.session(id);
-        let script = &self.revoke;
-        let out: Vec<String> = self
-            .redis
-            .run("revoke", |mut c| async move {
-                script.key(key).arg(at).invoke_async(&mut c).await
-            })
-            .await?;
-        match out.as_slice() {
-            [] => Ok(None),
-            [flag, when] => Ok(Some((flag == "1", when.parse().unwrap_or(at)))),
-            _ => Err(StoreError("redis: unexpected revoke answer".into())),
-        }
-    }
-}
-
-#[async_trait]
-impl SessionStore for RedisStore {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
+    /// The session hash (with its TTL) and the user's `sessions` set; the live index is the caller's.
+    async fn create_hash(&self, s: &SessionRecord) -> Result<(), StoreError> {
         if !valid_id(&s.id) {
             return Err(StoreError(
                 "redis: a session id may not contain { or }".into(),
@@ -129,6 +114,57 @@ impl SessionStore for RedisStore {
                 c.sadd::<_, _, ()>(&users, &user).await
             })
             .await
+    }
+
+    /// Runs revoke.lua: `None` when unknown, else (revoked now, revoked_at, user id).
+    async fn revoke_at(
+        &self,
+        id: &str,
+        at: i64,
+    ) -> Result<Option<(bool, i64, String)>, StoreError> {
+        let key = self.keys.session(id);
+        let script = &self.revoke;
+        let out: Vec<String> = self
+            .redis
+            .run("revoke", |mut c| async move {
+                script.key(key).arg(at).invoke_async(&mut c).await
+            })
+            .await?;
+        match out.as_slice() {
+            [] => Ok(None),
+            [flag, when, user] => Ok(Some((
+                flag == "1",
+                when.parse().unwrap_or(at),
+                user.clone(),
+            ))),
+            _ => Err(StoreError("redis: unexpected revoke answer".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        self.create_hash(s).await?;
+        if s.revoked_at.is_none() {
+            self.index(s).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_capped(
+        &self,
+        s: &SessionRecord,
+        max_per_user: usize,
+        // The store's own `retention.lifetimes` (the same values) decide expiry.
+        _lifetimes: Lifetimes,
+    ) -> Result<Vec<String>, StoreError> {
+        self.create_hash(s).await?;
+        self.index_capped(s, max_per_user).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -183,6 +219,7 @@ impl SessionStore for RedisStore {
             .collect();
         let r = record(id, h)?;
         Ok(if flag == "1" {
+            self.touch(&r).await;
             RotateOutcome::Rotated(r)
         } else {
             RotateOutcome::Conflict(r)
@@ -210,7 +247,7 @@ impl SessionStore for RedisStore {
                     .await
             })
             .await?;
-        let Some((changed, revoked_at)) = self.revoke_at(id, at).await? else {
+        let Some((changed, revoked_at, user_id)) = self.revoke_at(id, at).await? else {
             if added == 1 {
                 let sid = id.to_owned();
                 self.redis
@@ -221,6 +258,8 @@ impl SessionStore for RedisStore {
             }
             return Ok(false);
         };
+        // Out of the live index: listings and the cap no longer see it.
+        self.forget(&user_id, &[id.to_owned()]).await?;
         let message = format!("{revoked_at}:{id}");
         // The broadcast is best effort: a lost one is caught by the resync.
         let published = self
@@ -241,21 +280,25 @@ impl SessionStore for RedisStore {
         except: Option<&str>,
         at: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let index = self.keys.user(user_id, "sessions");
+        // The live index: revoked sessions (kept in the `sessions` set until
+        // cleanup) need no second revocation, so the walk stays short.
+        let live = self.live_key(user_id);
         let ids: Vec<String> = self
             .redis
-            .run(
-                "revoke_user",
-                |mut c| async move { c.smembers(&index).await },
-            )
+            .run("revoke_user", |mut c| async move {
+                c.zrange(&live, 0, -1).await
+            })
             .await?;
         // On a cluster the sessions live in other slots: one script per session.
-        let mut revoked = Vec::new();
+        let (mut revoked, mut stale) = (Vec::new(), Vec::new());
         for id in ids.into_iter().filter(|id| Some(id.as_str()) != except) {
             if self.revoke(&id, at).await? {
                 revoked.push(id);
+            } else {
+                stale.push(id);
             }
         }
+        self.forget(user_id, &stale).await?;
         Ok(revoked)
     }
 
@@ -264,22 +307,10 @@ impl SessionStore for RedisStore {
         user_id: &str,
         now: i64,
         l: Lifetimes,
+        after: Option<&Position>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let index = self.keys.user(user_id, "sessions");
-        let ids: Vec<String> = self
-            .redis
-            .run("list", |mut c| async move { c.smembers(&index).await })
-            .await?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(s) = self.get(&id).await? {
-                if s.user_id == user_id && s.revoked_at.is_none() && !l.is_expired(&s, now) {
-                    out.push(s);
-                }
-            }
-        }
-        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        Ok(out)
+        self.page(user_id, now, l, after, limit).await
     }
 
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
@@ -299,6 +330,7 @@ impl SessionStore for RedisStore {
             session_id: e.session_id.clone(),
             ip: e.ip.clone(),
             user_agent: e.user_agent.clone(),
+            by: e.by.map(|b| b.as_str().to_owned()),
         })
         .map_err(|e| StoreError(format!("event encoding: {e}")))?;
         let (events, seq) = (
@@ -345,6 +377,7 @@ impl SessionStore for RedisStore {
                     ip: e.ip,
                     user_agent: e.user_agent,
                     at: at as i64,
+                    by: e.by.as_deref().and_then(By::parse),
                 })
             })
             .collect())
@@ -408,77 +441,6 @@ impl SessionStore for RedisStore {
     async fn flush(&self) -> Result<(), StoreError> {
         // Every write was acknowledged by Redis; durability is its configuration's job.
         Ok(())
-    }
-}
-
-impl RedisStore {
-    /// One user of `cleanup`; `hex_user` is the member of `P{users}`.
-    async fn cleanup_user(
-        &self,
-        hex_user: &str,
-        now: i64,
-        l: Lifetimes,
-        revoked_before: i64,
-        events_before: i64,
-    ) -> Result<u64, StoreError> {
-        let user = hex::decode(hex_user)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default();
-        let (index, events) = (
-            self.keys.user(&user, "sessions"),
-            self.keys.user(&user, "events"),
-        );
-        let idx = index.clone();
-        let ids: Vec<String> = self
-            .redis
-            .run("cleanup", |mut c| async move { c.smembers(&idx).await })
-            .await?;
-        let mut removed = 0;
-        for id in ids {
-            let gone = match self.get(&id).await? {
-                None => true,
-                Some(s) => {
-                    let over = match s.revoked_at {
-                        Some(at) => at < revoked_before,
-                        None => l.is_expired(&s, now),
-                    };
-                    if over {
-                        let key = self.keys.session(&id);
-                        let n: i64 = self
-                            .redis
-                            .run("cleanup", |mut c| async move { c.del(&key).await })
-                            .await?;
-                        removed += n as u64;
-                    }
-                    over
-                }
-            };
-            if gone {
-                let (idx, id) = (index.clone(), id.clone());
-                self.redis
-                    .run("cleanup", |mut c| async move {
-                        c.srem::<_, _, ()>(&idx, &id).await
-                    })
-                    .await?;
-            }
-        }
-        let (users, hex_user) = (self.keys.users(), hex_user.to_owned());
-        let n: u64 = self
-            .redis
-            .run("cleanup", |mut c| async move {
-                let n: u64 = c
-                    .zrembyscore(&events, "-inf", format!("({events_before}"))
-                    .await?;
-                let left: u64 = c.scard(&index).await?;
-                let left_events: u64 = c.zcard(&events).await?;
-                if left == 0 && left_events == 0 {
-                    let () = c.srem(&users, &hex_user).await?;
-                }
-                Ok(n)
-            })
-            .await?;
-        Ok(removed + n)
     }
 }
 

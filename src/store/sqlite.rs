@@ -9,11 +9,15 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
+    StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_limits.sql"),
+];
 
 /// How long a statement waits for a lock held by someone else before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -130,6 +134,26 @@ fn record(r: &Row) -> rusqlite::Result<SessionRecord> {
     })
 }
 
+fn insert(conn: &Connection, s: &SessionRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        s.id,
+        s.user_id,
+        s.claims,
+        s.created_at,
+        s.last_active_at,
+        s.ip,
+        s.user_agent,
+        s.generation as i64,
+        s.kid,
+        s.rotated_at,
+        s.revoked_at
+    ])
+    .map(|_| ())
+}
+
 fn get_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<SessionRecord>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?
         .query_row([id], record)
@@ -144,24 +168,57 @@ impl SessionStore for SqliteStore {
 
     async fn create(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let s = s.clone();
+        self.run(move |c| insert(c, &s)).await
+    }
+
+    async fn create_capped(
+        &self,
+        s: &SessionRecord,
+        max_per_user: usize,
+        l: Lifetimes,
+    ) -> Result<Vec<String>, StoreError> {
+        let s = s.clone();
+        // One write transaction: concurrent logins (other processes on the
+        // file included) take turns, so the cap holds exactly.
         self.run(move |c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
-                s.id,
-                s.user_id,
-                s.claims,
-                s.created_at,
-                s.last_active_at,
-                s.ip,
-                s.user_agent,
-                s.generation as i64,
-                s.kid,
-                s.rotated_at,
-                s.revoked_at
-            ])
-            .map(|_| ())
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert(&tx, &s)?;
+            let live = "FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id != ?2
+                        AND created_at + ?3 > ?5 AND last_active_at + ?4 > ?5";
+            let others: i64 = tx
+                .prepare_cached(&format!("SELECT COUNT(*) {live}"))?
+                .query_row(
+                    params![s.user_id, s.id, l.absolute_ms, l.idle_ms, s.created_at],
+                    |r| r.get(0),
+                )?;
+            let over = (others + 1).saturating_sub(max_per_user as i64);
+            let mut ids = Vec::new();
+            if over > 0 {
+                ids = tx
+                    .prepare_cached(&format!(
+                        "SELECT id {live} ORDER BY last_active_at ASC, id ASC LIMIT ?6"
+                    ))?
+                    .query_map(
+                        params![
+                            s.user_id,
+                            s.id,
+                            l.absolute_ms,
+                            l.idle_ms,
+                            s.created_at,
+                            over
+                        ],
+                        |r| r.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut revoke = tx.prepare_cached(
+                    "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                )?;
+                for id in &ids {
+                    revoke.execute(params![id, s.created_at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
         })
         .await
     }
@@ -237,17 +294,43 @@ impl SessionStore for SqliteStore {
         user_id: &str,
         now: i64,
         l: Lifetimes,
+        after: Option<&Position>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let user_id = user_id.to_owned();
+        let after = after.cloned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |c| {
-            c.prepare_cached(&format!(
+            let live = format!(
                 "SELECT {COLUMNS} FROM sessions
                  WHERE user_id = ?1 AND revoked_at IS NULL
-                   AND created_at + ?3 > ?2 AND last_active_at + ?4 > ?2
-                 ORDER BY created_at DESC, id DESC"
-            ))?
-            .query_map(params![user_id, now, l.absolute_ms, l.idle_ms], record)?
-            .collect()
+                   AND created_at + ?3 > ?2 AND last_active_at + ?4 > ?2"
+            );
+            let order = "ORDER BY created_at DESC, id DESC LIMIT ?5";
+            match after {
+                None => c
+                    .prepare_cached(&format!("{live} {order}"))?
+                    .query_map(
+                        params![user_id, now, l.absolute_ms, l.idle_ms, limit],
+                        record,
+                    )?
+                    .collect(),
+                Some(p) => c
+                    .prepare_cached(&format!("{live} AND (created_at, id) < (?6, ?7) {order}"))?
+                    .query_map(
+                        params![
+                            user_id,
+                            now,
+                            l.absolute_ms,
+                            l.idle_ms,
+                            limit,
+                            p.created_at,
+                            p.id
+                        ],
+                        record,
+                    )?
+                    .collect(),
+            }
         })
         .await
     }
@@ -265,8 +348,8 @@ impl SessionStore for SqliteStore {
         let e = e.clone();
         self.run(move |c| {
             c.prepare_cached(
-                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at, requested_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 e.kind,
@@ -274,7 +357,8 @@ impl SessionStore for SqliteStore {
                 e.session_id,
                 e.ip,
                 e.user_agent,
-                e.at
+                e.at,
+                e.by.map(By::as_str)
             ])
             .map(|_| ())
         })
@@ -289,7 +373,7 @@ impl SessionStore for SqliteStore {
         let user_id = user_id.to_owned();
         self.run(move |c| {
             c.prepare_cached(
-                "SELECT kind, user_id, session_id, ip, user_agent, at FROM security_events
+                "SELECT kind, user_id, session_id, ip, user_agent, at, requested_by FROM security_events
                  WHERE user_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
             )?
             .query_map(params![user_id, limit as i64], |r| {
@@ -300,6 +384,7 @@ impl SessionStore for SqliteStore {
                     ip: r.get(3)?,
                     user_agent: r.get(4)?,
                     at: r.get(5)?,
+                    by: r.get::<_, Option<String>>(6)?.as_deref().and_then(By::parse),
                 })
             })?
             .collect()

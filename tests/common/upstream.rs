@@ -297,12 +297,20 @@ fn login(rec: &Recorded) -> Answer {
         ("{carol}", "pw") => Some("user"),
         _ => None,
     };
+    // A `claims` object in the credentials is answered as the claims verbatim.
+    let claims = match &creds["claims"] {
+        Value::Null => None,
+        c => Some(c.to_string()),
+    };
     match role {
         Some(role) => (
             200,
             vec![
                 ("X-Session-Subject", format!("user-{user}")),
-                ("X-Session-Claims", format!(r#"{{"role":"{role}"}}"#)),
+                (
+                    "X-Session-Claims",
+                    claims.unwrap_or_else(|| format!(r#"{{"role":"{role}"}}"#)),
+                ),
             ],
             serde_json::to_vec(&json!({"ok": true, "user": user})).expect("serializes"),
         ),

@@ -11,6 +11,7 @@ pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
             "reuse_grace",
             "refresh_cookie",
             "cleanup_interval",
+            "max_per_user",
         ],
         p,
     );
@@ -73,8 +74,13 @@ pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
         reuse_grace: n.duration("reuse_grace", SECS(10), p),
         refresh_cookie,
         cleanup_interval,
+        // Validated here (>= 1): a cap of 0 would end every session at its own login.
+        max_per_user: n.number("max_per_user", 100, (1, MAX_PER_USER), p) as usize,
     }
 }
+
+/// The largest `sessions.max_per_user`: a login beyond the cap reads this many index entries.
+const MAX_PER_USER: u64 = 100_000;
 
 pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
     let n = root.child("store", &["backend", "sqlite", "redis"], p);

@@ -2,18 +2,51 @@
 //! (SPEC 4.4-4.7).
 
 use super::*;
+use crate::sessions::cursor::{self, Listing};
+use crate::store::Position;
 
 impl Sessions {
-    /// GET /v1/auth/sessions.
-    pub async fn list(&self, who: &Verified) -> Result<Vec<SessionView>, ApiError> {
-        let now = unix_now_ms();
-        let rows = self
+    /// GET /v1/auth/sessions: up to `limit` sessions after the `before` cursor.
+    pub async fn list(
+        &self,
+        who: &Verified,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<SessionPage, ApiError> {
+        let after = before
+            .map(|c| {
+                cursor::open(
+                    c,
+                    self.keys.iter().map(|k| k.as_ref()),
+                    Listing::Sessions,
+                    &who.sub,
+                )
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(
+                        "`before` must be the `next` value of a previous page.".into(),
+                    )
+                })
+            })
+            .transpose()?;
+        let (now, limit) = (unix_now_ms(), limit.max(1));
+        // One more than asked tells whether another page follows.
+        let mut rows = self
             .timed(
                 "list",
-                self.store.list_active(&who.sub, now, self.lifetimes),
+                self.store
+                    .list_active(&who.sub, now, self.lifetimes, after.as_ref(), limit + 1),
             )
             .await?;
-        Ok(rows
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| {
+                let at = Position::of(last);
+                cursor::issue(self.signing_key(), Listing::Sessions, &who.sub, &at)
+            })
+        } else {
+            None
+        };
+        let sessions = rows
             .into_iter()
             .map(|s| SessionView {
                 current: s.id == who.sid,
@@ -24,7 +57,8 @@ impl Sessions {
                 ip: s.ip,
                 user_agent: s.user_agent,
             })
-            .collect())
+            .collect();
+        Ok(SessionPage { sessions, next })
     }
 
     /// DELETE /v1/auth/sessions/{id}: someone else's or an unknown session is 404 alike.
@@ -60,7 +94,8 @@ impl Sessions {
         let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
         if changed {
             self.revoke_sessions(std::slice::from_ref(&s.id), reason, now);
-            self.event(events::SESSION_REVOKED, &s.user_id, &s.id, client, now)
+            let by = Some(By::User);
+            self.event_by(events::SESSION_REVOKED, &s.user_id, &s.id, client, now, by)
                 .await;
         } else {
             self.revocations.insert(&s.id, now / 1000);
@@ -81,7 +116,8 @@ impl Sessions {
             .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
             .await?;
         self.revoke_sessions(&ids, Reason::RevokeAll, now);
-        self.event(events::REVOKE_ALL, &who.sub, &who.sid, client, now)
+        let by = Some(By::User);
+        self.event_by(events::REVOKE_ALL, &who.sub, &who.sid, client, now, by)
             .await;
         Ok(ids.len())
     }

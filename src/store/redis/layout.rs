@@ -85,4 +85,7 @@ pub(super) struct StoredEvent {
     pub(super) session_id: String,
     pub(super) ip: String,
     pub(super) user_agent: String,
+    /// Optional details are left out when absent, so older members still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) by: Option<String>,
 }
