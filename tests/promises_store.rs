@@ -50,6 +50,7 @@ fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
         ip: "192.0.2.1".into(),
         user_agent: "ua".into(),
         at,
+        by: None,
     }
 }
 
@@ -81,7 +82,7 @@ async fn odd_user_ids_are_kept_apart(store: Arc<dyn SessionStore>) {
     }
     for (i, user) in ODD_USERS.iter().enumerate() {
         let ids: Vec<String> = store
-            .list_active(user, NOW, LIFETIMES)
+            .list_active(user, NOW, LIFETIMES, None, 200)
             .await
             .unwrap()
             .into_iter()
@@ -107,12 +108,12 @@ async fn odd_user_ids_are_kept_apart(store: Arc<dyn SessionStore>) {
         );
     }
     assert!(store
-        .list_active("{a}", NOW, LIFETIMES)
+        .list_active("{a}", NOW, LIFETIMES, None, 200)
         .await
         .unwrap()
         .is_empty());
     assert!(store
-        .list_active("nobody", NOW, LIFETIMES)
+        .list_active("nobody", NOW, LIFETIMES, None, 200)
         .await
         .unwrap()
         .is_empty());
@@ -189,7 +190,11 @@ async fn every_call_fails_in_time(store: &dyn SessionStore) {
     fails_in_time("rotate", store.rotate("s1", 0, &activity)).await;
     fails_in_time("revoke", store.revoke("s1", NOW)).await;
     fails_in_time("revoke_user", store.revoke_user("alice", None, NOW)).await;
-    fails_in_time("list_active", store.list_active("alice", NOW, LIFETIMES)).await;
+    fails_in_time(
+        "list_active",
+        store.list_active("alice", NOW, LIFETIMES, None, 200),
+    )
+    .await;
     fails_in_time("revoked_since", store.revoked_since(0)).await;
     fails_in_time(
         "record_event",
