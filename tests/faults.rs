@@ -400,14 +400,17 @@ fn slowloris_clients_do_not_starve_other_clients() {
     let sc = Sidecar::start(&up, json!({}));
     let port = sc.port();
     let stop = Arc::new(AtomicBool::new(false));
+    let (started, dribbling) = std::sync::mpsc::channel();
     let mut dribblers = Vec::new();
     for i in 0..64 {
         let stop = stop.clone();
+        let started = started.clone();
         dribblers.push(thread::spawn(move || {
             let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
                 return;
             };
             let _ = write!(s, "GET /public/loris{i} HTTP/1.1\r\nHost: x\r\n");
+            let _ = started.send(());
             while !stop.load(Ordering::Acquire) {
                 if s.write_all(b"X-Slow: a\r\n").is_err() {
                     return;
@@ -416,7 +419,12 @@ fn slowloris_clients_do_not_starve_other_clients() {
             }
         }));
     }
-    thread::sleep(Duration::from_millis(500));
+    // Every dribbler is connected and has begun its head.
+    for _ in 0..64 {
+        dribbling
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a slowloris client could not connect");
+    }
     for _ in 0..20 {
         let t0 = Instant::now();
         let r = sc.send(Request::get("/public/ok"));

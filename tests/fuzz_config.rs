@@ -88,6 +88,20 @@ fn parsed(yaml: &[u8]) -> Option<serde_json::Value> {
 /// key that is absent from where it belongs. Keys may themselves hold `.` or
 /// `[`, so every split is tried.
 fn leads_into(doc: &serde_json::Value, key: &str) -> bool {
+    leads_into_under(doc, key, "")
+}
+
+/// Keys whose value is a list in the config schema (SPEC 2).
+const LIST_KEYS: [&str; 6] = [
+    "keys",
+    "routes",
+    "trusted_proxies",
+    "methods",
+    "urls",
+    "url",
+];
+
+fn leads_into_under(doc: &serde_json::Value, key: &str, parent: &str) -> bool {
     use serde_json::Value;
     if let Some(rest) = key.strip_prefix('[') {
         let Some((n, rest)) = rest.split_once(']') else {
@@ -99,7 +113,8 @@ fn leads_into(doc: &serde_json::Value, key: &str) -> bool {
         let Some(item) = doc.as_array().and_then(|a| a.get(i)) else {
             return false;
         };
-        return rest.is_empty() || leads_into(item, rest.strip_prefix('.').unwrap_or(rest));
+        return rest.is_empty()
+            || leads_into_under(item, rest.strip_prefix('.').unwrap_or(rest), "");
     }
     // Required keys that are missing (with everything under them), named
     // the way the schema names keys: `tokens.keys` when `tokens` is absent.
@@ -114,8 +129,10 @@ fn leads_into(doc: &serde_json::Value, key: &str) -> bool {
         })
     };
     let Value::Object(map) = doc else {
-        // Under something that is not a mapping (that is reported too).
-        return schema_path(key);
+        // Under something that is not a mapping (that is reported too); but
+        // inside a list the schema has (SPEC 2), an item is named by index.
+        let needs_index = doc.is_array() && LIST_KEYS.contains(&parent);
+        return !needs_index && schema_path(key);
     };
     let head = key.split(['.', '[']).next().unwrap_or(key);
     if !map.contains_key(head) && schema_path(key) {
@@ -129,7 +146,7 @@ fn leads_into(doc: &serde_json::Value, key: &str) -> bool {
                     rest.strip_prefix('.')
                         .or(rest.starts_with('[').then_some(rest))
                 })
-                .is_some_and(|rest| leads_into(v, rest))
+                .is_some_and(|rest| leads_into_under(v, rest, k))
     })
 }
 

@@ -174,6 +174,28 @@ fn the_seed_corpus_is_refused_and_a_fresh_valid_token_accepted() {
     }
 }
 
+/// Each one-character change of a cached valid token, at every position
+/// (the signature's last characters included), misses the cache and is refused.
+#[test]
+fn every_one_character_change_of_a_cached_token_is_refused() {
+    let original = valid_token();
+    assert!(cached(&original).expect("a header value").is_ok());
+    for i in 0..original.len() {
+        let mut b = original.clone().into_bytes();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(b).expect("ASCII");
+        assert!(
+            keys().verifier.verify(&changed, now()).is_err(),
+            "position {i}: {changed}"
+        );
+        let r = cached(&changed).expect("a header value");
+        assert!(
+            r.is_err(),
+            "position {i}: the cached path accepted {changed}"
+        );
+    }
+}
+
 #[test]
 fn a_cached_token_of_a_revoked_session_is_refused() {
     let mut claims = valid_claims();
