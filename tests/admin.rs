@@ -303,3 +303,15 @@ fn readyz_says_200_only_once_the_client_listener_accepts() {
         assert_eq!(sc.stop(), Some(0));
     }
 }
+
+/// The harness itself: a picked port that someone else took before the
+/// sidecar bound it is a collision, retried on fresh ports, not a failure.
+#[test]
+fn a_port_taken_before_start_up_is_retried_on_fresh_ports() {
+    let up = Upstream::start();
+    let cfg = SidecarConfig::new(&up.url(), json!({}));
+    let taken = std::net::TcpListener::bind(("127.0.0.1", cfg.port)).expect("take the port");
+    let sc = cfg.spawn();
+    assert_ne!(sc.port(), taken.local_addr().expect("addr").port());
+    assert_eq!(sc.get("/public/x", None).status, 200);
+}
