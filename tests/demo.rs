@@ -5,15 +5,27 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
 
+/// The demo process, killed (SIGKILL) if the test fails before it stops it.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn demo_serves_the_printed_flow_and_cleans_up_on_ctrl_c() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
         .arg("demo")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -21,6 +33,8 @@ fn demo_serves_the_printed_flow_and_cleans_up_on_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sessiongate demo");
+    let mut demo = Demo(child);
+    let child = &mut demo.0;
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {

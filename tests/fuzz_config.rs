@@ -54,10 +54,16 @@ fn check(name: &str, yaml: &[u8]) -> Result<(), String> {
             true
         } else {
             // `key.path[0].x: message`; the document itself is the empty path.
+            // The key path must lead somewhere in the document (or to a key
+            // missing from a mapping that is there): `x: y` is not enough.
             match p.split_once(": ") {
                 Some((key, msg)) => {
                     !msg.trim().is_empty()
                         && (!key.is_empty() || msg.contains("mapping") || !root_is_mapping(yaml))
+                        && (key.is_empty()
+                            || key == "(document)"
+                            || key == "(file)"
+                            || parsed(yaml).is_none_or(|doc| leads_into(&doc, key)))
                 }
                 None => false,
             }
@@ -67,6 +73,81 @@ fn check(name: &str, yaml: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The document as plain data, when it is one (no tags, aliases, env).
+fn parsed(yaml: &[u8]) -> Option<serde_json::Value> {
+    let text = std::str::from_utf8(yaml).ok()?;
+    if text.contains('$') || text.contains('&') || text.contains('!') || text.contains("<<") {
+        return None;
+    }
+    serde_saphyr::from_str::<serde_json::Value>(text).ok()
+}
+
+/// Whether key path `key` (`a.b[0].c`) names a value in `doc`, or a last
+/// key that is absent from where it belongs. Keys may themselves hold `.` or
+/// `[`, so every split is tried.
+fn leads_into(doc: &serde_json::Value, key: &str) -> bool {
+    leads_into_under(doc, key, "")
+}
+
+/// Keys whose value is a list in the config schema (SPEC 2).
+const LIST_KEYS: [&str; 6] = [
+    "keys",
+    "routes",
+    "trusted_proxies",
+    "methods",
+    "urls",
+    "url",
+];
+
+fn leads_into_under(doc: &serde_json::Value, key: &str, parent: &str) -> bool {
+    use serde_json::Value;
+    if let Some(rest) = key.strip_prefix('[') {
+        let Some((n, rest)) = rest.split_once(']') else {
+            return false;
+        };
+        let Ok(i) = n.parse::<usize>() else {
+            return false;
+        };
+        let Some(item) = doc.as_array().and_then(|a| a.get(i)) else {
+            return false;
+        };
+        return rest.is_empty()
+            || leads_into_under(item, rest.strip_prefix('.').unwrap_or(rest), "");
+    }
+    // Required keys that are missing (with everything under them), named
+    // the way the schema names keys: `tokens.keys` when `tokens` is absent.
+    let schema_path = |k: &str| {
+        k.split('.').all(|seg| {
+            seg.strip_suffix("[0]")
+                .unwrap_or(seg)
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit()))
+                && !seg.is_empty()
+        })
+    };
+    let Value::Object(map) = doc else {
+        // Under something that is not a mapping (that is reported too); but
+        // inside a list the schema has (SPEC 2), an item is named by index.
+        let needs_index = doc.is_array() && LIST_KEYS.contains(&parent);
+        return !needs_index && schema_path(key);
+    };
+    let head = key.split(['.', '[']).next().unwrap_or(key);
+    if !map.contains_key(head) && schema_path(key) {
+        return true;
+    }
+    map.iter().any(|(k, v)| {
+        key == k
+            || key
+                .strip_prefix(k.as_str())
+                .and_then(|rest| {
+                    rest.strip_prefix('.')
+                        .or(rest.starts_with('[').then_some(rest))
+                })
+                .is_some_and(|rest| leads_into_under(v, rest, k))
+    })
 }
 
 fn root_is_mapping(yaml: &[u8]) -> bool {
@@ -97,6 +178,79 @@ fn an_unset_variable_in_a_root_scalar_names_where_it_is() {
     let e = load_with_env(&path, &env).expect_err("not a config");
     for p in &e.problems {
         assert!(!p.starts_with(": "), "no key path: {p:?}");
+    }
+}
+
+/// A known mistake at a known place: `(key path, value)` put into
+/// minimal.yaml (written as JSON, which is YAML) must be refused, and every
+/// problem reported must be at exactly that key path.
+fn planted() -> impl Strategy<Value = (String, serde_json::Value)> {
+    use serde_json::json;
+    let typed = prop::sample::select(vec![
+        "server.listen",
+        "server.shutdown_grace",
+        "server.threads",
+        "server.max_headers",
+        "upstream.url",
+        "upstream.connect_timeout",
+        "upstream.request_timeout",
+        "tokens.access_ttl",
+        "tokens.leeway",
+        "tokens.keys[0].kid",
+        "tokens.keys[0].alg",
+        "sessions.reuse_grace",
+        "sessions.idle_timeout",
+        "rate_limits.login.per_minute",
+        "rate_limits.refresh.burst",
+    ]);
+    let wrong = prop::sample::select(vec![json!([1, 2]), json!({"a": 1}), json!([])]);
+    let unknown_in = prop::sample::select(vec![
+        "",
+        "server",
+        "upstream",
+        "tokens",
+        "tokens.keys[0]",
+        "sessions",
+        "rate_limits.login",
+    ]);
+    prop_oneof![
+        (typed, wrong).prop_map(|(k, v)| (k.to_owned(), v)),
+        (unknown_in, "zz_[a-z]{1,8}").prop_map(|(at, name)| {
+            let key = if at.is_empty() {
+                name
+            } else {
+                format!("{at}.{name}")
+            };
+            (key, json!(1))
+        }),
+    ]
+}
+
+/// Sets `value` at `key` (`a.b[0].c`) in `doc`, creating mappings on the way.
+fn plant(doc: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    let mut at = doc;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*part, None),
+        };
+        let last = i + 1 == parts.len();
+        if last && index.is_none() {
+            at[name] = value;
+            return;
+        }
+        if at.get(name).is_none() {
+            at[name] = serde_json::json!({});
+        }
+        at = &mut at[name];
+        if let Some(ix) = index {
+            at = &mut at[ix];
+            if last {
+                *at = value;
+                return;
+            }
+        }
     }
 }
 
@@ -226,5 +380,30 @@ proptest! {
                 String::from_utf8_lossy(&yaml)
             )));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(fuzz_support::config())]
+
+    #[test]
+    fn a_planted_mistake_is_reported_at_exactly_its_key_path((key, value) in planted()) {
+        let minimal = std::fs::read_to_string(fuzz_support::corpus_dir("config").join("minimal.yaml"))
+            .expect("minimal.yaml");
+        let mut doc: serde_json::Value = serde_saphyr::from_str(&minimal).expect("minimal.yaml parses");
+        plant(&mut doc, &key, value.clone());
+        let path = workdir().join(format!("planted-{}.yaml", std::process::id()));
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON")).expect("write");
+        let result = load_with_env(&path, &env);
+        let _ = std::fs::remove_file(&path);
+        let problems = match result {
+            Ok(_) => return Err(TestCaseError::fail(format!("{key}: {value} was accepted"))),
+            Err(e) => e.problems,
+        };
+        let prefix = format!("{key}: ");
+        prop_assert!(
+            problems.iter().all(|p| p.starts_with(&prefix)),
+            "{} = {} should be reported at {:?} only, got {:?}", key, value, key, problems
+        );
     }
 }

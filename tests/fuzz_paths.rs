@@ -187,6 +187,20 @@ fn piece() -> impl Strategy<Value = String> {
     ]
 }
 
+/// One segment no upstream reads as anything else: starts with a character
+/// that is not a dot (so never `.`/`..`, with or without `;parameters`),
+/// then RFC 3986 `pchar`s, `;` parameters and upper-case escapes of
+/// characters that are neither unreserved nor separators.
+fn safe_segment() -> impl Strategy<Value = String> {
+    let first = "[A-Za-z0-9_~!$&'()*+,=:@-]";
+    let rest = prop_oneof![
+        4 => "[A-Za-z0-9._~!$&'()*+,=:@;-]",
+        1 => prop::sample::select(vec!["%20", "%3F", "%23", "%25", "%C3%A9", "%E2%82%AC", "%22"])
+            .prop_map(str::to_owned),
+    ];
+    (first, prop::collection::vec(rest, 0..8)).prop_map(|(f, r)| format!("{f}{}", r.concat()))
+}
+
 proptest! {
     #![proptest_config(fuzz_support::config())]
 
@@ -203,6 +217,27 @@ proptest! {
         if trailing || p.is_empty() {
             p.push('/');
         }
+        check(&p)?;
+    }
+
+    /// The converse, so that refusing everything does not pass: a path any
+    /// upstream reads one way (no dot segments, no `//`, no escapes that
+    /// decode to a separator or control, no backslash) is accepted unchanged.
+    #[test]
+    fn paths_every_upstream_reads_alike_are_accepted_unchanged(
+        segs in prop::collection::vec(safe_segment(), 0..8),
+        trailing in any::<bool>(),
+    ) {
+        let mut p = String::new();
+        for s in &segs {
+            p.push('/');
+            p.push_str(s);
+        }
+        if trailing || p.is_empty() {
+            p.push('/');
+        }
+        let n = normalize(&p).map(|n| n.into_owned());
+        prop_assert_eq!(n, Ok(p.clone()), "a safe path was refused or changed");
         check(&p)?;
     }
 

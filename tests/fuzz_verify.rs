@@ -2,7 +2,9 @@
 //! panics, and answers `Ok` only for a token an independent reading of SPEC 3
 //! accepts. Replays `fuzz/corpus/verify/` first (hostile tokens, one per
 //! line), then `FUZZ_CASES` random headers/claims signed with the real keys,
-//! mutations of a valid token, and arbitrary strings.
+//! mutations of a valid token, and arbitrary strings. Each property also runs
+//! through `Authenticator` with its cache of verified tokens on, as
+//! production does: a cache hit must decide exactly as a fresh verification.
 
 mod fuzz_support;
 
@@ -14,8 +16,12 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sessiongate::auth::keys::{generate, Alg, TokenKey};
-use sessiongate::auth::verify::Verifier;
+use sessiongate::auth::verify::{Verified, Verifier};
+use sessiongate::auth::Authenticator;
 use sessiongate::config::Tokens;
+use sessiongate::errors::ApiError;
+use sessiongate::metrics::Metrics;
+use sessiongate::revocation::RevocationList;
 
 const LEEWAY: i64 = 30;
 
@@ -23,6 +29,9 @@ struct Keys {
     ed: Arc<TokenKey>,
     hs: Arc<TokenKey>,
     verifier: Verifier,
+    /// The production path: verification behind the verified-token cache.
+    cached: Authenticator,
+    revocations: Arc<RevocationList>,
 }
 
 fn keys() -> &'static Keys {
@@ -31,7 +40,7 @@ fn keys() -> &'static Keys {
         let pem = generate(Alg::EdDSA).expect("an Ed25519 key");
         let ed = Arc::new(TokenKey::from_pem("k1", Alg::EdDSA, pem.as_bytes()).expect("PEM"));
         let hs = Arc::new(TokenKey::from_secret("k2", &[7u8; 32]).expect("secret"));
-        let tokens = Tokens {
+        let mut tokens = Tokens {
             issuer: "sessiongate".into(),
             audience: "upstream".into(),
             access_ttl: Duration::from_secs(900),
@@ -39,12 +48,44 @@ fn keys() -> &'static Keys {
             keys: vec![ed.clone(), hs.clone()],
             verified_cache_entries: 0,
         };
+        let verifier = Verifier::new(&tokens);
+        tokens.verified_cache_entries = 10_000;
+        let revocations = Arc::new(RevocationList::new(1000, Duration::from_secs(900)));
+        let cached = Authenticator::new(&tokens, revocations.clone(), Arc::new(Metrics::new()));
         Keys {
-            verifier: Verifier::new(&tokens),
+            verifier,
+            cached,
+            revocations,
             ed,
             hs,
         }
     })
+}
+
+/// `token` through the cached production path (`Authorization: Bearer`);
+/// `None` when it cannot be a header value at all (the client can't send it).
+fn cached(token: &str) -> Option<Result<Arc<Verified>, ApiError>> {
+    let hv = http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    Some(match keys().cached.authenticate(Some(&hv)) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(ApiError::MissingToken),
+        Err(e) => Err(e),
+    })
+}
+
+/// Asserts that the cached path refuses `token` twice (a refusal is never cached as a pass).
+fn cached_refuses(token: &str) -> Result<(), TestCaseError> {
+    for round in 0..2 {
+        if let Some(r) = cached(token) {
+            prop_assert!(
+                r.is_err(),
+                "round {}: the cached path accepted {:?}",
+                round,
+                token
+            );
+        }
+    }
+    Ok(())
 }
 
 fn now() -> i64 {
@@ -123,6 +164,52 @@ fn the_seed_corpus_is_refused_and_a_fresh_valid_token_accepted() {
         );
     }
     assert!(k.verifier.verify(&valid_token(), now()).is_ok());
+    for line in fuzz_support::corpus_lines("verify") {
+        if let Some(r) = cached(&line) {
+            assert!(
+                r.is_err(),
+                "corpus token accepted by the cached path: {line}"
+            );
+        }
+    }
+}
+
+/// Each one-character change of a cached valid token, at every position
+/// (the signature's last characters included), misses the cache and is refused.
+#[test]
+fn every_one_character_change_of_a_cached_token_is_refused() {
+    let original = valid_token();
+    assert!(cached(&original).expect("a header value").is_ok());
+    for i in 0..original.len() {
+        let mut b = original.clone().into_bytes();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(b).expect("ASCII");
+        assert!(
+            keys().verifier.verify(&changed, now()).is_err(),
+            "position {i}: {changed}"
+        );
+        let r = cached(&changed).expect("a header value");
+        assert!(
+            r.is_err(),
+            "position {i}: the cached path accepted {changed}"
+        );
+    }
+}
+
+#[test]
+fn a_cached_token_of_a_revoked_session_is_refused() {
+    let mut claims = valid_claims();
+    claims["sid"] = json!("revoked-later");
+    let token = sign(&json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}), &claims);
+    let first = cached(&token).expect("a header value");
+    assert_eq!(first.expect("accepted").sid, "revoked-later");
+    keys().revocations.insert("revoked-later", now());
+    let again = cached(&token).expect("a header value");
+    assert!(
+        matches!(again, Err(ApiError::SessionRevoked)),
+        "a cache hit skipped the revocation check: {:?}",
+        again.map(|v| v.sid.clone())
+    );
 }
 
 /// `values[0]` (the well-formed choice) three times in four, else any of
@@ -263,6 +350,15 @@ proptest! {
             prop_assert_eq!(Some(v.sub.as_str()), claims["sub"].as_str());
             prop_assert_eq!(Some(v.sid.as_str()), claims["sid"].as_str());
         }
+        // The cached path: a miss, then a hit, both decide as the spec does.
+        for round in 0..2 {
+            let got = cached(&token).expect("a JWT is a header value");
+            prop_assert_eq!(got.is_ok(), want, "round {}: header {} claims {}", round, header, claims);
+            if let Ok(v) = got {
+                prop_assert_eq!(Some(v.sub.as_str()), claims["sub"].as_str());
+                prop_assert_eq!(Some(v.sid.as_str()), claims["sid"].as_str());
+            }
+        }
     }
 
     #[test]
@@ -283,11 +379,17 @@ proptest! {
         let Ok(mutated) = String::from_utf8(b) else { return Ok(()) };
         let got = keys().verifier.verify(&mutated, now());
         prop_assert!(got.is_err() || mutated == original, "mutated token accepted: {}", mutated);
+        // With the original in the cache, a near miss must not hit it.
+        prop_assert!(cached(&original).expect("a header value").is_ok());
+        if mutated != original {
+            cached_refuses(&mutated)?;
+        }
     }
 
     #[test]
     fn arbitrary_strings_never_panic_and_are_refused(s in any::<String>()) {
         prop_assert!(keys().verifier.verify(&s, now()).is_err());
+        cached_refuses(&s)?;
     }
 
     #[test]
@@ -296,5 +398,6 @@ proptest! {
     ) {
         let token = format!("{h}.{c}.{sig}");
         prop_assert!(keys().verifier.verify(&token, now()).is_err());
+        cached_refuses(&token)?;
     }
 }

@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::scripted::{pattern, Framing, Reply, Scripted, SeenRequest};
+use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -97,4 +98,230 @@ fn the_scripted_upstream_records_raw_requests_and_answers_as_scripted() {
     raw_exchange(up.port, b"\x16\x03\x01garbage\r\n\r\n");
     let seen = up.wait_seen(6, WAIT);
     assert_eq!(seen[5].method, "<unparsable>", "{seen:?}");
+}
+
+// ---- SPEC 4.1: a failed login is the upstream's answer ----------------------
+
+/// Hop-by-hop or framing headers a proxy may rewrite; everything else the
+/// upstream sends must arrive as sent.
+const REFRAMED: [&str; 4] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+];
+
+/// The upstream's end-to-end headers, in order, names lower-cased (HTTP names
+/// are case-insensitive; an HTTP/1 library may print them either way).
+fn end_to_end(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .filter(|(n, _)| !REFRAMED.contains(&n.as_str()))
+        .collect()
+}
+
+fn login_sidecar(up: &Scripted) -> Sidecar {
+    SidecarConfig::new(&up.url(), json!({})).spawn()
+}
+
+/// Status, headers in order, body.
+type UpstreamAnswer = (u16, Vec<(&'static str, &'static str)>, &'static [u8]);
+
+#[test]
+fn a_failed_login_is_passed_through_unchanged() {
+    let answers: Vec<UpstreamAnswer> = vec![
+        (
+            401,
+            vec![
+                ("Content-Type", "text/html; charset=iso-8859-1"),
+                ("WWW-Authenticate", "Basic realm=\"legacy\""),
+                ("Set-Cookie", "tries=3; Path=/"),
+                ("Set-Cookie", "lock=0; Path=/"),
+                ("X-Legacy-Reason", "bad password"),
+                ("x-lower", "kept"),
+            ],
+            b"<b>Wrong password.</b>\xe9",
+        ),
+        (
+            // A 2xx without the subject header (an MFA step): still the upstream's.
+            200,
+            vec![("Content-Type", "application/json"), ("X-Mfa", "required")],
+            br#"{"mfa":"totp"}"#,
+        ),
+        (
+            302,
+            vec![
+                ("Location", "/sso/start?x=%2F"),
+                ("Cache-Control", "no-cache"),
+            ],
+            b"",
+        ),
+        (429, vec![("Retry-After", "7")], b"slow down"),
+    ];
+    for (status, headers, body) in answers {
+        let owned: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        let body = body.to_vec();
+        let (h, b) = (owned.clone(), body.clone());
+        let up = Scripted::start(move |_| {
+            h.iter()
+                .fold(Reply::status(status), |r, (n, v)| r.header(n, v))
+                .body(b.clone())
+        });
+        let sc = login_sidecar(&up);
+        let sent = br#"{"username":"alice","password":"nope","extra":[1,2]}"#;
+        let r = sc.send(
+            Request::post("/v1/auth/login")
+                .header("Content-Type", "application/json")
+                .header("X-Client-Thing", "v")
+                .body(sent.to_vec()),
+        );
+        assert_eq!(r.status, status, "{}", r.describe());
+        assert_eq!(r.body, body, "the body changed: {}", r.describe());
+        let got: Vec<(String, String)> = end_to_end(&r.headers)
+            .into_iter()
+            .filter(|(n, _)| n != "x-request-id" && n != "date" && n != "server")
+            .collect();
+        assert_eq!(got, end_to_end(&owned), "headers changed: {}", r.describe());
+        let as_json = serde_json::from_slice::<Value>(&r.body).ok();
+        assert!(as_json.is_none_or(|v| v.get("access_token").is_none()));
+        // The upstream got the login as the client sent it.
+        let seen = up.wait_seen(1, WAIT);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].method, "POST");
+        assert_eq!(seen[0].target, "/login");
+        assert_eq!(seen[0].body, sent);
+        assert_eq!(seen[0].header("X-Client-Thing"), Some("v"));
+        assert_eq!(sc.metric("sessiongate_sessions_created_total", &[]), 0.0);
+    }
+}
+
+// ---- streaming with bounded memory -------------------------------------------
+
+const PIECE: usize = 64 << 10;
+const PIECES: usize = 3200; // 200 MiB
+const TOTAL: u64 = (PIECE * PIECES) as u64;
+
+/// The sidecar's resident memory in KiB, from /proc/<pid>/status.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// How much the sidecar may grow while 200 MiB pass through it.
+const RSS_GROWTH_KIB: u64 = 32 << 10;
+
+fn streaming_sidecar(up: &Scripted) -> Sidecar {
+    SidecarConfig::new(&up.url(), json!({"upstream": {"request_timeout": "60s"}})).spawn()
+}
+
+/// Reads a response head from `s`; the head text and what followed it.
+fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = client::find(&buf, b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return (String::from_utf8_lossy(&buf).into_owned(), rest);
+        }
+        let n = s.read(&mut chunk).expect("read the head");
+        assert!(
+            n > 0,
+            "closed before the head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_200_mib_download_streams_through_with_bounded_memory() {
+    let up = Scripted::start(|_| {
+        Reply::status(200).stream(PIECE, PIECES, Duration::ZERO, Framing::Length)
+    });
+    let sc = streaming_sidecar(&up);
+    let base = rss_kib(sc.pid());
+    let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /public/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let (head, mut pending) = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {TOTAL}")),
+        "{head}"
+    );
+    // A slow client first: a proxy that buffers instead of pushing back grows now.
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut peak = rss_kib(sc.pid());
+    let mut got: u64 = 0;
+    let mut buf = vec![0u8; PIECE];
+    loop {
+        if !pending.is_empty() {
+            assert_eq!(
+                pending,
+                pattern(got, pending.len()),
+                "body differs at {got}"
+            );
+            got += pending.len() as u64;
+            pending.clear();
+        }
+        if got % (4 << 20) < PIECE as u64 {
+            peak = peak.max(rss_kib(sc.pid()));
+        }
+        let n = s.read(&mut buf).expect("read the body");
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, TOTAL, "the download was cut");
+    assert!(
+        peak < base + RSS_GROWTH_KIB,
+        "RSS grew from {base} KiB to {peak} KiB while streaming {TOTAL} bytes"
+    );
+}
+
+#[test]
+fn a_200_mib_upload_streams_through_with_bounded_memory() {
+    let up = Scripted::start(|_| Reply::status(200).body("stored"));
+    let sc = streaming_sidecar(&up);
+    let base = rss_kib(sc.pid());
+    let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {TOTAL}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut peak = base;
+    for i in 0..PIECES {
+        s.write_all(&pattern((i * PIECE) as u64, PIECE))
+            .expect("write the body");
+        if i % 64 == 0 {
+            peak = peak.max(rss_kib(sc.pid()));
+        }
+    }
+    let (head, _) = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let seen = up.wait_seen(1, WAIT);
+    assert_eq!(seen[0].body_len, TOTAL, "the upload was cut");
+    assert_eq!(seen[0].body, pattern(0, seen[0].body.len()));
+    assert!(
+        peak < base + RSS_GROWTH_KIB,
+        "RSS grew from {base} KiB to {peak} KiB while streaming {TOTAL} bytes up"
+    );
 }

@@ -144,17 +144,32 @@ fn a_reused_refresh_token_after_the_grace_window_revokes_the_session() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({"sessions": {"reuse_grace": "1s"}}));
     let tok = sc.login("alice");
+    let before = sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]);
     let new = sc.refresh(&s(&tok, "refresh_token")).json();
+    let rotated = std::time::Instant::now();
     let access = s(&new, "access_token");
     assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200);
-    let before = sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]);
-    std::thread::sleep(Duration::from_millis(1500));
-
-    assert_error(
-        &sc.refresh(&s(&tok, "refresh_token")),
-        401,
-        "refresh_token_reused",
+    // Inside the window the old token is answered with the current one; poll
+    // it until the window closes instead of sleeping past it.
+    let r = loop {
+        let r = sc.refresh(&s(&tok, "refresh_token"));
+        if r.status != 200 {
+            break r;
+        }
+        assert_eq!(r.json()["refresh_token"], new["refresh_token"]);
+        assert!(
+            rotated.elapsed() < Duration::from_secs(3),
+            "a 1 s grace window still open after {:?}",
+            rotated.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        rotated.elapsed() >= Duration::from_millis(900),
+        "the 1 s grace window closed after {:?}",
+        rotated.elapsed()
     );
+    assert_error(&r, 401, "refresh_token_reused");
     assert_eq!(
         sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]),
         before + 1.0
@@ -255,7 +270,9 @@ fn twenty_concurrent_refreshes_in_strict_mode_rotate_exactly_once() {
         "{:?}",
         answers.iter().map(Response::describe).collect::<Vec<_>>()
     );
-    assert_ne!(ok[0].json()["refresh_token"], tok["refresh_token"]);
+    let winner = ok[0].json();
+    assert_ne!(winner["refresh_token"], tok["refresh_token"]);
+    let mut reused = 0;
     for r in answers.iter().filter(|r| r.status != 200) {
         assert_eq!(r.status, 401, "{}", r.describe());
         let code = r.error_code();
@@ -264,7 +281,22 @@ fn twenty_concurrent_refreshes_in_strict_mode_rotate_exactly_once() {
             "{}",
             r.describe()
         );
+        reused += usize::from(code == "refresh_token_reused");
     }
+    // 19 presentations of a rotated token: the first one seen after the
+    // rotation is reuse (SPEC 4.3), which revokes the whole session.
+    assert!(reused >= 1, "no loser was told refresh_token_reused");
+    assert!(
+        sc.metric(REUSE_EVENTS, &[("type", "refresh_token_reuse")]) >= 1.0,
+        "no refresh_token_reuse event"
+    );
+    assert_access_revoked(&sc, &winner);
+    assert_access_revoked(&sc, &tok);
+    assert_error(
+        &sc.refresh(&s(&winner, "refresh_token")),
+        401,
+        "session_revoked",
+    );
 }
 
 #[test]
@@ -272,7 +304,18 @@ fn sessions_are_listed_newest_first_with_current_and_no_token_material() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({}));
     let t1 = sc.login_with_agent("alice", "ua-one");
-    std::thread::sleep(Duration::from_millis(50));
+    // "Newest first" needs a later creation time: wait for the clock to pass
+    // the first session's `created_at` (milliseconds) instead of sleeping.
+    let first = sessions_of(&sc, &s(&t1, "access_token")).json();
+    let created = first["sessions"][0]["created_at"]
+        .as_str()
+        .expect("created_at")
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while sessiongate::time::rfc3339_ms(sessiongate::time::unix_now_ms()) <= created {
+        assert!(std::time::Instant::now() < deadline, "the clock is stuck");
+        std::thread::yield_now();
+    }
     let t2 = sc.login_with_agent("alice", "ua-two");
     let _other = sc.login("bob");
     let r = sessions_of(&sc, &s(&t2, "access_token"));
@@ -422,7 +465,13 @@ fn an_idle_session_expires() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({"sessions": {"idle_timeout": "2s"}}));
     let tok = sc.login("alice");
-    std::thread::sleep(Duration::from_secs(3));
+    let logged_in = std::time::Instant::now();
+    sc.wait_session_idle(&tok);
+    assert!(
+        logged_in.elapsed() >= Duration::from_millis(1900),
+        "a 2 s idle timeout hit after {:?}",
+        logged_in.elapsed()
+    );
     let r = sc.refresh(&s(&tok, "refresh_token"));
     assert_error(&r, 401, "session_expired");
     let message = r.json()["message"].as_str().unwrap_or_default().to_owned();

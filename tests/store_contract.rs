@@ -483,6 +483,8 @@ pub mod contract {
 
     pub async fn ping_and_flush_answer(store: Arc<dyn SessionStore>) {
         store.ping().await.unwrap();
+        // What `flush` promises is backend-specific (a no-op on Redis): see
+        // `sqlite_flush_leaves_every_write_in_the_main_file` for SQLite.
         store.flush().await.unwrap();
     }
 }
@@ -530,6 +532,44 @@ fn sqlite() -> Fresh {
 }
 
 store_contract!(sqlite, sqlite());
+
+/// SQLite's `flush` is where it means something: the WAL is checkpointed,
+/// so the main file alone holds every write (what a backup copies, and what
+/// survives losing the `-wal` file). Without it the rows live only in the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_flush_leaves_every_write_in_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flush.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.create(&session("s1", "alice", NOW)).await.unwrap();
+    store.revoke("s1", NOW + 1).await.unwrap();
+    store.create(&session("s2", "bob", NOW)).await.unwrap();
+    store.flush().await.unwrap();
+    // The store is still open (no checkpoint on close yet): copy the main
+    // file alone, as if the process were killed and its WAL lost.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let reopened = SqliteStore::open(&copy).unwrap();
+    let s1 = reopened
+        .get("s1")
+        .await
+        .unwrap()
+        .expect("s1 in the main file");
+    assert_eq!(
+        s1.revoked_at,
+        Some(NOW + 1),
+        "the revocation is not in the main file"
+    );
+    assert_eq!(
+        reopened.get("s2").await.unwrap(),
+        Some(session("s2", "bob", NOW))
+    );
+    // And the original reopens with the same rows.
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert!(again.get("s1").await.unwrap().is_some());
+    assert!(again.get("s2").await.unwrap().is_some());
+}
 
 /// A Redis store on `server` (killed when the store's guard drops); two or
 /// more URLs mean cluster mode.

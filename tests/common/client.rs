@@ -170,7 +170,7 @@ pub fn exchange(port: u16, bytes: &[u8]) -> Result<Response, String> {
 }
 
 /// One complete response at the start of `data` (interim 1xx skipped), if there is one.
-fn parse_response(data: &[u8], closed: bool) -> Result<Option<Response>, String> {
+pub fn parse_response(data: &[u8], closed: bool) -> Result<Option<Response>, String> {
     let Some(end) = find(data, b"\r\n\r\n") else {
         return Ok(None);
     };

@@ -250,8 +250,11 @@ impl Sidecar {
     }
 
     /// Waits (up to 20 s) for `/readyz` 200; panics with the logs otherwise.
+    /// A start-up that fails because another process took one of the picked
+    /// ports between `free_port` and the bind is retried on fresh ports.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut deadline = Instant::now() + READY_TIMEOUT;
+        let mut retries = 0;
         loop {
             if let Ok(r) = Request::get("/readyz").try_send(self.admin_port()) {
                 if r.status == 200 {
@@ -263,6 +266,13 @@ impl Sidecar {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                if retries < 3 && self.lost_a_picked_port() {
+                    retries += 1;
+                    self.repick_ports();
+                    self.launch_only();
+                    deadline = Instant::now() + READY_TIMEOUT;
+                    continue;
+                }
                 panic!(
                     "sessiongate exited during start-up with {status}\n{}",
                     self.logs()
@@ -274,6 +284,21 @@ impl Sidecar {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `/readyz` (bounded by `timeout`) until it answers `status`; that answer.
+    pub fn wait_readyz(&self, status: u16, timeout: Duration) -> Response {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = Request::get("/readyz").try_send(self.admin_port());
+            match r {
+                Ok(r) if r.status == status => return r,
+                _ if Instant::now() >= deadline => {
+                    panic!("/readyz never answered {status} in {timeout:?}: {r:?}")
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     }
 
@@ -307,6 +332,7 @@ impl Sidecar {
     }
 
     /// SIGTERM, wait up to 10 s, else SIGKILL. The exit code (`None`: killed).
+    /// Panics if the process panicked at any point (see [`Self::assert_no_panic`]).
     pub fn stop(&mut self) -> Option<i32> {
         self.child.as_ref()?;
         // Already gone (e.g. failed at start): nothing to signal.
@@ -314,7 +340,7 @@ impl Sidecar {
         if self.exit_code.is_none() {
             self.sigterm();
         }
-        match self.wait_exit(Duration::from_secs(10)) {
+        let code = match self.wait_exit(Duration::from_secs(10)) {
             Some(code) => code,
             None => {
                 let child = self.child.as_mut().expect("child");
@@ -323,7 +349,9 @@ impl Sidecar {
                 self.exit_code = Some(None);
                 None
             }
-        }
+        };
+        self.assert_no_panic();
+        code
     }
 
     /// Stops with SIGTERM (expecting exit 0) and starts again on the same
@@ -336,12 +364,45 @@ impl Sidecar {
             "sessiongate did not exit 0 on SIGTERM\n{}",
             self.logs()
         );
+        self.repick_ports();
+        self.launch();
+    }
+
+    /// Whether the last start-up failed to bind a port this harness picked
+    /// (the config still listens on it), i.e. a port collision, not a bug.
+    fn lost_a_picked_port(&self) -> bool {
+        let picked = [self.cfg.port, self.cfg.admin_port].map(|p| format!("127.0.0.1:{p}"));
+        let server = &self.cfg.config["server"];
+        let ours =
+            server["listen"] == picked[0].as_str() && server["admin_listen"] == picked[1].as_str();
+        let err = std::fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default()
+            + &self.stdout();
+        ours && err.contains("cannot listen on") && err.contains("in use")
+    }
+
+    /// Fresh ports for both listeners (the config is rewritten at launch).
+    fn repick_ports(&mut self) {
         self.cfg.port = free_port();
-        self.cfg.admin_port = free_port();
+        self.cfg.admin_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != self.cfg.port)
+            .expect("a second free port");
         self.cfg.config["server"]["listen"] = json!(format!("127.0.0.1:{}", self.cfg.port));
         self.cfg.config["server"]["admin_listen"] =
             json!(format!("127.0.0.1:{}", self.cfg.admin_port));
-        self.launch();
+    }
+
+    /// Panics if the process's stderr holds a panic message: a handler that
+    /// panics must fail the test even when the client saw a plausible answer.
+    /// Silent while the thread is already unwinding (no double panic).
+    pub fn assert_no_panic(&self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let err = std::fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
+        let out = self.stdout();
+        if err.contains("panicked at") || out.contains("panicked at") {
+            panic!("sessiongate panicked\n{}", self.logs());
+        }
     }
 
     pub fn stdout(&self) -> String {
@@ -412,6 +473,26 @@ impl Sidecar {
         self.send(Request::post("/v1/auth/refresh").json(&json!({"refresh_token": refresh_token})))
     }
 
+    /// Waits (up to 10 s) until the session of token response `tok` has
+    /// gone idle: it drops out of its own listing, which reads without
+    /// touching `last_active_at`. Instead of sleeping past `idle_timeout`.
+    pub fn wait_session_idle(&self, tok: &Value) {
+        let access = tok["access_token"].as_str().expect("an access token");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.send(Request::get("/v1/auth/sessions").bearer(access));
+            assert_eq!(r.status, 200, "{}", r.describe());
+            let listed = r.json()["sessions"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x["id"] == tok["session_id"]));
+            if !listed {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the session never went idle");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn metrics(&self) -> String {
         let r = self.admin_get("/metrics");
         assert_eq!(r.status, 200, "/metrics: {}", r.describe());
@@ -428,6 +509,8 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         if self.exit_code.is_none() && self.child.is_some() {
             self.stop();
+        } else if self.child.is_some() {
+            self.assert_no_panic();
         }
     }
 }
