@@ -571,19 +571,19 @@ fn conflicting_or_odd_framing_headers_never_smuggle_a_second_request() {
     let tail = format!("GET /api/smuggled HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     let chunked_then_smuggle = format!("0\r\n\r\n{tail}");
     let (chunked, plain) = (chunked_then_smuggle.as_str(), tail.as_str());
-    // RFC 9112 6.1: with both, Transfer-Encoding wins and the request is
-    // forwarded chunked only; what pingora's parser cannot read one way
-    // (SECURITY.md "One framing") is its plain 400 and a closed connection.
+    // RFC 9112 6.1 allows refusing both: sessiongate does, with its JSON 400;
+    // what pingora's parser cannot read one way (SECURITY.md "One framing")
+    // is its plain 400 and a closed connection.
     let cases: Vec<(Vec<&str>, &str, Want)> = vec![
         (
             vec!["Content-Length: 5", "Transfer-Encoding: chunked"],
             chunked,
-            Want::Forwarded,
+            Want::Error(400, "bad_request"),
         ),
         (
             vec!["Transfer-Encoding: chunked", "Content-Length: 5"],
             chunked,
-            Want::Forwarded,
+            Want::Error(400, "bad_request"),
         ),
         (
             vec!["Content-Length: 0", "Content-Length: 60"],
