@@ -259,9 +259,10 @@ def check_helm_test(objs):
 
 
 def expect(objs, kind, path, want):
-    """The value at PATH (dotted; [n] indexes) of the one KIND object; "<absent>"
-    when KIND is not rendered or PATH is missing."""
-    found = [o for o in objs if o["kind"] == kind]
+    """The value at PATH (dotted; [n] indexes) of the first KIND (or KIND/NAME)
+    object; "<absent>" when there is none or PATH is missing."""
+    kind, _, name = kind.partition("/")
+    found = [o for o in objs if o["kind"] == kind and name in ("", o["metadata"]["name"])]
     got = "<absent>"
     if found:
         node = found[0]
