@@ -149,7 +149,7 @@ def check_store(objs, ephemeral):
         claim = vol["persistentVolumeClaim"]["claimName"]
         pvcs = [o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == claim]
         for pvc in pvcs:
-            if pvc["metadata"].get("annotations", {}).get("helm.sh/resource-policy") != "keep":
+            if (pvc["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") != "keep":
                 errors.append(f"PVC {claim} must be kept on uninstall (the keys are)")
             if not pvc["spec"].get("resources", {}).get("requests", {}).get("storage"):
                 errors.append(f"PVC {claim} has no storage request")
@@ -245,17 +245,53 @@ def check_helm_test(objs):
     if sc.get("allowPrivilegeEscalation") is not False or sc.get("capabilities", {}).get("drop") != ["ALL"] \
             or not sc.get("readOnlyRootFilesystem") or not pod["spec"].get("securityContext", {}).get("runAsNonRoot"):
         errors.append("the test pod must be restricted (non-root, read-only, no escalation, drop ALL)")
+    dep = [o for o in objs if o["kind"] == "Deployment"][0]["spec"]["template"]["spec"]
+    sg = [c for c in dep.get("containers", []) + dep.get("initContainers", []) if c["name"] == "sessiongate"][0]
+    ports = {p["name"]: p["containerPort"] for p in sg["ports"]}
+
+    def admits(rule, port):
+        if rule.get("ports") and not any(p.get("port") in (port, name) for p in rule["ports"] for name in ports
+                                         if ports[name] == port):
+            return False
+        frm = rule.get("from")
+        if not frm:
+            return frm is None  # no `from`: any source
+        return any("namespaceSelector" not in f and "ipBlock" not in f and
+                   all(labels.get(k) == v for k, v in f.get("podSelector", {}).get("matchLabels", {}).items())
+                   for f in frm)
+
     for o in objs:
         if o["kind"] != "NetworkPolicy":
             continue
-        for rule in o["spec"].get("ingress", []):
-            frm = rule.get("from")
-            if frm is None:
-                continue  # any source
-            if not any(all(labels.get(k) == v for k, v in f.get("podSelector", {}).get("matchLabels", {}).items())
-                       and "namespaceSelector" not in f and "ipBlock" not in f for f in frm):
-                errors.append(f"NetworkPolicy does not admit the test pod to port(s) {rule.get('ports')}")
+        for name in ("http", "admin"):
+            if not any(admits(r, ports[name]) for r in o["spec"].get("ingress", [])):
+                errors.append(f"NetworkPolicy {o['metadata']['name']} does not admit the test pod to port {name}")
     return errors
+
+
+def local_test_script(objs, http, admin):
+    """The `helm test` pod's script, its URLs moved to the local listeners
+    (Service -> targetPort -> 127.0.0.1:HTTP or :ADMIN), as a sh script."""
+    pod = [o for o in objs if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"][0]
+    c = pod["spec"]["containers"][0]
+    svcs = services(objs)
+    local = {"http": http, "admin": admin}
+    lines = []
+    for e in c.get("env", []):
+        m = re.match(r"^(https?)://([^:/]+):([0-9]+)(/.*)$", e["value"])
+        port = [p for p in svcs[m.group(2)]["spec"]["ports"] if p["port"] == int(m.group(3))][0]
+        url = f"{m.group(1)}://127.0.0.1:{local[port['targetPort']]}{m.group(4)}"
+        lines.append(f"export {e['name']}='{url}'")
+    assert c["command"] == ["/bin/sh", "-c"], c["command"]
+    return "\n".join(lines + c["args"])
+
+
+def relisten(config, listen, admin_listen):
+    with open(config) as f:
+        cfg = yaml.safe_load(f)
+    cfg["server"]["listen"], cfg["server"]["admin_listen"] = listen, admin_listen
+    with open(config, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
 
 
 def expect(objs, kind, path, want):
@@ -390,6 +426,12 @@ def extract(objs, root):
 
 if __name__ == "__main__":
     cmd, path = sys.argv[1], sys.argv[2]
+    if cmd == "relisten":
+        relisten(path, sys.argv[3], sys.argv[4])
+        sys.exit(0)
+    if cmd == "test-script":
+        print(local_test_script(docs(path), sys.argv[3], sys.argv[4]))
+        sys.exit(0)
     if cmd == "schema":
         errs = check_schema(path)
         print("\n".join(errs))
