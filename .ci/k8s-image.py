@@ -11,6 +11,8 @@ CI cannot run Docker, so this reads the build instead:
   server.admin_listen) binds on a non-loopback address.
 
 Usage: python3 .ci/k8s-image.py [ROOT]   (prints the problems, exits 1 on any)
+       python3 .ci/k8s-image.py --run ROOT  (prints the runtime stage's ENV as
+       NAME=VALUE lines, then the default command's arguments, one a line)
 """
 import json
 import os
@@ -239,7 +241,23 @@ def main(root):
     return errors
 
 
+def default_run(root):
+    stage = runtime_stage(instructions(os.path.join(root, "Dockerfile")))
+    entry, cmd = [], []
+    for kw, rest in stage:
+        if kw == "ENTRYPOINT":
+            entry = exec_form(rest)
+        elif kw == "CMD":
+            cmd = exec_form(rest)
+    for k, v in env_of(stage).items():
+        print(f"{k}={v}")
+    print("\n".join((entry + cmd)[1:]))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--run"]:
+        default_run(sys.argv[2])
+        sys.exit(0)
     errs = main(sys.argv[1] if len(sys.argv) > 1 else ".")
     for e in errs:
         print(e)
