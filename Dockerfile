@@ -16,8 +16,8 @@
 # that `docker run IMAGE` starts as documented; every real deployment mounts
 # its own config and keys over /etc/sessiongate/config (the Helm chart does).
 # Why not a key generated at build time instead: it would be just as readable
-# by anyone who pulls the image, but would look like a real secret and pass
-# the binary's example-key warning silently.
+# by anyone who pulls the image, but would look like a real secret and escape
+# the binary's example-key warning.
 #
 # Stages: `chef` (toolchain + cargo-chef) -> `planner` (dependency recipe)
 # -> `builder` (dependencies cooked in their own cached layer, then the crate)
@@ -70,7 +70,8 @@ COPY --from=builder /out/sessiongate /usr/local/bin/sessiongate
 # dropped). Mount your config and keys over this folder.
 COPY config/ /etc/sessiongate/config/
 # The only writable path: the shipped config's SQLite store (../data).
-# In Kubernetes the chart mounts an emptyDir instead (read-only root fs).
+# In Kubernetes the chart mounts a volume at /var/lib/sessiongate instead
+# (read-only root fs).
 COPY --from=builder --chown=65532:65532 /out/data /etc/sessiongate/data
 USER 65532:65532
 WORKDIR /etc/sessiongate
