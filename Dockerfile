@@ -6,8 +6,18 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/my-config:/etc/sessiongate/config:ro" sessiongate:dev
 #
 # Layout, the same as the Helm chart's: /etc/sessiongate/config/ (config/ of
-# this repository, keys excluded), /etc/sessiongate/data/ (writable, the
-# shipped config's SQLite file: ../data/sessiongate.db).
+# this repository), /etc/sessiongate/data/ (writable, the shipped config's
+# SQLite file: ../data/sessiongate.db).
+#
+# DEMO DEFAULT -- NOT FOR PRODUCTION. The default command runs the shipped
+# config/sessiongate.yaml, which signs with config/keys/example-k1.pem: a
+# PUBLIC key (it is in this repository), so anyone can mint tokens this
+# container accepts. sessiongate says so at every start. It is shipped only so
+# that `docker run IMAGE` starts as documented; every real deployment mounts
+# its own config and keys over /etc/sessiongate/config (the Helm chart does).
+# Why not a key generated at build time instead: it would be just as readable
+# by anyone who pulls the image, but would look like a real secret and escape
+# the binary's example-key warning.
 #
 # Stages: `chef` (toolchain + cargo-chef) -> `planner` (dependency recipe)
 # -> `builder` (dependencies cooked in their own cached layer, then the crate)
@@ -55,17 +65,22 @@ LABEL org.opencontainers.image.title="sessiongate" \
       org.opencontainers.image.description="Reverse-proxy authentication sidecar" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/sessiongate /usr/local/bin/sessiongate
-# The shipped example configs (root-owned, read-only). Keys are never baked in:
-# .dockerignore drops *.pem / *.key; mount your config and keys over this.
+# The shipped example config (root-owned, read-only) and its PUBLIC example
+# key, the only key .dockerignore lets through (every other *.pem / *.key is
+# dropped). Mount your config and keys over this folder.
 COPY config/ /etc/sessiongate/config/
 # The only writable path: the shipped config's SQLite store (../data).
-# In Kubernetes the chart mounts an emptyDir instead (read-only root fs).
+# In Kubernetes the chart mounts a volume at /var/lib/sessiongate instead
+# (read-only root fs).
 COPY --from=builder --chown=65532:65532 /out/data /etc/sessiongate/data
 USER 65532:65532
 WORKDIR /etc/sessiongate
-# The shipped config listens on ${SG_LISTEN:-127.0.0.1:8080}; in a container
-# only all interfaces are reachable from outside.
-ENV SG_LISTEN=0.0.0.0:8080
+# The shipped config listens on ${SG_LISTEN:-127.0.0.1:8080} and
+# ${SG_ADMIN_LISTEN:-127.0.0.1:9090}; in a container only all interfaces are
+# reachable from outside (.ci/k8s-check verifies every EXPOSEd port is one the
+# default config listens on, off loopback).
+ENV SG_LISTEN=0.0.0.0:8080 \
+    SG_ADMIN_LISTEN=0.0.0.0:9090
 # 8080: client listener; 9090: admin (/healthz, /readyz, /metrics).
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/sessiongate"]

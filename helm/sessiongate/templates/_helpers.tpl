@@ -74,28 +74,33 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.tokens.existingSecret | default (printf "%s-keys" (include "sessiongate.fullname" .)) }}
 {{- end }}
 
+{{/* PersistentVolumeClaim of the SQLite folder: the existing one, else the chart's. */}}
+{{- define "sessiongate.dataClaim" -}}
+{{- .Values.store.sqlite.existingClaim | default (printf "%s-data" (include "sessiongate.fullname" .)) }}
+{{- end }}
+
 {{/* Environment variable carrying the i-th HS256 secret. */}}
 {{- define "sessiongate.hsEnvName" -}}
 {{- printf "SG_TOKEN_SECRET_%d" (int .) }}
 {{- end }}
 
 {{/*
-A duration string (500ms, 10s, 15m, 2h, 7d) as whole seconds, rounded up.
+A duration string (500ms, 10s, 15m, 2h, 7d, or a sum such as 1h30m) as whole
+seconds, rounded up.
 */}}
 {{- define "sessiongate.seconds" -}}
 {{- $d := toString . }}
-{{- if not (regexMatch "^[0-9]+(ms|s|m|h|d)$" $d) }}
-{{- fail (printf "duration %q: expected a number followed by ms, s, m, h or d" $d) }}
+{{- if not (regexMatch "^([0-9]+(ms|s|m|h|d))+$" $d) }}
+{{- fail (printf "duration %q: expected numbers followed by ms, s, m, h or d (e.g. 10s, 1h30m)" $d) }}
 {{- end }}
-{{- $num := regexFind "^[0-9]+" $d }}
+{{- $ms := 0 }}
+{{- range $part := regexFindAll "[0-9]+(ms|s|m|h|d)" $d -1 }}
+{{- $num := regexFind "^[0-9]+" $part }}
 {{- $n := $num | int }}
-{{- $unit := trimPrefix $num $d }}
-{{- if eq $unit "ms" }}{{ div (add $n 999) 1000 }}
-{{- else if eq $unit "s" }}{{ $n }}
-{{- else if eq $unit "m" }}{{ mul $n 60 }}
-{{- else if eq $unit "h" }}{{ mul $n 3600 }}
-{{- else }}{{ mul $n 86400 }}
+{{- $unit := trimPrefix $num $part }}
+{{- $ms = add $ms (mul $n (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000) $unit)) }}
 {{- end }}
+{{- div (add $ms 999) 1000 }}
 {{- end }}
 
 {{/* preStop sleep seconds actually rendered (the native sleep action needs Kubernetes >= 1.30). */}}
@@ -105,13 +110,42 @@ A duration string (500ms, 10s, 15m, 2h, 7d) as whole seconds, rounded up.
 {{- else }}0{{- end }}
 {{- end }}
 
-{{/* terminationGracePeriodSeconds: always above shutdown_grace + the preStop sleep. */}}
+{{/*
+preStop sleep of the app containers in sidecar mode (sidecar.preStopSleepSeconds,
+null = the sessiongate one), rendered on the same Kubernetes versions. 0 in standalone mode.
+*/}}
+{{- define "sessiongate.appPreStopSleep" -}}
+{{- $v := .Values }}
+{{- $s := $v.sidecar.preStopSleepSeconds }}
+{{- if kindIs "invalid" $s }}{{ $s = $v.lifecycle.preStopSleepSeconds }}{{ end }}
+{{- if and (eq $v.mode "sidecar") (gt (int $s) 0) (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- int $s }}
+{{- else }}0{{- end }}
+{{- end }}
+
+{{/*
+Seconds a pod may need to stop cleanly, before the store flush:
+- sessiongate: its preStop sleep + server.shutdownGrace (in-flight requests);
+- sidecar mode, the app: its preStop sleep + sidecar.drainSeconds. Regular
+  containers stop in parallel (the larger of the two counts); a native
+  sidecar stops only after the app has exited (the two add up).
+*/}}
+{{- define "sessiongate.shutdownSeconds" -}}
+{{- $v := .Values }}
+{{- $sg := add (include "sessiongate.seconds" $v.server.shutdownGrace | int) (include "sessiongate.preStopSleep" . | int) }}
+{{- if eq $v.mode "sidecar" }}
+{{- $app := add (include "sessiongate.appPreStopSleep" . | int) (int $v.sidecar.drainSeconds) }}
+{{- if $v.sidecar.native }}{{ add $sg $app }}{{ else }}{{ max $sg $app }}{{ end }}
+{{- else }}{{ $sg }}{{ end }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: always above the shutdown time; by default it + the store flush allowance. */}}
 {{- define "sessiongate.terminationGracePeriodSeconds" -}}
-{{- $floor := add (include "sessiongate.seconds" .Values.server.shutdownGrace | int) (include "sessiongate.preStopSleep" . | int) }}
+{{- $floor := include "sessiongate.shutdownSeconds" . | int }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
-{{- add $floor 10 }}
+{{- add $floor (int .Values.lifecycle.storeFlushSeconds) }}
 {{- else if le (int .Values.terminationGracePeriodSeconds) $floor }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than server.shutdownGrace + lifecycle.preStopSleepSeconds (%d), or in-flight requests are killed" (int .Values.terminationGracePeriodSeconds) $floor) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than the pod's shutdown time (%d s: preStop sleep + server.shutdownGrace, and in sidecar mode the app's preStop sleep + sidecar.drainSeconds), or in-flight requests are killed" (int .Values.terminationGracePeriodSeconds) $floor) }}
 {{- else }}
 {{- int .Values.terminationGracePeriodSeconds }}
 {{- end }}
@@ -159,6 +193,9 @@ Deployment so every render runs it.
 {{- if eq $v.store.backend "sqlite" }}
 {{- if or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled }}
 {{- fail "store.backend=sqlite keeps sessions inside one pod: more than one replica (replicaCount > 1 or autoscaling) needs store.backend=redis" }}
+{{- end }}
+{{- if and (not $v.store.sqlite.ephemeral) $v.strategy (ne ($v.strategy.type | default "RollingUpdate") "Recreate") }}
+{{- fail "store.backend=sqlite on a volume needs strategy Recreate: a surge pod would open the same database beside the old one, or wait forever for its ReadWriteOnce volume" }}
 {{- end }}
 {{- else }}
 {{- $r := $v.store.redis }}
@@ -211,6 +248,12 @@ Deployment so every render runs it.
 {{- end }}
 {{- if and $v.store.sqlite.existingClaim (eq $v.store.backend "redis") }}
 {{- fail "store.sqlite.existingClaim is only used with store.backend=sqlite" }}
+{{- end }}
+{{- if and $v.store.sqlite.existingClaim $v.store.sqlite.ephemeral }}
+{{- fail "store.sqlite.existingClaim and store.sqlite.ephemeral exclude each other" }}
+{{- end }}
+{{- if and $v.service.externalTrafficPolicy (eq $v.service.type "ClusterIP") }}
+{{- fail "service.externalTrafficPolicy applies to service.type NodePort or LoadBalancer only" }}
 {{- end }}
 {{- if and $v.metrics.serviceMonitor.enabled $v.metrics.podMonitor.enabled }}
 {{- fail "enable metrics.serviceMonitor or metrics.podMonitor, not both: every series would be scraped twice" }}
@@ -350,15 +393,15 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 - name: SG_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $v.store.redis.existingSecret }}
-      key: {{ $v.store.redis.passwordKey }}
+      name: {{ $v.store.redis.existingSecret | quote }}
+      key: {{ $v.store.redis.passwordKey | quote }}
 {{- end }}
 {{- if $v.store.redis.urlKey }}
 - name: SG_REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ $v.store.redis.existingSecret }}
-      key: {{ $v.store.redis.urlKey }}
+      name: {{ $v.store.redis.existingSecret | quote }}
+      key: {{ $v.store.redis.urlKey | quote }}
 {{- end }}
 {{- end }}
 {{- range $i, $k := $v.tokens.keys }}
@@ -366,8 +409,8 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 - name: {{ include "sessiongate.hsEnvName" $i }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "sessiongate.keysSecretName" $ }}
-      key: {{ $k.secretKey }}
+      name: {{ include "sessiongate.keysSecretName" $ | quote }}
+      key: {{ $k.secretKey | quote }}
 {{- end }}
 {{- end }}
 {{- with $v.extraEnv }}

@@ -1,0 +1,167 @@
+"""Operational checks of rendered manifests, used by .ci/k8s-inspect.py:
+SQLite durability, Ingress/HTTPRoute backends, the `helm test` pod (and its
+script, moved to local listeners to run against the real binary)."""
+import os
+import re
+
+
+def check_store(objs, cfg, ephemeral):
+    """SQLite: strategy Recreate and the database on a kept PersistentVolumeClaim,
+    an emptyDir only when the values say ephemeral (sessions and revocations lost).
+    CFG: the rendered sessiongate.yaml, parsed."""
+    errors = []
+    if cfg["store"]["backend"] != "sqlite":
+        return errors
+    dep = [o for o in objs if o["kind"] == "Deployment"][0]
+    if dep["spec"].get("strategy", {}).get("type") != "Recreate":
+        errors.append(f"sqlite: strategy must be Recreate, is {dep['spec'].get('strategy')}")
+    d = os.path.dirname(cfg["store"]["sqlite"]["path"])
+    pod = dep["spec"]["template"]["spec"]
+    sg = [c for c in pod.get("containers", []) + pod.get("initContainers", []) if c["name"] == "sessiongate"][0]
+    mount = [m for m in sg.get("volumeMounts", []) if m["mountPath"] == d]
+    vol = [v for v in pod.get("volumes", []) if mount and v["name"] == mount[0]["name"]]
+    if not vol:
+        return errors + [f"sqlite: no volume mounted at {d}"]
+    vol = vol[0]
+    if "emptyDir" in vol:
+        if not ephemeral:
+            errors.append("sqlite on an emptyDir without store.sqlite.ephemeral: a restart forgets sessions and revocations")
+    elif "persistentVolumeClaim" in vol:
+        claim = vol["persistentVolumeClaim"]["claimName"]
+        pvcs = [o for o in objs if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == claim]
+        for pvc in pvcs:
+            if (pvc["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") != "keep":
+                errors.append(f"PVC {claim} must be kept on uninstall (the keys are)")
+            if not pvc["spec"].get("resources", {}).get("requests", {}).get("storage"):
+                errors.append(f"PVC {claim} has no storage request")
+        if ephemeral:
+            errors.append("store.sqlite.ephemeral but the database is on a volume")
+    else:
+        errors.append(f"sqlite: volume {vol['name']} is neither a PVC nor an emptyDir")
+    return errors
+
+
+def services(objs):
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+
+
+def check_routes(objs):
+    """Ingress and HTTPRoute (no bundled schema for the latter) must send
+    traffic to the client Service's port only."""
+    errors = []
+    svcs = services(objs)
+    client = [n for n, o in svcs.items() if not n.endswith("-metrics")]
+
+    def backend(kind, name, svc, port):
+        if svc not in client or all(p["port"] != port for p in svcs[svc]["spec"]["ports"]):
+            errors.append(f"{kind}/{name}: backend {svc}:{port} is not the client Service's port")
+
+    for o in objs:
+        kind, name, spec = o["kind"], o["metadata"].get("name", "?"), o.get("spec") or {}
+        if kind == "Ingress":
+            for r in spec.get("rules", []):
+                for p in r.get("http", {}).get("paths", []):
+                    b = p["backend"]["service"]
+                    backend(kind, name, b["name"], b["port"].get("number"))
+        elif kind == "HTTPRoute":
+            if o.get("apiVersion") != "gateway.networking.k8s.io/v1":
+                errors.append(f"{kind}/{name}: apiVersion {o.get('apiVersion')}")
+            refs = spec.get("parentRefs") or []
+            if not refs or not all(isinstance(r, dict) and r.get("name") for r in refs):
+                errors.append(f"{kind}/{name}: parentRefs with a name required")
+            for h in spec.get("hostnames", []):
+                if not re.match(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", h):
+                    errors.append(f"{kind}/{name}: bad hostname {h!r}")
+            rules = spec.get("rules") or []
+            if not rules:
+                errors.append(f"{kind}/{name}: no rules")
+            for r in rules:
+                for m in r.get("matches", []):
+                    p = m.get("path", {})
+                    if p.get("type") not in ("PathPrefix", "Exact", "RegularExpression") or not str(p.get("value", "")).startswith("/"):
+                        errors.append(f"{kind}/{name}: bad path match {p}")
+                if not r.get("backendRefs"):
+                    errors.append(f"{kind}/{name}: rule without backendRefs")
+                for b in r.get("backendRefs", []):
+                    if b.get("kind", "Service") != "Service" or b.get("group", "") != "":
+                        errors.append(f"{kind}/{name}: backendRef to a {b.get('kind')}")
+                    backend(kind, name, b.get("name"), b.get("port"))
+    return errors
+
+
+def check_helm_test(objs):
+    """The `helm test` pod: /readyz on the admin port expecting 200, a protected
+    path on the client Service expecting 401; restricted; admitted by the
+    NetworkPolicy; never selected by a Service."""
+    errors = []
+    tests = [o for o in objs if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if len(tests) != 1:
+        return [f"expected one helm test pod, found {len(tests)}"]
+    pod = tests[0]
+    labels = pod["metadata"]["labels"]
+    svcs = services(objs)
+    for n, svc in svcs.items():
+        sel = svc["spec"].get("selector", {})
+        if sel and all(labels.get(k) == v for k, v in sel.items()):
+            errors.append(f"the test pod is selected by Service {n}")
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+    script = " ".join(c.get("command", []) + c.get("args", []))
+
+    def target(url, path_end):
+        m = re.match(r"^https?://([^:/]+):([0-9]+)(/.*)$", url or "")
+        if not m or not m.group(3).endswith(path_end):
+            return None
+        svc = svcs.get(m.group(1))
+        ports = [p for p in (svc or {}).get("spec", {}).get("ports", []) if p["port"] == int(m.group(2))]
+        return ports[0]["targetPort"] if ports else None
+
+    if target(env.get("READYZ_URL"), "/readyz") != "admin":
+        errors.append(f"READYZ_URL {env.get('READYZ_URL')} is not /readyz on a Service port targeting admin")
+    if target(env.get("PROTECTED_URL"), "") != "http":
+        errors.append(f"PROTECTED_URL {env.get('PROTECTED_URL')} is not on the client Service")
+    if '= 200 ]' not in script or '= 401 ]' not in script:
+        errors.append("the test script must expect 200 from /readyz and 401 without a token")
+    sc = c.get("securityContext", {})
+    if sc.get("allowPrivilegeEscalation") is not False or sc.get("capabilities", {}).get("drop") != ["ALL"] \
+            or not sc.get("readOnlyRootFilesystem") or not pod["spec"].get("securityContext", {}).get("runAsNonRoot"):
+        errors.append("the test pod must be restricted (non-root, read-only, no escalation, drop ALL)")
+    dep = [o for o in objs if o["kind"] == "Deployment"][0]["spec"]["template"]["spec"]
+    sg = [c for c in dep.get("containers", []) + dep.get("initContainers", []) if c["name"] == "sessiongate"][0]
+    ports = {p["name"]: p["containerPort"] for p in sg["ports"]}
+
+    def admits(rule, port):
+        if rule.get("ports") and not any(p.get("port") in (port, name) for p in rule["ports"] for name in ports
+                                         if ports[name] == port):
+            return False
+        frm = rule.get("from")
+        if not frm:
+            return frm is None  # no `from`: any source
+        return any("namespaceSelector" not in f and "ipBlock" not in f and
+                   all(labels.get(k) == v for k, v in f.get("podSelector", {}).get("matchLabels", {}).items())
+                   for f in frm)
+
+    for o in objs:
+        if o["kind"] != "NetworkPolicy":
+            continue
+        for name in ("http", "admin"):
+            if not any(admits(r, ports[name]) for r in o["spec"].get("ingress", [])):
+                errors.append(f"NetworkPolicy {o['metadata']['name']} does not admit the test pod to port {name}")
+    return errors
+
+
+def local_test_script(objs, http, admin):
+    """The `helm test` pod's script, its URLs moved to the local listeners
+    (Service -> targetPort -> 127.0.0.1:HTTP or :ADMIN), as a sh script."""
+    pod = [o for o in objs if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"][0]
+    c = pod["spec"]["containers"][0]
+    svcs = services(objs)
+    local = {"http": http, "admin": admin}
+    lines = []
+    for e in c.get("env", []):
+        m = re.match(r"^(https?)://([^:/]+):([0-9]+)(/.*)$", e["value"])
+        port = [p for p in svcs[m.group(2)]["spec"]["ports"] if p["port"] == int(m.group(3))][0]
+        url = f"{m.group(1)}://127.0.0.1:{local[port['targetPort']]}{m.group(4)}"
+        lines.append(f"export {e['name']}='{url}'")
+    assert c["command"] == ["/bin/sh", "-c"], c["command"]
+    return "\n".join(lines + c["args"])
