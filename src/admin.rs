@@ -1,5 +1,6 @@
-//! The admin listener (SPEC 7): `/healthz`, `/readyz`, `/metrics`. Nothing of
-//! it is served on the client listener.
+//! The admin listener (SPEC 7): `/healthz`, `/readyz`, `/metrics`, and the
+//! operator API (SPEC 9, [`operator`]). Nothing of it is served on the client
+//! listener.
 //!
 //! It is a background service with its own small HTTP/1 server rather than a
 //! pingora listening service: pingora closes its listeners as soon as SIGTERM
@@ -19,6 +20,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+pub mod operator;
+
+use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
 use crate::shutdown::InFlight;
@@ -37,6 +41,8 @@ pub struct Admin {
     /// The client listener (`server.listen`): not ready until it accepts.
     pub listen: std::net::SocketAddr,
     pub listening: std::sync::atomic::AtomicBool,
+    /// The operator API; `None` when no admin token is configured.
+    pub operator: Option<operator::Operator>,
 }
 
 /// The admin server: the listener is bound at start-up (so a taken port is
@@ -102,8 +108,8 @@ impl BackgroundService for AdminService {
             }
         };
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off a little.
                     tracing::warn!(error = %e, "admin listener: accept failed");
@@ -116,7 +122,22 @@ impl BackgroundService for AdminService {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let admin = admin.clone();
                     async move {
-                        let resp = admin.respond(req.uri().path()).await;
+                        let resp = match &admin.operator {
+                            Some(op) if req.uri().path().starts_with(operator::PREFIX) => {
+                                let started = std::time::Instant::now();
+                                let resp = op.handle(req, peer.ip()).await;
+                                admin.metrics.observe_request(
+                                    "admin",
+                                    resp.status().as_u16(),
+                                    started.elapsed().as_secs_f64(),
+                                );
+                                resp
+                            }
+                            None if req.uri().path().starts_with(operator::PREFIX) => {
+                                operator::error(&ApiError::NotFound)
+                            }
+                            _ => admin.respond(req.uri().path()).await,
+                        };
                         Ok::<_, Infallible>(resp.map(|body| Full::new(Bytes::from(body))))
                     }
                 });

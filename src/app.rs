@@ -154,6 +154,11 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             inflight: inflight.clone(),
             listen: config.server.listen,
             listening: Default::default(),
+            operator: config
+                .admin
+                .token
+                .as_ref()
+                .map(|t| crate::admin::operator::Operator::new(t, sessions.clone())),
         },
         config.server.admin_listen,
     )

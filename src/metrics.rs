@@ -24,7 +24,9 @@ pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timesta
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 
 /// The `route` label values of the request metrics.
-pub const ROUTES: [&str; 6] = ["proxy", "login", "refresh", "sessions", "logout", "jwks"];
+pub const ROUTES: [&str; 7] = [
+    "proxy", "login", "refresh", "sessions", "logout", "jwks", "admin",
+];
 /// The `result` label values of `sessiongate_token_validations_total`.
 pub const TOKEN_RESULTS: [&str; 6] = [
     "ok",
@@ -211,7 +213,7 @@ impl Metrics {
         ] {
             m.security_events.with_label_values(&[t]);
         }
-        for r in ["user", "revoke_all", "logout", "reuse", "limit"] {
+        for r in ["user", "revoke_all", "logout", "reuse", "limit", "admin"] {
             m.sessions_revoked.with_label_values(&[r]);
         }
         m

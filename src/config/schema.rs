@@ -15,11 +15,13 @@ use serde_json::Value;
 use super::reader::{Node, Problems};
 use crate::auth::keys::{Alg, TokenKey};
 
+mod admin;
 mod network;
 mod policy;
 mod sessions;
 mod tokens;
 
+use admin::read_admin;
 use network::{read_server, read_upstream};
 use policy::{
     read_identity_headers, read_login, read_rate_limits, read_routes, read_security_events,
@@ -44,6 +46,13 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub rate_limits: RateLimits,
     pub security_events: SecurityEvents,
+    pub admin: Admin,
+}
+
+/// The operator API (SPEC 9): off unless a token is configured.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub token: Option<SecretString>,
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +216,7 @@ const TOP: &[&str] = &[
     "routes",
     "rate_limits",
     "security_events",
+    "admin",
 ];
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -231,6 +241,7 @@ pub(super) fn read(tree: &Value, base: &Path, p: &mut Problems) -> Config {
         routes: read_routes(&root, p),
         rate_limits: read_rate_limits(&root, p),
         security_events: read_security_events(&root, p),
+        admin: read_admin(&root, base, p),
         login,
         identity_headers,
     };

@@ -21,6 +21,7 @@ use crate::store::{
 use crate::time::{rfc3339_ms, unix_now_ms};
 
 mod manage;
+mod operator;
 
 /// Who is asking, as far as the network tells.
 #[derive(Clone, Debug)]
@@ -46,7 +47,10 @@ pub struct SessionView {
     pub expires_at: String,
     pub ip: String,
     pub user_agent: String,
-    pub current: bool,
+    /// Whether this is the caller's own session; absent in the operator
+    /// API's listing, where there is no "own" session (SPEC 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<bool>,
 }
 
 /// One page of GET /v1/auth/sessions: `next` continues it, `None` on the last page.
@@ -77,6 +81,8 @@ pub enum Reason {
     Reuse,
     /// A login beyond `sessions.max_per_user`.
     Limit,
+    /// The operator API (SPEC 9).
+    Admin,
 }
 
 impl Reason {
@@ -87,6 +93,7 @@ impl Reason {
             Reason::Logout => "logout",
             Reason::Reuse => "reuse",
             Reason::Limit => "limit",
+            Reason::Admin => "admin",
         }
     }
 }

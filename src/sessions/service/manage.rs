@@ -13,13 +13,25 @@ impl Sessions {
         limit: usize,
         before: Option<&str>,
     ) -> Result<SessionPage, ApiError> {
+        self.list_page(&who.sub, Some(&who.sid), limit, before)
+            .await
+    }
+
+    /// A page of `user_id`'s active sessions; `current` marks the caller's own.
+    pub(super) async fn list_page(
+        &self,
+        user_id: &str,
+        current: Option<&str>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<SessionPage, ApiError> {
         let after = before
             .map(|c| {
                 cursor::open(
                     c,
                     self.keys.iter().map(|k| k.as_ref()),
                     Listing::Sessions,
-                    &who.sub,
+                    user_id,
                 )
                 .ok_or_else(|| {
                     ApiError::InvalidRequest(
@@ -34,14 +46,14 @@ impl Sessions {
             .timed(
                 "list",
                 self.store
-                    .list_active(&who.sub, now, self.lifetimes, after.as_ref(), limit + 1),
+                    .list_active(user_id, now, self.lifetimes, after.as_ref(), limit + 1),
             )
             .await?;
         let next = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(|last| {
                 let at = Position::of(last);
-                cursor::issue(self.signing_key(), Listing::Sessions, &who.sub, &at)
+                cursor::issue(self.signing_key(), Listing::Sessions, user_id, &at)
             })
         } else {
             None
@@ -49,7 +61,7 @@ impl Sessions {
         let sessions = rows
             .into_iter()
             .map(|s| SessionView {
-                current: s.id == who.sid,
+                current: current.map(|sid| s.id == sid),
                 created_at: rfc3339_ms(s.created_at),
                 last_active_at: rfc3339_ms(s.last_active_at),
                 expires_at: rfc3339_ms(self.lifetimes.expires_at(&s)),
@@ -83,7 +95,7 @@ impl Sessions {
         self.revoke_one_session(&session, reason, client, now).await
     }
 
-    async fn revoke_one_session(
+    pub(super) async fn revoke_one_session(
         &self,
         s: &SessionRecord,
         reason: Reason,
@@ -94,7 +106,10 @@ impl Sessions {
         let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
         if changed {
             self.revoke_sessions(std::slice::from_ref(&s.id), reason, now);
-            let by = Some(By::User);
+            let by = Some(match reason {
+                Reason::Admin => By::Admin,
+                _ => By::User,
+            });
             self.event_by(events::SESSION_REVOKED, &s.user_id, &s.id, client, now, by)
                 .await;
         } else {
