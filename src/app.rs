@@ -37,11 +37,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn build(config: Config) -> anyhow::Result<Server> {
-    let metrics = Arc::new(Metrics::new());
-    let (store, feed): (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>) = match &config
-        .store
-    {
+/// A store, and (Redis) its revocation broadcast.
+pub type OpenedStore = (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>);
+
+/// The configured store, and (Redis, when `with_feed`) its revocation broadcast.
+pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStore> {
+    Ok(match &config.store {
         Store::Sqlite { path } => (
             Arc::new(
                 SqliteStore::open(path)
@@ -50,20 +51,30 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             None,
         ),
         Store::Redis(r) => {
-            let store = RedisStore::open(r, redis::retention(&config))
+            let store = RedisStore::open(r, redis::retention(config))
                 .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
-            let feed = store
-                .feed(r)
-                .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
+            let feed: Option<Arc<dyn RevocationFeed>> = if with_feed {
+                let feed = store
+                    .feed(r)
+                    .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
+                Some(Arc::new(feed))
+            } else {
+                None
+            };
             let urls: Vec<String> = r
                 .urls
                 .iter()
                 .map(|u| redact_url(u.expose_secret()))
                 .collect();
             tracing::info!(urls = %urls.join(", "), prefix = %r.key_prefix, "Redis store");
-            (Arc::new(store), Some(Arc::new(feed)))
+            (Arc::new(store), feed)
         }
-    };
+    })
+}
+
+pub fn build(config: Config) -> anyhow::Result<Server> {
+    let metrics = Arc::new(Metrics::new());
+    let (store, feed) = open_store(&config, true)?;
     let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
     let mut revocations = RevocationList::new(config.revocation.cache_entries, token_lifetime);
     if feed.is_some() {

@@ -9,6 +9,8 @@ use secrecy::ExposeSecret;
 use crate::auth::keys::{self, Alg};
 use crate::config::{self, Config, PathMatch, Store};
 
+mod sessions;
+
 pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
 
@@ -42,6 +44,9 @@ pub enum Command {
     },
     /// Run sessiongate and a demo upstream on loopback with a temporary store and key.
     Demo,
+    /// List or revoke a user's sessions in the configured store.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -79,6 +84,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Sessions(cmd) => sessions::run(&config_path, cmd),
         Command::Demo => {
             crate::logging::init();
             match crate::demo::run() {

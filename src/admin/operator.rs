@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::errors::ApiError;
 use crate::proxy::query::page_query;
-use crate::sessions::{Client, Sessions};
+use crate::sessions::{valid_reason, Client, Sessions};
 
 /// Where every operator path starts.
 pub const PREFIX: &str = "/admin/v1/";
@@ -184,13 +184,7 @@ fn parse_reason(body: &[u8]) -> Result<Option<String>, ApiError> {
     })?;
     match parsed.reason {
         None => Ok(None),
-        Some(r)
-            if (1..=64).contains(&r.len())
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
-        {
-            Ok(Some(r))
-        }
+        Some(r) if valid_reason(&r) => Ok(Some(r)),
         Some(_) => Err(ApiError::InvalidRequest(
             "`reason` must be 1-64 characters of a-z, 0-9 and _.".into(),
         )),

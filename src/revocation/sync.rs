@@ -2,8 +2,10 @@
 //! broadcasts apply within milliseconds; a probe on the broadcast connection
 //! every [`PROBE_EVERY`] proves nothing was missed (or, after a gap such as a
 //! reconnection, triggers a full resync from the store's revocation log); a
-//! periodic full resync covers anything else. A local store has no feed: its
-//! writes go through this list, which is always fresh.
+//! periodic full resync covers anything else. A local store (SQLite) has no
+//! feed: this process's writes go through this list, and once a second the
+//! store's recent revocations are read, so another process on the same file
+//! (`sessiongate sessions revoke`) is obeyed within about a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,10 @@ use crate::time::unix_now_ms;
 
 /// How often the broadcast connection is checked; staleness stays below this while all is well.
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How often a local store's recent revocations are read (SPEC 1: within 1 s).
+const LOCAL_POLL_EVERY: Duration = Duration::from_millis(500);
+/// How far each read reaches back before the previous one started.
+const LOCAL_OVERLAP_MS: i64 = 5_000;
 
 /// What the broadcast connection delivers.
 #[derive(Debug, PartialEq, Eq)]
@@ -141,11 +147,21 @@ impl BackgroundService for RevocationSync {
         match &self.feed {
             Some(feed) => self.follow(feed.as_ref(), shutdown).await,
             None => {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                let mut tick = tokio::time::interval(LOCAL_POLL_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut since = unix_now_ms();
                 loop {
                     tokio::select! {
                         _ = shutdown.changed() => return,
-                        _ = tick.tick() => self.gauges(),
+                        _ = tick.tick() => {
+                            let started = unix_now_ms();
+                            // A revocation committed late with an earlier
+                            // time is still seen: the windows overlap.
+                            if self.sessions.load_revocations_since(since - LOCAL_OVERLAP_MS).await.is_ok() {
+                                since = started;
+                            }
+                            self.gauges();
+                        }
                     }
                 }
             }

@@ -23,6 +23,8 @@ use crate::time::{rfc3339_ms, unix_now_ms};
 mod manage;
 mod operator;
 
+pub use operator::valid_reason;
+
 /// Who is asking, as far as the network tells.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -442,7 +444,14 @@ impl Sessions {
 
     /// Loads revocations whose tokens may still be presented (at start and on resync).
     pub async fn load_revocations(&self) -> Result<usize, ApiError> {
-        let since = self.revocations.horizon() * 1000;
+        self.load_revocations_since(self.revocations.horizon() * 1000)
+            .await
+    }
+
+    /// Adds the revocations written at or after unix ms `since` (by this
+    /// process or another one on the same store, such as the CLI).
+    pub async fn load_revocations_since(&self, since: i64) -> Result<usize, ApiError> {
+        let since = since.max(self.revocations.horizon() * 1000);
         let rows = self
             .timed("revoked_since", self.store.revoked_since(since))
             .await?;

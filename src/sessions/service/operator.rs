@@ -4,6 +4,13 @@
 
 use super::*;
 
+/// An operator's reason for a revocation (SPEC 9): 1-64 of `[a-z0-9_]`.
+pub fn valid_reason(r: &str) -> bool {
+    (1..=64).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 impl Sessions {
     /// `GET /admin/v1/users/{user_id}/sessions`: 4.4's page, without `current`.
     pub async fn admin_list(
