@@ -111,7 +111,7 @@ fn find<'a>(events: &'a [Value], kind: &str, session: &str) -> &'a Value {
 
 fn own_events_are_listed_newest_first_with_the_current_session_marked(redis: Option<RedisServer>) {
     let up = Upstream::start();
-    let sc = start(&up, redis.as_ref());
+    let mut sc = start(&up, redis.as_ref());
     let a = login_from(&sc, "alice", "203.0.113.7", "laptop");
     let b = login_from(&sc, "alice", "203.0.113.7", "laptop");
     let a = refresh_from(&sc, &a, "198.51.100.4", "laptop");
@@ -141,16 +141,6 @@ fn own_events_are_listed_newest_first_with_the_current_session_marked(redis: Opt
     }
     let ids: HashSet<String> = seen_by_b.iter().map(|e| s(e, "id")).collect();
     assert_eq!(ids.len(), 4, "ids are unique");
-    // The security log line names the same id (SPEC 8).
-    let logged = sc.stdout_lines();
-    let id = s(order[2], "id");
-    assert!(
-        logged
-            .iter()
-            .any(|l| l.contains(r#""target":"security""#) && l.contains(&id)),
-        "no security log line with {id}"
-    );
-
     // The same events through session A: the mark follows the caller.
     let (seen_by_a, _) = page(&sc, &a, "?limit=200");
     assert_eq!(seen_by_a.len(), 4);
@@ -177,6 +167,14 @@ fn own_events_are_listed_newest_first_with_the_current_session_marked(redis: Opt
         ) >= 4.0
     );
     sc.assert_no_panic();
+    // The security log line names the same id (SPEC 8).
+    let id = s(order[2], "id");
+    assert_eq!(sc.stop(), Some(0));
+    let logged = sc.stdout_lines().into_iter().any(|l| {
+        serde_json::from_str::<Value>(&l)
+            .is_ok_and(|o| o["target"] == "security" && o["type"] == "new_ip" && o["id"] == id)
+    });
+    assert!(logged, "no security log line with {id}");
 }
 
 fn pages_of_two_walk_every_event_once(redis: Option<RedisServer>) {
