@@ -679,3 +679,42 @@ fn redis_cluster() -> Fresh {
 }
 
 store_contract!(redis_cluster, redis_cluster());
+
+/// A database written before events had ids (schema version 2) upgrades in
+/// place: its events get distinct ids and page like new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_events_from_before_event_ids_get_ids_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        c.execute_batch(include_str!("../migrations/sqlite/0002_limits.sql"))
+            .unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        for at in [NOW, NOW, NOW + 1] {
+            c.execute(
+                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at)
+                 VALUES ('login', 'alice', 's', '192.0.2.1', 'old', ?1)",
+                [at],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .record_event(&event("new_ip", "alice", NOW + 2))
+        .await
+        .unwrap();
+    let all = store.events_page("alice", None, 10).await.unwrap();
+    let ids: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!((all.len(), ids.len()), (4, 4), "{all:?}");
+    assert!(all.iter().all(|e| !e.id.is_empty()));
+    let first = store.events_page("alice", None, 2).await.unwrap();
+    let rest = store
+        .events_page("alice", Some(&Position::of_event(&first[1])), 10)
+        .await
+        .unwrap();
+    assert_eq!([first, rest].concat(), all);
+}
