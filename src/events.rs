@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+
 use crate::metrics::Metrics;
-use crate::store::{By, SecurityEvent, SessionStore};
+use crate::store::{By, Scope, SecurityEvent, SessionStore};
 use crate::time::rfc3339_ms;
 
 pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
@@ -13,6 +16,7 @@ pub const NEW_DEVICE: &str = "new_device";
 pub const SESSION_REVOKED: &str = "session_revoked";
 pub const REVOKE_ALL: &str = "revoke_all";
 pub const LOGIN: &str = "login";
+pub const UPSTREAM_REVOKE: &str = "upstream_revoke";
 
 pub const KINDS: &[&str] = &[
     REFRESH_TOKEN_REUSE,
@@ -21,7 +25,15 @@ pub const KINDS: &[&str] = &[
     SESSION_REVOKED,
     REVOKE_ALL,
     LOGIN,
+    UPSTREAM_REVOKE,
 ];
+
+/// A new event id: 128 random bits, base64url (22 characters, like session ids).
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
+    B64.encode(b)
+}
 
 pub struct Events {
     store: Arc<dyn SessionStore>,
@@ -38,6 +50,7 @@ impl Events {
     pub async fn record(&self, event: SecurityEvent) {
         tracing::warn!(
             target: "security",
+            id = %event.id,
             r#type = event.kind,
             user_id = %event.user_id,
             session_id = %event.session_id,
@@ -45,6 +58,8 @@ impl Events {
             user_agent = %event.user_agent,
             at = %rfc3339_ms(event.at),
             by = event.by.map(By::as_str),
+            reason = event.reason.as_deref(),
+            scope = event.scope.map(Scope::as_str),
             "security event"
         );
         self.metrics

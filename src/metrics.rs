@@ -24,8 +24,15 @@ pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timesta
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 
 /// The `route` label values of the request metrics.
-pub const ROUTES: [&str; 7] = [
-    "proxy", "login", "refresh", "sessions", "logout", "jwks", "admin",
+pub const ROUTES: [&str; 8] = [
+    "proxy",
+    "login",
+    "refresh",
+    "sessions",
+    "logout",
+    "jwks",
+    "security_events",
+    "admin",
 ];
 /// The `result` label values of `sessiongate_token_validations_total`.
 pub const TOKEN_RESULTS: [&str; 6] = [

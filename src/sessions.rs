@@ -6,4 +6,6 @@ pub mod ratelimit;
 pub mod refresh_token;
 mod service;
 
-pub use service::{valid_reason, Client, SessionPage, SessionView, Sessions, TokenResponse};
+pub use service::{
+    valid_reason, Client, EventPage, EventView, SessionPage, SessionView, Sessions, TokenResponse,
+};

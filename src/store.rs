@@ -12,8 +12,9 @@
 //! - `create_capped` keeps at most `max_per_user` active sessions per user:
 //!   the new one, plus the most recently active others. SQLite holds that
 //!   exactly (one write transaction); Redis converges to it (see redis.rs).
-//! - Listings are pages in `(created_at, id)` order, newest first, starting
-//!   strictly after a [`Position`]: nothing loads all of a user's rows.
+//! - Listings are pages in `(created_at, id)` order (events: `(at, id)`),
+//!   newest first, starting strictly after a [`Position`]: nothing loads all
+//!   of a user's rows.
 
 pub mod redis;
 pub mod sqlite;
@@ -84,10 +85,38 @@ impl By {
     }
 }
 
-/// A security event. Optional details (`by` today) are `None` where they do
-/// not apply; each backend stores them in a nullable column / optional field.
+/// Which sessions an upstream-requested revocation ended (SPEC 10's `scope`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Current,
+    Others,
+    All,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Current, Scope::Others, Scope::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Current => "current",
+            Scope::Others => "others",
+            Scope::All => "all",
+        }
+    }
+
+    /// Stored text back to the value; unknown text is `None` (never an error).
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A security event. Optional details (`by`, `reason`, `scope`) are `None`
+/// where they do not apply; each backend stores them in a nullable column /
+/// optional field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityEvent {
+    /// Unique and random (`crate::events::new_id`); with `at` it orders a listing.
+    pub id: String,
     pub kind: &'static str,
     pub user_id: String,
     pub session_id: String,
@@ -95,11 +124,15 @@ pub struct SecurityEvent {
     pub user_agent: String,
     pub at: i64,
     pub by: Option<By>,
+    /// Why an operator asked (SPEC 9's `reason`, `[a-z0-9_]{1,64}`).
+    pub reason: Option<String>,
+    pub scope: Option<Scope>,
 }
 
 /// A place in a newest-first listing: the page holds what comes strictly after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
+    /// The row's time: a session's `created_at`, an event's `at`.
     pub created_at: i64,
     pub id: String,
 }
@@ -109,6 +142,13 @@ impl Position {
         Position {
             created_at: s.created_at,
             id: s.id.clone(),
+        }
+    }
+
+    pub fn of_event(e: &SecurityEvent) -> Position {
+        Position {
+            created_at: e.at,
+            id: e.id.clone(),
         }
     }
 
@@ -195,12 +235,23 @@ pub trait SessionStore: Send + Sync {
 
     async fn record_event(&self, event: &SecurityEvent) -> Result<(), StoreError>;
 
-    /// Events of a user, newest first (for audits and tests).
+    /// Up to `limit` of the user's events, newest first (`at`, then `id`,
+    /// descending), starting after `after` (the last row of the previous page).
+    async fn events_page(
+        &self,
+        user_id: &str,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// The user's newest events (for audits and tests).
     async fn events_for_user(
         &self,
         user_id: &str,
         limit: usize,
-    ) -> Result<Vec<SecurityEvent>, StoreError>;
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.events_page(user_id, None, limit).await
+    }
 
     /// Deletes expired sessions, revoked ones older than `revoked_before`, and
     /// events older than `events_before`. Returns how many rows went.

@@ -44,6 +44,7 @@ fn session(id: &str, user: &str) -> SessionRecord {
 
 fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
     SecurityEvent {
+        id: format!("{user}-{at}-{kind}"),
         kind,
         user_id: user.into(),
         session_id: "s".into(),
@@ -51,6 +52,8 @@ fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
         user_agent: "ua".into(),
         at,
         by: None,
+        reason: None,
+        scope: None,
     }
 }
 

@@ -12,7 +12,8 @@ use common::redis_server::RedisServer;
 use sessiongate::store::redis::{RedisStore, Retention};
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
+    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    SessionStore,
 };
 
 /// A fresh, empty store and whatever must live as long as it (a temp dir, a server).
@@ -51,6 +52,7 @@ fn activity(at: i64) -> Activity {
 
 fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
     SecurityEvent {
+        id: format!("{user}-{at}-{kind}"),
         kind,
         user_id: user.into(),
         session_id: "s".into(),
@@ -58,6 +60,8 @@ fn event(kind: &'static str, user: &str, at: i64) -> SecurityEvent {
         user_agent: "contract/1".into(),
         at,
         by: None,
+        reason: None,
+        scope: None,
     }
 }
 
@@ -421,6 +425,76 @@ pub mod contract {
         assert_eq!(store.events_for_user("alice", 1).await.unwrap().len(), 1);
     }
 
+    pub async fn event_details_read_back_as_written(store: Arc<dyn SessionStore>) {
+        let mut e = event("upstream_revoke", "alice", NOW);
+        e.id = "Zm9vYmFyYmF6cXV4cXV1eA".into();
+        e.scope = Some(Scope::Others);
+        let mut r = event("revoke_all", "alice", NOW + 1);
+        (r.by, r.reason) = (Some(By::Admin), Some("password_changed".into()));
+        for x in [&e, &r] {
+            store.record_event(x).await.unwrap();
+        }
+        let got = store.events_page("alice", None, 10).await.unwrap();
+        assert_eq!(got, [r, e]);
+    }
+
+    pub async fn event_pages_walk_every_event_once_newest_first(store: Arc<dyn SessionStore>) {
+        // Several events share a millisecond: the id orders them, and a page
+        // boundary may fall between them.
+        let mut want = Vec::new();
+        for (i, at) in [NOW, NOW, NOW + 1, NOW + 1, NOW + 1, NOW + 2, NOW + 5]
+            .into_iter()
+            .enumerate()
+        {
+            let mut e = event("login", "alice", at);
+            e.id = format!("id{}", (b'a' + (i as u8 * 3) % 7) as char);
+            store.record_event(&e).await.unwrap();
+            want.push(e);
+            let mut other = event("login", "bob", at);
+            other.id = format!("bob{i}");
+            store.record_event(&other).await.unwrap();
+        }
+        want.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        for per_page in [1, 2, 3, 7, 50] {
+            let (mut got, mut after): (Vec<SecurityEvent>, Option<Position>) = (Vec::new(), None);
+            // Bounded: a pager that repeats itself fails instead of hanging.
+            for _ in 0..=want.len() {
+                let page = store
+                    .events_page("alice", after.as_ref(), per_page)
+                    .await
+                    .unwrap();
+                assert!(page.len() <= per_page);
+                got.extend(page.iter().cloned());
+                match page.last() {
+                    Some(last) if page.len() == per_page => after = Some(Position::of_event(last)),
+                    _ => break,
+                }
+            }
+            assert_eq!(got, want, "pages of {per_page}");
+        }
+        // A position between rows (as after a cleanup) continues below it.
+        let between = Position {
+            created_at: NOW + 1,
+            id: "ide".into(),
+        };
+        let rest = store
+            .events_page("alice", Some(&between), 10)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = rest.iter().map(|e| e.id.as_str()).collect();
+        let expect: Vec<&str> = want
+            .iter()
+            .filter(|e| between.precedes(e.at, &e.id))
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, expect);
+        assert!(store
+            .events_page("nobody", None, 5)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
     pub async fn who_asked_is_kept_with_an_event(store: Arc<dyn SessionStore>) {
         let mut limited = event("session_revoked", "alice", NOW);
         limited.by = Some(By::Limit);
@@ -510,6 +584,8 @@ macro_rules! store_contract {
                 who_asked_is_kept_with_an_event,
                 recent_revocations_can_be_reloaded,
                 security_events_are_kept_newest_first,
+                event_details_read_back_as_written,
+                event_pages_walk_every_event_once_newest_first,
                 cleanup_removes_only_what_no_one_can_use,
                 ping_and_flush_answer);
         }
@@ -603,3 +679,42 @@ fn redis_cluster() -> Fresh {
 }
 
 store_contract!(redis_cluster, redis_cluster());
+
+/// A database written before events had ids (schema version 2) upgrades in
+/// place: its events get distinct ids and page like new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_events_from_before_event_ids_get_ids_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        c.execute_batch(include_str!("../migrations/sqlite/0002_limits.sql"))
+            .unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        for at in [NOW, NOW, NOW + 1] {
+            c.execute(
+                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at)
+                 VALUES ('login', 'alice', 's', '192.0.2.1', 'old', ?1)",
+                [at],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .record_event(&event("new_ip", "alice", NOW + 2))
+        .await
+        .unwrap();
+    let all = store.events_page("alice", None, 10).await.unwrap();
+    let ids: HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!((all.len(), ids.len()), (4, 4), "{all:?}");
+    assert!(all.iter().all(|e| !e.id.is_empty()));
+    let first = store.events_page("alice", None, 2).await.unwrap();
+    let rest = store
+        .events_page("alice", Some(&Position::of_event(&first[1])), 10)
+        .await
+        .unwrap();
+    assert_eq!([first, rest].concat(), all);
+}

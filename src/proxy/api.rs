@@ -23,6 +23,8 @@ const PREFIX: &str = "/v1/auth/";
 const DEFAULT_LOGIN_PATH: &str = "/v1/auth/login";
 /// GET /v1/auth/sessions without `limit` (SPEC 4.4).
 const SESSIONS_PAGE: usize = 100;
+/// GET /v1/auth/security-events without `limit` (SPEC 4.8).
+const EVENTS_PAGE: usize = 50;
 
 pub struct AuthApi {
     pub sessions: Arc<Sessions>,
@@ -160,6 +162,18 @@ impl AuthApi {
                     .list(&who, q.limit, q.before.as_deref())
                     .await?;
                 // Typed straight to bytes: one page, no intermediate JSON tree.
+                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
+                send_ok(session, ctx, 200, body, vec![]).await
+            }
+            "security-events" => {
+                ctx.route = "security_events";
+                expect(&method, Method::GET)?;
+                let who = self.caller(gw, session)?;
+                let q = page_query(session.req_header().uri.query(), EVENTS_PAGE)?;
+                let page = self
+                    .sessions
+                    .security_events(&who, q.limit, q.before.as_deref())
+                    .await?;
                 let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
                 send_ok(session, ctx, 200, body, vec![]).await
             }

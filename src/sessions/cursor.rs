@@ -21,12 +21,14 @@ const DOMAIN: &[u8] = b"sessiongate page cursor v1";
 #[derive(Clone, Copy, Debug)]
 pub enum Listing {
     Sessions,
+    SecurityEvents,
 }
 
 impl Listing {
     fn as_str(self) -> &'static str {
         match self {
             Listing::Sessions => "sessions",
+            Listing::SecurityEvents => "security_events",
         }
     }
 }
@@ -115,6 +117,7 @@ mod tests {
         assert_eq!(open(&c, [&b], Listing::Sessions, "alice"), None);
         assert_eq!(open(&c, [&a], Listing::Sessions, "bob"), None);
         assert!(open(&c, [&b, &a], Listing::Sessions, "alice").is_some());
+        assert_eq!(open(&c, [&a], Listing::SecurityEvents, "alice"), None);
         // Any one byte changed: refused.
         let raw = B64.decode(&c).unwrap();
         for i in 0..raw.len() {

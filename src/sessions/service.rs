@@ -20,10 +20,13 @@ use crate::store::{
 };
 use crate::time::{rfc3339_ms, unix_now_ms};
 
+mod activity;
 mod manage;
 mod operator;
 
 pub use operator::valid_reason;
+
+pub use activity::{EventPage, EventView};
 
 /// Who is asking, as far as the network tells.
 #[derive(Clone, Debug)]
@@ -414,6 +417,7 @@ impl Sessions {
     ) {
         self.events
             .record(SecurityEvent {
+                id: events::new_id(),
                 kind,
                 user_id: user_id.to_owned(),
                 session_id: session_id.to_owned(),
@@ -421,6 +425,8 @@ impl Sessions {
                 user_agent: client.user_agent.clone(),
                 at,
                 by,
+                reason: None,
+                scope: None,
             })
             .await;
     }

@@ -8,7 +8,7 @@
 //! - `P{u:<hex user id>}:sessions` — the user's session ids (a set, revoked
 //!   ones included until cleanup), `P{u:..}:live` + `P{u:..}:active` — the
 //!   unrevoked ones for pages and the per-user cap (index.rs), and
-//!   `P{u:..}:events` + `P{u:..}:evseq` — the security events (sorted by time).
+//!   `P{u:..}:events` — the security events (sorted by time, then id).
 //! - `P{users}` — users with sessions or events, walked by `cleanup`.
 //! - `P{rev}` — the revocation log (sorted set: sid -> revoked_at ms) the
 //!   replicas resync from, and `P{rev}:ch` — its pub/sub channel.
@@ -30,14 +30,14 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
-    StoreError,
+    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    SessionStore, StoreError,
 };
 use crate::config::RedisStore as RedisConfig;
 use conn::Redis;
 pub use conn::OP_TIMEOUT;
 pub(crate) use layout::Keys;
-use layout::{fields, record, valid_id, StoredEvent};
+use layout::{event_member, fields, read_member, record, valid_id, StoredEvent};
 
 /// What the store needs to know besides where Redis is: the TTLs it sets.
 #[derive(Clone, Copy, Debug)]
@@ -325,27 +325,25 @@ impl SessionStore for RedisStore {
     }
 
     async fn record_event(&self, e: &SecurityEvent) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&StoredEvent {
+        let stored = StoredEvent {
             kind: e.kind.to_owned(),
             session_id: e.session_id.clone(),
             ip: e.ip.clone(),
             user_agent: e.user_agent.clone(),
             by: e.by.map(|b| b.as_str().to_owned()),
-        })
-        .map_err(|e| StoreError(format!("event encoding: {e}")))?;
-        let (events, seq) = (
-            self.keys.user(&e.user_id, "events"),
-            self.keys.user(&e.user_id, "evseq"),
-        );
+            reason: e.reason.clone(),
+            scope: e.scope.map(|s| s.as_str().to_owned()),
+        };
+        let member = event_member(&e.id, &stored)?;
+        let events = self.keys.user(&e.user_id, "events");
         let (users, user) = (self.keys.users(), hex::encode(&e.user_id));
         let (script, retain, at) = (&self.event, self.retention.events_ms.max(1000), e.at);
         self.redis
             .run("event", |mut c| async move {
                 let _: i64 = script
                     .key(events)
-                    .key(seq)
                     .arg(at)
-                    .arg(json)
+                    .arg(member)
                     .arg(retain)
                     .invoke_async(&mut c)
                     .await?;
@@ -354,33 +352,57 @@ impl SessionStore for RedisStore {
             .await
     }
 
-    async fn events_for_user(
+    async fn events_page(
         &self,
         user_id: &str,
+        after: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
         let key = self.keys.user(user_id, "events");
-        let rows: Vec<(String, f64)> = self
-            .redis
-            .run("events", |mut c| async move {
-                c.zrevrange_withscores(&key, 0, limit as isize - 1).await
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(member, at)| {
-                let e: StoredEvent = serde_json::from_str(member.get(16..)?).ok()?;
-                Some(SecurityEvent {
+        let max = after.map_or_else(|| "+inf".to_owned(), |p| p.created_at.to_string());
+        let batch = limit.saturating_add(1).clamp(16, 256);
+        let (mut out, mut offset) = (Vec::new(), 0isize);
+        while out.len() < limit {
+            let (key, max) = (key.clone(), max.clone());
+            let rows: Vec<(String, f64)> = self
+                .redis
+                .run("events", |mut c| async move {
+                    c.zrevrangebyscore_limit_withscores(&key, max, "-inf", offset, batch as isize)
+                        .await
+                })
+                .await?;
+            offset += rows.len() as isize;
+            let last = rows.len() < batch;
+            for (member, at) in &rows {
+                let Some((id, e)) = read_member(member) else {
+                    continue;
+                };
+                let at = *at as i64;
+                // Same-millisecond events at the cursor: only ids below it.
+                if after.is_some_and(|p| !p.precedes(at, id)) {
+                    continue;
+                }
+                out.push(SecurityEvent {
+                    id: id.to_owned(),
                     kind: super::sqlite::event_kind(&e.kind),
                     user_id: user_id.to_owned(),
                     session_id: e.session_id,
                     ip: e.ip,
                     user_agent: e.user_agent,
-                    at: at as i64,
+                    at,
                     by: e.by.as_deref().and_then(By::parse),
-                })
-            })
-            .collect())
+                    reason: e.reason,
+                    scope: e.scope.as_deref().and_then(Scope::parse),
+                });
+                if out.len() == limit {
+                    break;
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn cleanup(

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    Activity, By, Lifetimes, Position, RotateOutcome, SecurityEvent, SessionRecord, SessionStore,
-    StoreError,
+    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    SessionStore, StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_limits.sql"),
+    include_str!("../../migrations/sqlite/0003_event_ids.sql"),
 ];
 
 /// How long a statement waits for a lock held by someone else before failing.
@@ -348,8 +349,9 @@ impl SessionStore for SqliteStore {
         let e = e.clone();
         self.run(move |c| {
             c.prepare_cached(
-                "INSERT INTO security_events (kind, user_id, session_id, ip, user_agent, at, requested_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO security_events
+                 (kind, user_id, session_id, ip, user_agent, at, requested_by, event_id, reason, scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 e.kind,
@@ -358,36 +360,38 @@ impl SessionStore for SqliteStore {
                 e.ip,
                 e.user_agent,
                 e.at,
-                e.by.map(By::as_str)
+                e.by.map(By::as_str),
+                e.id,
+                e.reason,
+                e.scope.map(Scope::as_str)
             ])
             .map(|_| ())
         })
         .await
     }
 
-    async fn events_for_user(
+    async fn events_page(
         &self,
         user_id: &str,
+        after: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<SecurityEvent>, StoreError> {
         let user_id = user_id.to_owned();
+        let after = after.cloned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |c| {
-            c.prepare_cached(
-                "SELECT kind, user_id, session_id, ip, user_agent, at, requested_by FROM security_events
-                 WHERE user_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
-            )?
-            .query_map(params![user_id, limit as i64], |r| {
-                Ok(SecurityEvent {
-                    kind: event_kind(&r.get::<_, String>(0)?),
-                    user_id: r.get(1)?,
-                    session_id: r.get(2)?,
-                    ip: r.get(3)?,
-                    user_agent: r.get(4)?,
-                    at: r.get(5)?,
-                    by: r.get::<_, Option<String>>(6)?.as_deref().and_then(By::parse),
-                })
-            })?
-            .collect()
+            let select = format!("SELECT {EVENT_COLUMNS} FROM security_events WHERE user_id = ?1");
+            let order = "ORDER BY at DESC, event_id DESC LIMIT ?2";
+            match after {
+                None => c
+                    .prepare_cached(&format!("{select} {order}"))?
+                    .query_map(params![user_id, limit], event_row)?
+                    .collect(),
+                Some(p) => c
+                    .prepare_cached(&format!("{select} AND (at, event_id) < (?3, ?4) {order}"))?
+                    .query_map(params![user_id, limit, p.created_at, p.id], event_row)?
+                    .collect(),
+            }
         })
         .await
     }
@@ -424,6 +428,30 @@ impl SessionStore for SqliteStore {
         self.run(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
             .await
     }
+}
+
+const EVENT_COLUMNS: &str =
+    "event_id, kind, user_id, session_id, ip, user_agent, at, requested_by, reason, scope";
+
+fn event_row(r: &Row) -> rusqlite::Result<SecurityEvent> {
+    Ok(SecurityEvent {
+        id: r.get(0)?,
+        kind: event_kind(&r.get::<_, String>(1)?),
+        user_id: r.get(2)?,
+        session_id: r.get(3)?,
+        ip: r.get(4)?,
+        user_agent: r.get(5)?,
+        at: r.get(6)?,
+        by: r
+            .get::<_, Option<String>>(7)?
+            .as_deref()
+            .and_then(By::parse),
+        reason: r.get(8)?,
+        scope: r
+            .get::<_, Option<String>>(9)?
+            .as_deref()
+            .and_then(Scope::parse),
+    })
 }
 
 /// Event kinds are a closed set; map stored text back to the static name.

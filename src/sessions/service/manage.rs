@@ -25,21 +25,7 @@ impl Sessions {
         limit: usize,
         before: Option<&str>,
     ) -> Result<SessionPage, ApiError> {
-        let after = before
-            .map(|c| {
-                cursor::open(
-                    c,
-                    self.keys.iter().map(|k| k.as_ref()),
-                    Listing::Sessions,
-                    user_id,
-                )
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(
-                        "`before` must be the `next` value of a previous page.".into(),
-                    )
-                })
-            })
-            .transpose()?;
+        let after = self.open_cursor(before, Listing::Sessions, user_id)?;
         let (now, limit) = (unix_now_ms(), limit.max(1));
         // One more than asked tells whether another page follows.
         let mut rows = self

@@ -1,9 +1,7 @@
--- Appends a security event to a user's sorted set (score: time). Members start
--- with a sequence number, so events of the same millisecond keep their order.
--- KEYS[1]: the user's event set, KEYS[2]: its sequence counter (same hash tag).
--- ARGV: at (ms), the event as JSON, retain (ms).
-local seq = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[1], ARGV[1], string.format('%016d', seq) .. ARGV[2])
+-- Appends a security event to a user's sorted set (score: time). A member is
+-- the event's id, a NUL byte, then the event as JSON: events of the same
+-- millisecond sort by id, as the listing's (at, id) order needs.
+-- KEYS[1]: the user's event set. ARGV: at (ms), the member, retain (ms).
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return seq
+return 1

@@ -88,4 +88,29 @@ pub(super) struct StoredEvent {
     /// Optional details are left out when absent, so older members still read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) scope: Option<String>,
+}
+
+/// An event set member: `<id> NUL <json>`. Members written before events had
+/// ids are `<16-digit sequence><json>`: the sequence serves as their id.
+pub(super) fn event_member(id: &str, e: &StoredEvent) -> Result<String, StoreError> {
+    if id.is_empty() || id.contains('\0') {
+        return Err(StoreError(
+            "redis: an event id may not be empty or hold NUL".into(),
+        ));
+    }
+    let json = serde_json::to_string(e).map_err(|e| StoreError(format!("event encoding: {e}")))?;
+    Ok(format!("{id}\0{json}"))
+}
+
+/// (id, event) of a member; `None` for one that does not parse.
+pub(super) fn read_member(member: &str) -> Option<(&str, StoredEvent)> {
+    let (id, json) = match member.split_once('\0') {
+        Some(parts) => parts,
+        None => (member.get(..16)?, member.get(16..)?),
+    };
+    Some((id, serde_json::from_str(json).ok()?))
 }
