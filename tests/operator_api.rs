@@ -178,7 +178,10 @@ fn an_operator_lists_and_revokes_any_users_sessions() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !sc.stdout_lines().iter().any(|l| {
         serde_json::from_str::<Value>(l).is_ok_and(|o| {
-            o["target"] == "security" && o["type"] == "revoke_all" && o["by"] == "admin"
+            o["target"] == "security"
+                && o["type"] == "revoke_all"
+                && o["by"] == "admin"
+                && o["reason"] == "password_changed"
         })
     }) {
         assert!(

@@ -34,15 +34,20 @@ impl Sessions {
             .timed("revoke_user", self.store.revoke_user(user_id, None, now))
             .await?;
         self.revoke_sessions(&ids, Reason::Admin, now);
-        tracing::info!(
-            user_id,
-            revoked = ids.len(),
-            reason = reason.unwrap_or("-"),
-            "operator revoked every session of a user"
-        );
         if !ids.is_empty() {
-            let by = Some(By::Admin);
-            self.event_by(events::REVOKE_ALL, user_id, "", client, now, by)
+            self.events
+                .record(SecurityEvent {
+                    id: events::new_id(),
+                    kind: events::REVOKE_ALL,
+                    user_id: user_id.to_owned(),
+                    session_id: String::new(),
+                    ip: client.ip.clone(),
+                    user_agent: client.user_agent.clone(),
+                    at: now,
+                    by: Some(By::Admin),
+                    reason: reason.map(str::to_owned),
+                    scope: None,
+                })
                 .await;
         }
         Ok(ids.len())
