@@ -136,6 +136,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--bin", default=str(ROOT / "target/release/sessiongate"))
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--baseline", help="another sessiongate binary (e.g. the previous commit's) run as "
+                    "an extra EdDSA contender, so a change is measured before/after within one run")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy"):
         if not shutil.which(tool):
@@ -201,22 +203,25 @@ backend be
             tok = jwt.encode(claims, key, algorithm=alg, headers={"kid": "k1"})
             contenders.append(Contender(f"HAProxy jwt_verify {alg}", port, p, tok))
 
-        for alg, key_file, key, cache in (("EdDSA", "ed.pem", ed_key, 100000), ("ES256", "es.pem", es_key, 100000),
-                                          ("ES256", "es.pem", es_key, 0)):
+        runs = [(args.bin, "", "EdDSA", "ed.pem", ed_key, 100000), (args.bin, "", "ES256", "es.pem", es_key, 100000),
+                (args.bin, "", "ES256", "es.pem", es_key, 0)]
+        if args.baseline:
+            runs.insert(1, (args.baseline, " (baseline)", "EdDSA", "ed.pem", ed_key, 100000))
+        for n, (binary, suffix, alg, key_file, key, cache) in enumerate(runs):
             port, admin = free_port(), free_port()
-            label = f"sessiongate {alg}" + (" uncached" if cache == 0 else "")
-            cfg = work / f"sg-{alg}-{cache}.yaml"
+            label = f"sessiongate {alg}" + (" uncached" if cache == 0 else "") + suffix
+            cfg = work / f"sg-{n}-{alg}-{cache}.yaml"
             cfg.write_text(json.dumps({
                 "server": {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin}", "threads": 1},
                 "upstream": {"url": f"http://127.0.0.1:{up}"},
                 "tokens": {"keys": [{"kid": "k1", "alg": alg, "private_key_file": key_file}],
                            "verified_cache_entries": cache, "access_ttl": "2h"},
-                "store": {"sqlite": {"path": f"sg-{alg}-{cache}.db"}},
+                "store": {"sqlite": {"path": f"sg-{n}-{alg}-{cache}.db"}},
                 "routes": [{"prefix": "/", "auth": "required"}],
             }))  # JSON is YAML
-            log = open(work / f"sg-{alg}-{cache}.log", "wb")
+            log = open(work / f"sg-{n}-{alg}-{cache}.log", "wb")
             t0 = time.monotonic()
-            p = subprocess.Popen([args.bin, "run", "--config", str(cfg)], stdout=log, stderr=log)
+            p = subprocess.Popen([binary, "run", "--config", str(cfg)], stdout=log, stderr=log)
             procs.append(p)
             for _ in range(400):
                 try:

@@ -520,7 +520,10 @@ impl ProxyHttp for Gateway {
         }
         if let Some(names) = self.api.login_control_headers() {
             for name in names {
-                resp.remove_header(name);
+                // Looking is cheaper than removing, and usually enough.
+                if resp.headers.contains_key(name) {
+                    resp.remove_header(name);
+                }
             }
         }
         resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
