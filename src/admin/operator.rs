@@ -78,7 +78,15 @@ impl Operator {
                     .sessions
                     .admin_list(&user, q.limit, q.before.as_deref())
                     .await?;
-                json(200, &page)
+                // SPEC 9 shows the last page as `{"sessions": [...]}`: `next`
+                // only when another page follows.
+                match page.next {
+                    Some(next) => json(
+                        200,
+                        &serde_json::json!({ "sessions": page.sessions, "next": next }),
+                    ),
+                    None => json(200, &serde_json::json!({ "sessions": page.sessions })),
+                }
             }
             (Target::UserRevokeAll(user), Method::POST) => {
                 let body = read_body(req.into_body()).await?;
