@@ -20,7 +20,6 @@ use crate::sessions::{valid_reason, Client, Sessions};
 pub const PREFIX: &str = "/admin/v1/";
 /// Bodies here are a reason at most.
 const MAX_BODY: usize = 16 * 1024;
-const MAX_USER_AGENT: usize = 512;
 /// SPEC 9: a user id may hold any character a subject may hold.
 const MAX_ID_BYTES: usize = 1024;
 
@@ -68,7 +67,7 @@ impl Operator {
         let target = parse(req.uri().path())?;
         let client = Client {
             ip: peer.to_string(),
-            user_agent: user_agent(&req),
+            user_agent: Client::user_agent_of(req.headers().get(http::header::USER_AGENT)),
         };
         let method = req.method().clone();
         match (target, method) {
@@ -206,18 +205,6 @@ async fn read_body(body: Incoming) -> Result<Vec<u8>, ApiError> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Err(_) => Err(ApiError::BadRequest("the request body could not be read")),
     }
-}
-
-fn user_agent<B>(req: &Request<B>) -> String {
-    let ua = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    ua.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_USER_AGENT)
-        .collect()
 }
 
 fn json(status: u16, value: &impl serde::Serialize) -> Result<Response<Vec<u8>>, ApiError> {

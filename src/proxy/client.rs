@@ -5,8 +5,6 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
-const MAX_USER_AGENT: usize = 512;
-
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub peer_ip: IpAddr,
@@ -100,15 +98,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// The User-Agent as stored with a session: bounded, printable.
 pub fn user_agent(req: &RequestHeader) -> String {
-    let ua = req
-        .headers
-        .get(http::header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    ua.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_USER_AGENT)
-        .collect()
+    crate::sessions::Client::user_agent_of(req.headers.get(http::header::USER_AGENT))
 }
 
 #[cfg(test)]

@@ -35,6 +35,22 @@ pub struct Client {
     pub user_agent: String,
 }
 
+/// The longest User-Agent kept with a session or an event.
+const MAX_USER_AGENT: usize = 512;
+
+impl Client {
+    /// A `User-Agent` header as stored with a session: printable, bounded.
+    pub fn user_agent_of(header: Option<&http::HeaderValue>) -> String {
+        header
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT)
+            .collect()
+    }
+}
+
 #[derive(Serialize, Debug)]
 pub struct TokenResponse {
     pub access_token: String,
