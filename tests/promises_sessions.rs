@@ -24,17 +24,6 @@ fn refresh_from(sc: &Sidecar, refresh_token: &str, ip: &str, agent: &str) -> Res
     )
 }
 
-fn login_from(sc: &Sidecar, user: &str, ip: &str, agent: &str) -> Value {
-    let r = sc.send(
-        Request::post("/v1/auth/login")
-            .header("X-Forwarded-For", ip)
-            .header("User-Agent", agent)
-            .json(&json!({"username": user, "password": "pw"})),
-    );
-    assert_eq!(r.status, 200, "login as {user}: {}", r.describe());
-    r.json()
-}
-
 fn listing(sc: &Sidecar, access: &str) -> Vec<Value> {
     let r = sc.get("/v1/auth/sessions", Some(access));
     assert_eq!(r.status, 200, "{}", r.describe());
@@ -125,7 +114,7 @@ fn the_absolute_lifetime_ends_a_session_that_is_refreshed_all_the_time() {
 fn a_refresh_from_another_ip_behind_a_trusted_proxy_records_new_ip() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, trusted());
-    let tok = login_from(&sc, "alice", "203.0.113.7", "ua-1");
+    let tok = sc.login_from("alice", "203.0.113.7", "ua-1");
     let access = s(&tok, "access_token");
     assert_eq!(listing(&sc, &access)[0]["ip"], "203.0.113.7");
     // A chain "client, other proxy": the right-most untrusted address counts.
@@ -156,7 +145,7 @@ fn a_refresh_from_another_ip_behind_a_trusted_proxy_records_new_ip() {
 fn an_untrusted_peer_cannot_claim_another_ip_with_x_forwarded_for() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({}));
-    let tok = login_from(&sc, "alice", "203.0.113.7", "ua-1");
+    let tok = sc.login_from("alice", "203.0.113.7", "ua-1");
     let r = refresh_from(&sc, &s(&tok, "refresh_token"), "198.51.100.4", "ua-1");
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(sc.metric(EVENTS, &[("type", "new_ip")]), 0.0);
@@ -170,7 +159,7 @@ fn too_many_refreshes_from_one_ip_are_429_with_retry_after_and_use_up_nothing() 
     let mut overrides = trusted();
     overrides["rate_limits"] = json!({"refresh": {"per_minute": 1, "burst": 2}});
     let sc = Sidecar::start(&up, overrides);
-    let tok = login_from(&sc, "alice", "192.0.2.10", "ua");
+    let tok = sc.login_from("alice", "192.0.2.10", "ua");
     let mut refresh = s(&tok, "refresh_token");
     for _ in 0..2 {
         let r = refresh_from(&sc, &refresh, "192.0.2.10", "ua");
@@ -211,7 +200,7 @@ fn security_event_log_lines_carry_every_field_and_no_log_line_carries_a_token() 
         }
     };
 
-    let a = login_from(&sc, "alice", "203.0.113.1", "ua-one");
+    let a = sc.login_from("alice", "203.0.113.1", "ua-one");
     keep(&a);
     // new_ip and new_device at once.
     let r = refresh_from(&sc, &s(&a, "refresh_token"), "203.0.113.2", "ua-two");
@@ -220,8 +209,8 @@ fn security_event_log_lines_carry_every_field_and_no_log_line_carries_a_token() 
     // refresh_token_reuse: the rotated token again.
     let r = refresh_from(&sc, &s(&a, "refresh_token"), "203.0.113.3", "ua-thief");
     assert_error(&r, 401, "refresh_token_reused");
-    let b = login_from(&sc, "alice", "203.0.113.4", "ua-b");
-    let c = login_from(&sc, "alice", "203.0.113.5", "ua-c");
+    let b = sc.login_from("alice", "203.0.113.4", "ua-b");
+    let c = sc.login_from("alice", "203.0.113.5", "ua-c");
     keep(&b);
     keep(&c);
     let r = sc.send(

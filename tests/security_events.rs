@@ -31,17 +31,6 @@ fn start(up: &Upstream, redis: Option<&RedisServer>) -> Sidecar {
     Sidecar::start(up, overrides)
 }
 
-fn login_from(sc: &Sidecar, user: &str, ip: &str, agent: &str) -> Value {
-    let r = sc.send(
-        Request::post("/v1/auth/login")
-            .header("X-Forwarded-For", ip)
-            .header("User-Agent", agent)
-            .json(&json!({"username": user, "password": "pw"})),
-    );
-    assert_eq!(r.status, 200, "login as {user}: {}", r.describe());
-    r.json()
-}
-
 fn refresh_from(sc: &Sidecar, tok: &Value, ip: &str, agent: &str) -> Value {
     let r = sc.send(
         Request::post("/v1/auth/refresh")
@@ -112,11 +101,11 @@ fn find<'a>(events: &'a [Value], kind: &str, session: &str) -> &'a Value {
 fn own_events_are_listed_newest_first_with_the_current_session_marked(redis: Option<RedisServer>) {
     let up = Upstream::start();
     let mut sc = start(&up, redis.as_ref());
-    let a = login_from(&sc, "alice", "203.0.113.7", "laptop");
-    let b = login_from(&sc, "alice", "203.0.113.7", "laptop");
+    let a = sc.login_from("alice", "203.0.113.7", "laptop");
+    let b = sc.login_from("alice", "203.0.113.7", "laptop");
     let a = refresh_from(&sc, &a, "198.51.100.4", "laptop");
     let a = refresh_from(&sc, &a, "198.51.100.4", "phone");
-    let bob = login_from(&sc, "bob", "192.0.2.9", "bobs");
+    let bob = sc.login_from("bob", "192.0.2.9", "bobs");
     let (sa, sb) = (s(&a, "session_id"), s(&b, "session_id"));
 
     let (seen_by_b, next) = page(&sc, &b, "");
@@ -180,12 +169,12 @@ fn own_events_are_listed_newest_first_with_the_current_session_marked(redis: Opt
 fn pages_of_two_walk_every_event_once(redis: Option<RedisServer>) {
     let up = Upstream::start();
     let sc = start(&up, redis.as_ref());
-    let mut a = login_from(&sc, "alice", "203.0.113.7", "agent-0");
-    let bob = login_from(&sc, "bob", "203.0.113.7", "agent-0");
+    let mut a = sc.login_from("alice", "203.0.113.7", "agent-0");
+    let bob = sc.login_from("bob", "203.0.113.7", "agent-0");
     for i in 1..=4 {
         // Each refresh from a new User-Agent: one new_device event each.
         a = refresh_from(&sc, &a, "203.0.113.7", &format!("agent-{i}"));
-        login_from(&sc, "bob", "203.0.113.7", "agent-0");
+        sc.login_from("bob", "203.0.113.7", "agent-0");
     }
     let everything = all_pages(&sc, &a, 200);
     assert_eq!(everything.len(), 5, "{everything:?}");
@@ -215,8 +204,8 @@ fn next_of(sc: &Sidecar, tok: &Value, query: &str) -> String {
 fn bad_requests_are_refused(redis: Option<RedisServer>) {
     let up = Upstream::start();
     let sc = start(&up, redis.as_ref());
-    let a = login_from(&sc, "alice", "203.0.113.7", "laptop");
-    login_from(&sc, "alice", "203.0.113.7", "laptop");
+    let a = sc.login_from("alice", "203.0.113.7", "laptop");
+    sc.login_from("alice", "203.0.113.7", "laptop");
     let access = s(&a, "access_token");
     let cursor = next_of(&sc, &a, "?limit=1");
     // The same cursor with one character changed.

@@ -469,6 +469,19 @@ impl Sidecar {
         r.json()
     }
 
+    /// Logs `user` in (password `pw`) as a client behind a proxy that
+    /// reports `ip` in X-Forwarded-For, with User-Agent `agent`.
+    pub fn login_from(&self, user: &str, ip: &str, agent: &str) -> Value {
+        let r = self.send(
+            Request::post("/v1/auth/login")
+                .header("X-Forwarded-For", ip)
+                .header("User-Agent", agent)
+                .json(&json!({"username": user, "password": "pw"})),
+        );
+        assert_eq!(r.status, 200, "login as {user}: {}", r.describe());
+        r.json()
+    }
+
     pub fn refresh(&self, refresh_token: &str) -> Response {
         self.send(Request::post("/v1/auth/refresh").json(&json!({"refresh_token": refresh_token})))
     }
