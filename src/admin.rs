@@ -2,23 +2,19 @@
 //! operator API (SPEC 9, [`operator`]). Nothing of it is served on the client
 //! listener.
 //!
-//! It is a background service with its own small HTTP/1 server rather than a
-//! pingora listening service: pingora closes its listeners as soon as SIGTERM
-//! arrives, and the probes must keep answering while requests drain
-//! (`/healthz` 200, `/readyz` 503 "shutting down").
+//! It runs on the background runtime, apart from the workers, and keeps
+//! answering while requests drain (`/healthz` 200, `/readyz` 503 "shutting
+//! down") until the process exits.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
 pub mod operator;
 
@@ -29,9 +25,6 @@ use crate::shutdown::InFlight;
 use crate::store::SessionStore;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A client that sends its request head slower than this is dropped.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Admin {
     pub metrics: Arc<Metrics>,
@@ -46,26 +39,33 @@ pub struct Admin {
 }
 
 /// The admin server: the listener is bound at start-up (so a taken port is
-/// a start-up error) and served from pingora's background runtime.
+/// a start-up error) and served from the background runtime.
 pub struct AdminService {
     admin: Arc<Admin>,
     listener: Mutex<Option<std::net::TcpListener>>,
+    /// `server.header_read_timeout`: a slower request head is dropped.
+    head_timeout: Duration,
 }
 
 impl AdminService {
-    pub fn bind(admin: Admin, addr: std::net::SocketAddr) -> std::io::Result<AdminService> {
+    pub fn bind(
+        admin: Admin,
+        addr: std::net::SocketAddr,
+        head_timeout: Duration,
+    ) -> std::io::Result<AdminService> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(AdminService {
             admin: Arc::new(admin),
             listener: Mutex::new(Some(listener)),
+            head_timeout,
         })
     }
 }
 
 impl Admin {
-    /// pingora binds the client listener on its own schedule; until a
-    /// connection to it succeeds once, the process is not ready.
+    /// Until a connection to the client listener succeeds once, the process
+    /// is not ready.
     async fn client_listener_up(&self) -> Result<(), String> {
         use std::sync::atomic::Ordering;
         if self.listening.load(Ordering::Acquire) {
@@ -88,10 +88,9 @@ impl Admin {
     }
 }
 
-#[async_trait]
-impl BackgroundService for AdminService {
+impl AdminService {
     /// Serves until the process exits (the drain ends it), not at SIGTERM.
-    async fn start(&self, _shutdown: ShutdownWatch) {
+    pub async fn run(&self) {
         let Some(listener) = self
             .listener
             .lock()
@@ -118,6 +117,7 @@ impl BackgroundService for AdminService {
                 }
             };
             let admin = self.admin.clone();
+            let head_timeout = self.head_timeout;
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let admin = admin.clone();
@@ -127,7 +127,7 @@ impl BackgroundService for AdminService {
                                 let started = std::time::Instant::now();
                                 let resp = op.handle(req, peer.ip()).await;
                                 admin.metrics.observe_request(
-                                    "admin",
+                                    crate::metrics::Route::Admin,
                                     resp.status().as_u16(),
                                     started.elapsed().as_secs_f64(),
                                 );
@@ -143,7 +143,7 @@ impl BackgroundService for AdminService {
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEAD_TIMEOUT)
+                    .header_read_timeout(head_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

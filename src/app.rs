@@ -1,14 +1,12 @@
-//! Wires a validated [`Config`] into a running pingora server: the proxy and
-//! admin listeners, the store, and the background tasks.
+//! Wires a validated [`Config`] into a running sidecar: the store, the
+//! client listener's workers ([`crate::server`]), and on a separate
+//! background runtime the admin listener, revocation sync, maintenance and
+//! the drain.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
 use secrecy::ExposeSecret;
 
 use crate::admin::{Admin, AdminService};
@@ -19,22 +17,37 @@ use crate::metrics::Metrics;
 use crate::proxy::api::AuthApi;
 use crate::proxy::gateway::Gateway;
 use crate::proxy::login::LoginForwarder;
+use crate::proxy::rewrite::Rewrite;
 use crate::proxy::upstream::Upstream;
 use crate::revocation::sync::{RevocationFeed, RevocationSync};
 use crate::revocation::RevocationList;
+use crate::server::Shared;
 use crate::sessions::Sessions;
-use crate::shutdown::{Drain, InFlight, Signals};
+use crate::shutdown::{Drain, InFlight, ShutdownWatch};
 use crate::store::redis::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::SessionStore;
 
-/// Builds everything and serves until SIGTERM/SIGINT. Returns only on a start-up failure.
+/// Builds everything and serves until SIGTERM/SIGINT, then drains and exits
+/// the process. Returns only on a start-up failure.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let server = build(config)?;
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals),
-    });
-    Ok(())
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sg-background")
+        .enable_all()
+        .build()?;
+    let started = background.block_on(start(config))?;
+    background.block_on(async move {
+        crate::shutdown::signalled().await;
+        let _ = started.shutdown.send(true);
+        started.drain.run().await
+    })
+}
+
+/// A started sidecar: what stopping it needs.
+pub struct Started {
+    shutdown: tokio::sync::watch::Sender<bool>,
+    drain: Drain,
 }
 
 /// A store, and (Redis) its revocation broadcast.
@@ -72,7 +85,9 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
     })
 }
 
-pub fn build(config: Config) -> anyhow::Result<Server> {
+/// Builds everything, binds both listeners and starts serving; background
+/// work runs on the calling runtime.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
     let metrics = Arc::new(Metrics::new());
     let (store, feed) = open_store(&config, true)?;
     let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
@@ -90,10 +105,9 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
 
     if feed.is_none() {
         // A restart must forget no revocation: load them before serving.
-        let loaded = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(sessions.load_revocations())
+        let loaded = sessions
+            .load_revocations()
+            .await
             .map_err(|e| anyhow::anyhow!("loading revocations from the store: {e}"))?;
         tracing::info!(revocations = loaded, "revocation list loaded");
     } else {
@@ -103,67 +117,52 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
     }
 
     let upstream = Upstream::new(&config.upstream).map_err(anyhow::Error::msg)?;
-    let login = config
-        .login
-        .clone()
-        .map(|l| LoginForwarder::new(l, upstream.clone()));
     let inflight = Arc::new(InFlight::default());
     let auth = Arc::new(Authenticator::new(
         &config.tokens,
         revocations.clone(),
         metrics.clone(),
     ));
-    let api = AuthApi::new(&config, sessions.clone(), login);
-    let gateway = Gateway::new(
+    let rewrite = Arc::new(Rewrite {
+        identity: config.identity_headers.clone(),
+        tls: config.server.tls.is_some(),
+        refresh_cookie: config
+            .sessions
+            .refresh_cookie
+            .as_ref()
+            .map(|c| c.name.clone()),
+    });
+    let login = config.login.clone().map(LoginForwarder::new);
+    let api = AuthApi::new(
         &config,
-        auth,
-        api,
-        upstream.clone(),
-        metrics.clone(),
-        inflight.clone(),
+        sessions.clone(),
+        auth.clone(),
+        rewrite.clone(),
+        login,
     );
-
-    let grace = config.server.shutdown_grace;
-    let conf = ServerConf {
-        threads: config.server.threads,
-        // Our Drain service exits as soon as requests are done; pingora's
-        // own timer only has to outlast it.
-        grace_period_seconds: Some(grace.as_secs() + 5),
-        graceful_shutdown_timeout_seconds: Some(1),
-        // One current-thread runtime per worker: no work-stealing bookkeeping
-        // or cross-thread wake-ups on the request path.
-        work_stealing: false,
-        ..ServerConf::default()
+    let gateway = Arc::new(Gateway::new(&config, auth, api, rewrite, metrics.clone()));
+    let tls = match &config.server.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(&t.cert_file, &t.key_file, config.server.http2)
+                .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
+        ))),
+        None => None,
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
 
-    // pingora retries a busy port forever (and panics on an address that is
-    // not on this host, leaving the process up): find out here instead, so a
-    // listener that cannot be had is exit 1 with the key that names it.
-    ensure_bindable("server.listen", config.server.listen)?;
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "proxy");
-    let listen = config.server.listen.to_string();
-    match &config.server.tls {
-        Some(tls) => proxy
-            .add_tls(
-                &listen,
-                &tls.cert_file.to_string_lossy(),
-                &tls.key_file.to_string_lossy(),
+    let listeners =
+        crate::server::bind(config.server.listen, config.server.threads).map_err(|e| {
+            anyhow::anyhow!(
+                "server.listen: cannot listen on {}: {e}",
+                config.server.listen
             )
-            .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
-        None => proxy.add_tcp(&listen),
-    }
-    server.add_service(proxy);
-
+        })?;
     let admin = AdminService::bind(
         Admin {
             metrics: metrics.clone(),
             store: store.clone(),
             revocations: revocations.clone(),
             inflight: inflight.clone(),
-            listen: config.server.listen,
+            listen: listeners[0].local_addr()?,
             listening: Default::default(),
             operator: config
                 .admin
@@ -172,6 +171,7 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
                 .map(|t| crate::admin::operator::Operator::new(t, sessions.clone())),
         },
         config.server.admin_listen,
+        config.server.header_read_timeout,
     )
     .map_err(|e| {
         anyhow::anyhow!(
@@ -179,48 +179,51 @@ pub fn build(config: Config) -> anyhow::Result<Server> {
             config.server.admin_listen
         )
     })?;
-    server.add_service(background_service("admin", admin));
+    let (shutdown, watch) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        gateway,
+        upstream: upstream.clone(),
+        tls,
+        http2: config.server.http2,
+        header_read_timeout: config.server.header_read_timeout,
+        max_headers: config.server.max_headers,
+        max_header_bytes: config.server.max_header_bytes,
+        inflight: inflight.clone(),
+    });
+    crate::server::start_workers(shared, listeners, watch.clone())
+        .context("starting the worker threads")?;
 
-    server.add_service(background_service(
-        "maintenance",
-        Maintenance {
-            sessions: sessions.clone(),
-            upstream,
-            cleanup_every: config.sessions.cleanup_interval,
-        },
-    ));
-    server.add_service(background_service(
-        "revocation sync",
-        RevocationSync {
-            list: revocations.clone(),
-            sessions: sessions.clone(),
-            feed,
-            resync_every: config.revocation.resync_interval,
-            metrics: metrics.clone(),
-        },
-    ));
-    server.add_service(background_service(
-        "drain",
-        Drain {
-            inflight,
-            grace,
-            store: store.clone(),
-        },
-    ));
+    tokio::spawn(async move { admin.run().await });
+    let maintenance = Maintenance {
+        sessions: sessions.clone(),
+        upstream,
+        cleanup_every: config.sessions.cleanup_interval,
+    };
+    tokio::spawn(maintenance.run(watch.clone()));
+    let sync = RevocationSync {
+        list: revocations.clone(),
+        sessions: sessions.clone(),
+        feed,
+        resync_every: config.revocation.resync_interval,
+        metrics: metrics.clone(),
+    };
+    let sync_watch = watch.clone();
+    tokio::spawn(async move { sync.run(sync_watch).await });
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.server.admin_listen,
         upstream = %config.upstream.url,
-        "sessiongate starting"
+        workers = config.server.threads,
+        "sessiongate started"
     );
-    Ok(server)
-}
-
-/// Binds `addr` once and lets it go (std sets SO_REUSEADDR, as pingora does).
-fn ensure_bindable(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
+    Ok(Started {
+        shutdown,
+        drain: Drain {
+            inflight,
+            grace: config.server.shutdown_grace,
+            store,
+        },
+    })
 }
 
 /// Periodic work: session cleanup and upstream DNS refresh.
@@ -230,9 +233,8 @@ struct Maintenance {
     cleanup_every: Duration,
 }
 
-#[async_trait]
-impl BackgroundService for Maintenance {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+impl Maintenance {
+    async fn run(self, mut shutdown: ShutdownWatch) {
         let mut cleanup = tokio::time::interval(self.cleanup_every);
         let mut resolve = tokio::time::interval(Duration::from_secs(10));
         loop {
@@ -244,7 +246,7 @@ impl BackgroundService for Maintenance {
                     Err(e) => tracing::warn!(error = %e, "session cleanup failed; will retry"),
                 },
                 _ = resolve.tick() => {
-                    if self.upstream.needs_resolving() || self.upstream.peer().is_none() {
+                    if self.upstream.needs_resolving() || self.upstream.addr().is_none() {
                         // getaddrinfo blocks: keep it off the runtime's workers.
                         let upstream = self.upstream.clone();
                         match tokio::task::spawn_blocking(move || upstream.resolve()).await {

@@ -1,6 +1,6 @@
 //! "Who is calling, and may they pass?" — bearer extraction, verification
 //! with a cache of verified tokens, the revocation check, and route policy.
-//! No pingora types in here.
+//! No HTTP-server types in here.
 
 pub mod cache;
 pub mod keys;

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod revocation;
+pub mod server;
 pub mod sessions;
 pub mod shutdown;
 pub mod store;

@@ -1,6 +1,5 @@
 //! Logs: `tracing` to stdout, JSON when stdout is not a terminal or
 //! `SESSIONGATE_LOG_FORMAT=json`, human text otherwise; level from `RUST_LOG`.
-//! pingora logs through `log`, bridged here.
 //!
 //! Lines go into a 64 KiB buffer that a background thread flushes every
 //! 100 ms (and that flushes itself when full), so a request pays for
@@ -18,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 mod access;
 pub use access::{access, AccessRecord};
 
-const DEFAULT_FILTER: &str = "info,pingora=warn,pingora_core=warn,pingora_proxy=warn";
+const DEFAULT_FILTER: &str = "info";
 const BUFFER_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 

@@ -23,17 +23,44 @@ pub const REVOCATION_EVICTIONS: &str = "sessiongate_revocation_list_evictions_to
 pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timestamp_seconds";
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 
-/// The `route` label values of the request metrics.
-pub const ROUTES: [&str; 8] = [
-    "proxy",
-    "login",
-    "refresh",
-    "sessions",
-    "logout",
-    "jwks",
-    "security_events",
-    "admin",
-];
+/// The `route` label of the request metrics: which part of sessiongate answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Proxy,
+    Login,
+    Refresh,
+    Sessions,
+    Logout,
+    Jwks,
+    SecurityEvents,
+    Admin,
+}
+
+impl Route {
+    pub const ALL: [Route; 8] = [
+        Route::Proxy,
+        Route::Login,
+        Route::Refresh,
+        Route::Sessions,
+        Route::Logout,
+        Route::Jwks,
+        Route::SecurityEvents,
+        Route::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Proxy => "proxy",
+            Route::Login => "login",
+            Route::Refresh => "refresh",
+            Route::Sessions => "sessions",
+            Route::Logout => "logout",
+            Route::Jwks => "jwks",
+            Route::SecurityEvents => "security_events",
+            Route::Admin => "admin",
+        }
+    }
+}
 /// The `result` label values of `sessiongate_token_validations_total`.
 pub const TOKEN_RESULTS: [&str; 6] = [
     "ok",
@@ -158,12 +185,12 @@ impl Metrics {
             token_results: Vec::new(),
         };
         let mut m = m;
-        m.request_counters = (0..ROUTES.len() * STATUS_SLOTS)
+        m.request_counters = (0..Route::ALL.len() * STATUS_SLOTS)
             .map(|_| OnceLock::new())
             .collect();
-        m.request_durations = ROUTES
+        m.request_durations = Route::ALL
             .iter()
-            .map(|r| m.http_duration.with_label_values(&[r]))
+            .map(|r| m.http_duration.with_label_values(&[r.as_str()]))
             .collect();
         m.token_results = TOKEN_RESULTS
             .iter()
@@ -227,13 +254,13 @@ impl Metrics {
     }
 
     /// Counts one answered request and its duration.
-    pub fn observe_request(&self, route: &'static str, status: u16, seconds: f64) {
-        let r = ROUTES.iter().position(|x| *x == route).unwrap_or(0);
+    pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
+        let r = route as usize;
         let slot = usize::from(status).min(STATUS_SLOTS - 1);
         self.request_counters[r * STATUS_SLOTS + slot]
             .get_or_init(|| {
                 self.http_requests
-                    .with_label_values(&[ROUTES[r], &status.to_string()])
+                    .with_label_values(&[route.as_str(), &status.to_string()])
             })
             .inc();
         self.request_durations[r].observe(seconds);

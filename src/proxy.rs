@@ -1,12 +1,17 @@
-//! The data plane on pingora: request checks, routing, the `/v1/auth` API,
-//! login delegation, header rewrite and forwarding.
+//! The data plane on hyper: the request path ([`gateway`]) and its steps,
+//! the `/v1/auth` API, login delegation, and the upstream connections.
 
 pub mod api;
+pub mod body;
 pub mod client;
+pub mod forward;
 pub mod gateway;
+pub mod head;
 pub mod headers;
 pub mod login;
 pub mod path;
+pub mod pool;
 pub mod query;
 pub mod respond;
+pub mod rewrite;
 pub mod upstream;

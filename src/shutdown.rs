@@ -1,36 +1,49 @@
 //! Graceful shutdown (SPEC 1): on SIGTERM/SIGINT stop accepting, let
 //! in-flight requests finish for up to `server.shutdown_grace`, then exit 0.
-//!
-//! pingora's own graceful path sleeps the whole grace period even when idle;
-//! this watcher exits as soon as the last request is done.
+//! The drain ends as soon as the last request is done.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::background::BackgroundService;
-
 use crate::store::SessionStore;
 
-/// Counts requests in progress.
+/// `true` once shutdown has begun.
+pub type ShutdownWatch = tokio::sync::watch::Receiver<bool>;
+
+/// Counts requests in progress: one counter per worker, so that counting
+/// shares no cache line between workers on the request path.
 #[derive(Default)]
 pub struct InFlight {
-    count: AtomicUsize,
+    workers: std::sync::Mutex<Vec<Arc<WorkerCount>>>,
     draining: AtomicBool,
 }
 
-pub struct InFlightGuard(Arc<InFlight>);
+/// One worker's requests in progress (padded to its own cache line).
+#[derive(Default)]
+#[repr(align(128))]
+pub struct WorkerCount(AtomicUsize);
+
+pub struct InFlightGuard<'a>(&'a WorkerCount);
 
 impl InFlight {
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(self.clone())
+    /// A counter for a new worker.
+    pub fn worker(&self) -> Arc<WorkerCount> {
+        let count = Arc::new(WorkerCount::default());
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(count.clone());
+        count
     }
 
     pub fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|w| w.0.load(Ordering::Acquire))
+            .sum()
     }
 
     pub fn draining(&self) -> bool {
@@ -38,31 +51,40 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlightGuard {
+impl WorkerCount {
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// SIGTERM and SIGINT both mean "graceful terminate"; SIGQUIT stays pingora's upgrade.
-pub struct Signals;
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received: draining"),
-            _ = int.recv() => tracing::info!("SIGINT received: draining"),
+/// Waits for SIGTERM or SIGINT: both mean "graceful terminate".
+pub async fn signalled() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot install the SIGTERM/SIGINT handlers");
+            return std::future::pending().await;
         }
-        ShutdownSignal::GracefulTerminate
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+        _ = int.recv() => tracing::info!("SIGINT received: draining"),
     }
 }
 
-/// Waits for the shutdown broadcast, then for in-flight requests (at most
-/// `grace`), flushes the store, and exits the process with 0.
+/// After shutdown began: waits for in-flight requests (at most `grace`),
+/// flushes the store, and exits the process with 0.
 pub struct Drain {
     pub inflight: Arc<InFlight>,
     pub grace: Duration,
@@ -71,14 +93,8 @@ pub struct Drain {
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[async_trait]
-impl BackgroundService for Drain {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
-            }
-        }
+impl Drain {
+    pub async fn run(&self) -> ! {
         self.inflight.draining.store(true, Ordering::Release);
         let deadline = Instant::now() + self.grace;
         // Let accept loops notice the broadcast before counting.

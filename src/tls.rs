@@ -1,14 +1,17 @@
-//! Trust anchors for an https upstream.
+//! TLS on both sides of the proxy, with rustls (aws-lc-rs).
 //!
-//! SPEC 2: an https upstream is verified against the system's roots plus the
-//! certificates of `upstream.ca_file`. pingora's connector takes either its
-//! `ca_file` or the system roots, never both, so the combined list is built
-//! here once and set on the upstream peer (pingora's per-peer CA list).
+//! - The client listener (`server.tls`): the certificate chain and key, ALPN
+//!   `h2` (when `server.http2`) and `http/1.1`.
+//! - An https upstream (SPEC 2): verified against the system's roots plus the
+//!   certificates of `upstream.ca_file`, with SNI and hostname verification.
+//!
+//! Both configurations are built once at start-up; every connection reuses them.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use pingora::utils::tls::WrappedX509;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The DER certificates of a PEM bundle; an error names what is wrong.
@@ -27,11 +30,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
         }
         X509Certificate::from_der(block.contents())
             .map_err(|e| format!("{}: a certificate does not parse: {e}", path.display()))?;
-        // What pingora will do with it on every connection: fail here instead.
-        pingora::tls::RootCertStore::empty()
-            .add(pingora::tls::CertificateDer::from(
-                block.contents().to_vec(),
-            ))
+        // What every upstream connection will do with it: fail here instead.
+        rustls::RootCertStore::empty()
+            .add(CertificateDer::from(block.contents().to_vec()))
             .map_err(|e| {
                 format!(
                     "{}: a certificate is not usable as a trust anchor: {e}",
@@ -46,33 +47,71 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(certs)
 }
 
-/// The system's roots followed by the certificates of `ca_file`.
-///
-/// pingora builds a trust store from this list for every new upstream TLS
-/// connection (roughly the cost of parsing the ~150 roots); connections are
-/// pooled and reused, so that is paid per connection, not per request.
-pub fn upstream_trust_anchors(ca_file: &Path) -> Result<Arc<[WrappedX509]>, String> {
-    let extra = read_ca_file(ca_file)?;
-    let system: Vec<Vec<u8>> = match pingora::tls::load_native_certs() {
-        Ok(certs) => certs.into_iter().map(|c| c.as_ref().to_vec()).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load the system's CA certificates; the upstream is verified against upstream.ca_file only");
-            Vec::new()
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The client configuration for an https upstream: system roots plus `ca_file`.
+pub fn upstream_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot load some of the system's CA certificates");
+    }
+    // A system store can hold a certificate rustls rejects: skip it.
+    let (system, _skipped) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        for der in read_ca_file(path)? {
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no trust anchors: the system has no CA certificates and upstream.ca_file is not set"
+                .into(),
+        );
+    }
+    tracing::debug!(system, total = roots.len(), "upstream trust anchors");
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // The upstream speaks HTTP/1.1: say so, so an h2-first server does not pick h2.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The client listener's configuration: `server.tls`'s chain and key, ALPN
+/// `h2` first when HTTP/2 is on.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    http2: bool,
+) -> Result<rustls::ServerConfig, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("cert_file {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "cert_file {} holds no certificate",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("key_file {}: {e}", key_file.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
     };
-    let system_count = system.len();
-    let anchors: Vec<WrappedX509> = system
-        .into_iter()
-        .chain(extra)
-        .filter_map(|der| {
-            // A system store can hold a certificate x509-parser rejects: skip it.
-            WrappedX509::try_new(der, |d| X509Certificate::from_der(d).map(|(_, cert)| cert)).ok()
-        })
-        .collect();
-    tracing::debug!(
-        system = system_count,
-        total = anchors.len(),
-        "upstream trust anchors"
-    );
-    Ok(anchors.into())
+    Ok(config)
 }

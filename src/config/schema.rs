@@ -67,6 +67,10 @@ pub struct Server {
     pub max_auth_body_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<Tls>,
+    /// A client's whole request head (and TLS handshake) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Also accept HTTP/2: ALPN `h2` with TLS, prior-knowledge h2c without.
+    pub http2: bool,
 }
 
 #[derive(Clone, Debug)]

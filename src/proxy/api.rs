@@ -1,21 +1,26 @@
-//! The `/v1/auth` routes and the JWKS, served from `request_filter` (SPEC 4).
+//! The `/v1/auth` routes and the JWKS (SPEC 4), answered by sessiongate itself.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
-use http::Method;
-use pingora::proxy::Session;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::body::Body;
 use super::client::user_agent;
-use super::gateway::{Gateway, RequestCtx};
+use super::forward::Forwarder;
+use super::gateway::RequestCtx;
 use super::login::LoginForwarder;
 use super::query::page_query;
-use super::respond::send;
-use crate::auth::Verified;
+use super::respond::answer;
+use super::rewrite::Rewrite;
+use crate::auth::{Authenticator, Verified};
 use crate::config::{Config, RefreshCookie, SameSite};
 use crate::errors::ApiError;
+use crate::metrics::Route;
 use crate::sessions::ratelimit::RateLimiter;
 use crate::sessions::{Client, Sessions, TokenResponse};
 
@@ -28,6 +33,8 @@ const EVENTS_PAGE: usize = 50;
 
 pub struct AuthApi {
     pub sessions: Arc<Sessions>,
+    auth: Arc<Authenticator>,
+    rewrite: Arc<Rewrite>,
     login: Option<LoginForwarder>,
     jwks: Vec<u8>,
     max_body: usize,
@@ -48,9 +55,17 @@ struct RevokeAllBody {
 }
 
 impl AuthApi {
-    pub fn new(config: &Config, sessions: Arc<Sessions>, login: Option<LoginForwarder>) -> Self {
+    pub fn new(
+        config: &Config,
+        sessions: Arc<Sessions>,
+        auth: Arc<Authenticator>,
+        rewrite: Arc<Rewrite>,
+        login: Option<LoginForwarder>,
+    ) -> Self {
         AuthApi {
             sessions,
+            auth,
+            rewrite,
             login,
             jwks: crate::auth::keys::jwks_json(&config.tokens.keys),
             max_body: config.server.max_auth_body_bytes,
@@ -79,36 +94,45 @@ impl AuthApi {
         self.login.as_ref().map(LoginForwarder::control_headers)
     }
 
-    pub async fn jwks(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
-        if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
+    pub fn jwks(&self, method: &Method, ctx: &RequestCtx) -> Result<Response<Body>, ApiError> {
+        if !matches!(*method, Method::GET | Method::HEAD) {
             return Err(method_not_allowed());
         }
         let extra = vec![(
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         )];
-        send(session, 200, self.jwks.clone(), extra, ctx)
-            .await
-            .map_err(|_| ApiError::Internal)?;
-        Ok(())
+        Ok(answer(200, self.jwks.clone(), extra, ctx))
     }
 
     pub async fn handle(
         &self,
-        gw: &Gateway,
-        session: &mut Session,
+        fwd: &Forwarder,
+        req: Request<Incoming>,
         ctx: &mut RequestCtx,
         path: &str,
-    ) -> Result<(), ApiError> {
-        let method = session.req_header().method.clone();
+    ) -> Result<Response<Body>, ApiError> {
+        let (mut head, mut incoming) = req.into_parts();
+        if !head.headers.contains_key(http::header::HOST) {
+            // HTTP/2 names the host in :authority; the origin checks compare with it.
+            if let Some(host) = head
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                head.headers.insert(http::header::HOST, host);
+            }
+        }
+        let method = head.method.clone();
+        let headers = &head.headers;
         let client = Client {
             ip: ctx.client.ip.to_string(),
-            user_agent: user_agent(session.req_header()),
+            user_agent: user_agent(headers),
         };
         if let Some(login) = self.login.as_ref().filter(|l| path == l.path()) {
-            ctx.route = "login";
+            ctx.route = Route::Login;
             expect(&method, Method::POST)?;
-            if self.cookie.is_some() && from_another_site(session.req_header()) {
+            if self.cookie.is_some() && from_another_site(headers) {
                 // Login CSRF: another site must not sign a browser into an
                 // account of the attacker's choosing.
                 return Err(ApiError::Forbidden(
@@ -120,12 +144,13 @@ impl AuthApi {
                 .map_err(|s| ApiError::RateLimited {
                     retry_after_secs: s,
                 })?;
-            let body = self.read_body(session).await?;
+            let body = self.read_body(headers, &mut incoming).await?;
             return login
                 .forward(
-                    gw,
+                    fwd,
+                    &self.rewrite,
                     &self.sessions,
-                    session,
+                    head,
                     ctx,
                     body,
                     &client,
@@ -136,52 +161,52 @@ impl AuthApi {
         let rest = &path[PREFIX.len()..];
         match rest {
             "refresh" => {
-                ctx.route = "refresh";
+                ctx.route = Route::Refresh;
                 expect(&method, Method::POST)?;
                 self.refresh_limit
                     .check(ctx.client.ip)
                     .map_err(|s| ApiError::RateLimited {
                         retry_after_secs: s,
                     })?;
-                let body = self.read_body(session).await?;
-                let token = self.refresh_token_from(session, &body)?.ok_or_else(|| {
+                let body = self.read_body(headers, &mut incoming).await?;
+                let token = self.refresh_token_from(headers, &body)?.ok_or_else(|| {
                     ApiError::InvalidRequest(
                         "Send the refresh token as {\"refresh_token\": \"...\"}.".into(),
                     )
                 })?;
                 let tokens = self.sessions.refresh(&token, &client).await?;
-                self.send_tokens(session, ctx, &tokens).await
+                Ok(self.tokens(ctx, &tokens))
             }
             "sessions" => {
-                ctx.route = "sessions";
+                ctx.route = Route::Sessions;
                 expect(&method, Method::GET)?;
-                let who = self.caller(gw, session)?;
-                let q = page_query(session.req_header().uri.query(), SESSIONS_PAGE)?;
+                let who = self.caller(headers)?;
+                let q = page_query(head.uri.query(), SESSIONS_PAGE)?;
                 let page = self
                     .sessions
                     .list(&who, q.limit, q.before.as_deref())
                     .await?;
                 // Typed straight to bytes: one page, no intermediate JSON tree.
                 let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
-                send_ok(session, ctx, 200, body, vec![]).await
+                Ok(answer(200, body, vec![], ctx))
             }
             "security-events" => {
-                ctx.route = "security_events";
+                ctx.route = Route::SecurityEvents;
                 expect(&method, Method::GET)?;
-                let who = self.caller(gw, session)?;
-                let q = page_query(session.req_header().uri.query(), EVENTS_PAGE)?;
+                let who = self.caller(headers)?;
+                let q = page_query(head.uri.query(), EVENTS_PAGE)?;
                 let page = self
                     .sessions
                     .security_events(&who, q.limit, q.before.as_deref())
                     .await?;
                 let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
-                send_ok(session, ctx, 200, body, vec![]).await
+                Ok(answer(200, body, vec![], ctx))
             }
             "sessions/revoke-all" => {
-                ctx.route = "sessions";
+                ctx.route = Route::Sessions;
                 expect(&method, Method::POST)?;
-                let who = self.caller(gw, session)?;
-                let body = self.read_body(session).await?;
+                let who = self.caller(headers)?;
+                let body = self.read_body(headers, &mut incoming).await?;
                 let opts: RevokeAllBody = parse_json_or_empty(&body)?;
                 let n = self
                     .sessions
@@ -189,23 +214,23 @@ impl AuthApi {
                     .await?;
                 let body = serde_json::to_vec(&serde_json::json!({ "revoked": n }))
                     .map_err(|_| ApiError::Internal)?;
-                send_ok(session, ctx, 200, body, vec![]).await
+                Ok(answer(200, body, vec![], ctx))
             }
             "logout" => {
-                ctx.route = "logout";
+                ctx.route = Route::Logout;
                 expect(&method, Method::POST)?;
-                let body = self.read_body(session).await?;
-                match self.optional_caller(gw, session) {
+                let body = self.read_body(headers, &mut incoming).await?;
+                match self.optional_caller(headers) {
                     Ok(Some(who)) => self.sessions.logout_access(&who, &client).await?,
                     Ok(None) => {
                         let token = self
-                            .refresh_token_from(session, &body)?
+                            .refresh_token_from(headers, &body)?
                             .ok_or(ApiError::MissingToken)?;
                         self.sessions.logout_refresh(&token, &client).await?;
                     }
                     // An expired or otherwise refused access token does not
                     // keep a session alive that its refresh token can end.
-                    Err(refused) => match self.refresh_token_from(session, &body)? {
+                    Err(refused) => match self.refresh_token_from(headers, &body)? {
                         Some(token) => self.sessions.logout_refresh(&token, &client).await?,
                         None => return Err(refused),
                     },
@@ -216,7 +241,7 @@ impl AuthApi {
                     .map(|c| (SET_COOKIE, clear_cookie(c)))
                     .into_iter()
                     .collect();
-                send_ok(session, ctx, 204, Vec::new(), extra).await
+                Ok(answer(204, Vec::new(), extra, ctx))
             }
             _ => {
                 let Some(id) = rest
@@ -225,34 +250,30 @@ impl AuthApi {
                 else {
                     return Err(ApiError::NotFound);
                 };
-                ctx.route = "sessions";
+                ctx.route = Route::Sessions;
                 expect(&method, Method::DELETE)?;
-                let who = self.caller(gw, session)?;
+                let who = self.caller(headers)?;
                 self.sessions.revoke_one(&who, id, &client).await?;
-                send_ok(session, ctx, 204, Vec::new(), vec![]).await
+                Ok(answer(204, Vec::new(), vec![], ctx))
             }
         }
     }
 
-    fn caller(&self, gw: &Gateway, session: &Session) -> Result<Arc<Verified>, ApiError> {
-        self.optional_caller(gw, session)?
-            .ok_or(ApiError::MissingToken)
+    fn caller(&self, headers: &HeaderMap) -> Result<Arc<Verified>, ApiError> {
+        self.optional_caller(headers)?.ok_or(ApiError::MissingToken)
     }
 
-    fn optional_caller(
-        &self,
-        gw: &Gateway,
-        session: &Session,
-    ) -> Result<Option<Arc<Verified>>, ApiError> {
-        gw.auth
-            .authenticate(session.req_header().headers.get(AUTHORIZATION))
+    fn optional_caller(&self, headers: &HeaderMap) -> Result<Option<Arc<Verified>>, ApiError> {
+        self.auth.authenticate(headers.get(AUTHORIZATION))
     }
 
     /// Reads the whole request body, refusing more than `server.max_auth_body_bytes`.
-    pub async fn read_body(&self, session: &mut Session) -> Result<Vec<u8>, ApiError> {
-        if let Some(len) = session
-            .req_header()
-            .headers
+    pub async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: &mut Incoming,
+    ) -> Result<Bytes, ApiError> {
+        if let Some(len) = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
@@ -261,28 +282,23 @@ impl AuthApi {
                 return Err(ApiError::PayloadTooLarge);
             }
         }
-        let mut body = BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_body {
-                        return Err(ApiError::PayloadTooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ApiError::BadRequest("the request body could not be read"))?;
+            if let Some(chunk) = frame.data_ref() {
+                if out.len() + chunk.len() > self.max_body {
+                    return Err(ApiError::PayloadTooLarge);
                 }
-                Ok(None) => return Ok(body.to_vec()),
-                Err(_) => return Err(ApiError::BadRequest("the request body could not be read")),
+                out.extend_from_slice(chunk);
             }
         }
+        Ok(out.freeze())
     }
 
     /// The refresh token from the JSON body, else from the cookie (cookie mode),
     /// in which case the request must come from our own origin (CSRF).
-    fn refresh_token_from(
-        &self,
-        session: &Session,
-        body: &[u8],
-    ) -> Result<Option<String>, ApiError> {
+    fn refresh_token_from(&self, req: &HeaderMap, body: &[u8]) -> Result<Option<String>, ApiError> {
         let parsed: RefreshBody = parse_json_or_empty(body)?;
         if let Some(t) = parsed.refresh_token.filter(|t| !t.is_empty()) {
             return Ok(Some(t));
@@ -290,8 +306,7 @@ impl AuthApi {
         let Some(cookie) = &self.cookie else {
             return Ok(None);
         };
-        let req = session.req_header();
-        let mut ours = cookie_values(req.headers.get_all(COOKIE).iter(), &cookie.name);
+        let mut ours = cookie_values(req.get_all(COOKIE).iter(), &cookie.name);
         let Some(token) = ours.next() else {
             return Ok(None);
         };
@@ -310,13 +325,11 @@ impl AuthApi {
         Ok(Some(token))
     }
 
-    async fn send_tokens(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        t: &TokenResponse,
-    ) -> Result<(), ApiError> {
-        let body = serde_json::to_vec(t).map_err(|_| ApiError::Internal)?;
+    fn tokens(&self, ctx: &RequestCtx, t: &TokenResponse) -> Response<Body> {
+        let body = match serde_json::to_vec(t) {
+            Ok(body) => body,
+            Err(_) => return super::respond::error(&ApiError::Internal, ctx),
+        };
         let extra = self
             .cookie
             .as_ref()
@@ -324,21 +337,8 @@ impl AuthApi {
             .map(|v| (SET_COOKIE, v))
             .into_iter()
             .collect();
-        send_ok(session, ctx, 200, body, extra).await
+        answer(200, body, extra, ctx)
     }
-}
-
-pub async fn send_ok(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    status: u16,
-    body: Vec<u8>,
-    extra: Vec<(HeaderName, HeaderValue)>,
-) -> Result<(), ApiError> {
-    send(session, status, body, extra, ctx).await.map_err(|e| {
-        tracing::debug!(error = %e, "client went away before the answer was written");
-        ApiError::Internal
-    })
 }
 
 fn expect(method: &Method, want: Method) -> Result<(), ApiError> {
@@ -378,15 +378,11 @@ fn cookie_values<'a>(
 
 /// Whether the Origin (or, lacking it, the Referer) names the host the
 /// request was sent to; `None` when the request carries neither.
-fn origin_matches_host(req: &pingora::http::RequestHeader) -> Option<bool> {
+fn origin_matches_host(req: &HeaderMap) -> Option<bool> {
     let origin = req
-        .headers
         .get(http::header::ORIGIN)
-        .or_else(|| req.headers.get(http::header::REFERER))?;
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
+        .or_else(|| req.get(http::header::REFERER))?;
+    let host = req.get(http::header::HOST).and_then(|v| v.to_str().ok());
     let origin = origin
         .to_str()
         .ok()
@@ -403,9 +399,8 @@ fn origin_matches_host(req: &pingora::http::RequestHeader) -> Option<bool> {
 /// on every cross-origin POST (`Origin`, and `Sec-Fetch-Site` in current
 /// ones); a request with neither comes from a non-browser client, which
 /// login CSRF cannot use.
-fn from_another_site(req: &pingora::http::RequestHeader) -> bool {
+fn from_another_site(req: &HeaderMap) -> bool {
     let fetch_site_foreign = req
-        .headers
         .get("sec-fetch-site")
         .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
     fetch_site_foreign || origin_matches_host(req) == Some(false)

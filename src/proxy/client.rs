@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
+use http::HeaderMap;
 use ipnet::IpNet;
-use pingora::http::RequestHeader;
 
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
@@ -24,7 +24,7 @@ impl ClientInfo {
         }
     }
 
-    pub fn new(peer_ip: IpAddr, req: &RequestHeader, trusted: &[IpNet]) -> Self {
+    pub fn new(peer_ip: IpAddr, req: &HeaderMap, trusted: &[IpNet]) -> Self {
         let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
         let peer_ip = canonical(peer_ip);
         let peer_trusted = is_trusted(&peer_ip);
@@ -46,11 +46,10 @@ impl ClientInfo {
 /// to its left, which whoever wrote the bad entry may have written too.
 fn client_from_forwarded_for(
     peer_ip: IpAddr,
-    req: &RequestHeader,
+    req: &HeaderMap,
     is_trusted: &impl Fn(&IpAddr) -> bool,
 ) -> IpAddr {
     let entries: Vec<&str> = req
-        .headers
         .get_all("x-forwarded-for")
         .iter()
         .map(|v| v.to_str().unwrap_or("\u{0}"))
@@ -97,8 +96,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The User-Agent as stored with a session: bounded, printable.
-pub fn user_agent(req: &RequestHeader) -> String {
-    crate::sessions::Client::user_agent_of(req.headers.get(http::header::USER_AGENT))
+pub fn user_agent(req: &HeaderMap) -> String {
+    crate::sessions::Client::user_agent_of(req.get(http::header::USER_AGENT))
 }
 
 #[cfg(test)]
@@ -106,9 +105,9 @@ mod tests {
     use super::*;
 
     fn client(xff: &[&str]) -> IpAddr {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut req = HeaderMap::new();
         for v in xff {
-            req.append_header("x-forwarded-for", *v).unwrap();
+            req.append("x-forwarded-for", v.parse().unwrap());
         }
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         ClientInfo::new("10.0.0.1".parse().unwrap(), &req, &trusted).ip

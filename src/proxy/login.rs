@@ -1,18 +1,18 @@
 //! Login delegation (SPEC 4.1): the upstream checks credentials as it always
 //! has; a 2xx carrying the subject header becomes a session.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, SET_COOKIE};
-use pingora::connectors::http::Connector;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body_util::BodyExt;
 
-use super::api::{send_ok, set_cookie};
-use super::gateway::{Gateway, RequestCtx};
-use super::upstream::Upstream;
+use super::api::set_cookie;
+use super::body::{Body, Outgoing};
+use super::forward::{unavailable, Forwarder};
+use super::gateway::RequestCtx;
+use super::respond::{answer, X_REQUEST_ID};
+use super::rewrite::{strip_response, Decided, Rewrite};
 use crate::config::{Login, RefreshCookie};
 use crate::errors::ApiError;
 use crate::sessions::{Client, Sessions};
@@ -26,31 +26,11 @@ const MAX_RELAYED_BODY: usize = 1 << 20;
 
 pub struct LoginForwarder {
     cfg: Login,
-    upstream: Arc<Upstream>,
-    connector: Connector,
 }
 
-/// The response headers that describe the connection, not the message.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-];
-
 impl LoginForwarder {
-    /// The upstream's peer carries its trust anchors (`crate::tls`).
-    pub fn new(cfg: Login, upstream: Arc<Upstream>) -> Self {
-        let opts = pingora::connectors::ConnectorOptions::new(1);
-        LoginForwarder {
-            cfg,
-            upstream,
-            connector: Connector::new(Some(opts)),
-        }
+    pub fn new(cfg: Login) -> Self {
+        LoginForwarder { cfg }
     }
 
     pub fn path(&self) -> &str {
@@ -78,50 +58,50 @@ impl LoginForwarder {
         [&self.cfg.subject_header, &self.cfg.claims_header]
     }
 
+    /// Forwards the credentials to the upstream's login path; its answer
+    /// becomes a session, or is relayed as it is.
     #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
-        gw: &Gateway,
+        fwd: &Forwarder,
+        rewrite: &Rewrite,
         sessions: &Sessions,
-        session: &mut Session,
+        mut head: Parts,
         ctx: &mut RequestCtx,
-        body: Vec<u8>,
+        body: Bytes,
         client: &Client,
         cookie: Option<&RefreshCookie>,
-    ) -> Result<(), ApiError> {
-        let mut req = session.req_header().clone();
-        req.set_uri(
-            self.cfg
-                .upstream_path
-                .parse()
-                .map_err(|_| ApiError::Internal)?,
-        );
-        ctx.forward_target = None;
-        for h in HOP_BY_HOP {
-            req.remove_header(*h);
-        }
-        // The body was read already: the upstream has nothing to wait for.
-        req.remove_header(&http::header::EXPECT);
-        req.insert_header(http::header::CONTENT_LENGTH, body.len())
+    ) -> Result<Response<Body>, ApiError> {
+        let target = self
+            .cfg
+            .upstream_path
+            .parse()
             .map_err(|_| ApiError::Internal)?;
-        gw.rewrite_upstream_request(
-            &mut req,
-            ctx,
+        rewrite.apply(
+            &mut head,
+            Some(target),
             &[&self.cfg.subject_header, &self.cfg.claims_header],
-        )
-        .map_err(|_| ApiError::Internal)?;
-        let exchange = self.exchange(req, body);
-        let (resp, resp_body) = match tokio::time::timeout(self.upstream.timeout(), exchange).await
-        {
-            Ok(r) => r?,
-            Err(_) => return Err(ApiError::UpstreamTimeout),
-        };
-        let subject = resp.headers.get(&self.cfg.subject_header);
-        if !resp.status.is_success() || subject.is_none() {
-            return self.relay(session, ctx, resp, resp_body).await;
+            &Decided {
+                client: &ctx.client,
+                identity: None,
+                request_id: &ctx.request_id,
+                upgrade: false,
+                upstream_authority: fwd.upstream().authority(),
+            },
+        )?;
+        // The body was read already: its length is known, and the upstream
+        // has nothing to wait for (`Expect` went with the hop-by-hop headers).
+        head.headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let req = Request::from_parts(head, Outgoing::Full((!body.is_empty()).then_some(body)));
+        ctx.upstream_start = Some(std::time::Instant::now());
+        let (resp, resp_body) = self.exchange(fwd, req).await?;
+        let subject = resp.headers().get(&self.cfg.subject_header);
+        if !resp.status().is_success() || subject.is_none() {
+            return Ok(self.relay(ctx, resp, resp_body));
         }
         let subject = valid_subject(subject)?;
-        let claims = valid_claims(resp.headers.get(&self.cfg.claims_header))?;
+        let claims = valid_claims(resp.headers().get(&self.cfg.claims_header))?;
         let tokens = sessions.login(&subject, claims, client).await?;
         let body = serde_json::to_vec(&tokens).map_err(|_| ApiError::Internal)?;
         let extra = cookie
@@ -129,107 +109,55 @@ impl LoginForwarder {
             .map(|v| (SET_COOKIE, v))
             .into_iter()
             .collect();
-        send_ok(session, ctx, 200, body, extra).await
+        Ok(answer(200, body, extra, ctx))
     }
 
     /// One request/response with the upstream, the body read whole (bounded).
+    /// Interim answers (100 Continue, 103 Early Hints) never get here (hyper
+    /// skips them); a 101 to a request that asked for no upgrade is a broken upstream.
     async fn exchange(
         &self,
-        req: RequestHeader,
-        body: Vec<u8>,
-    ) -> Result<(ResponseHeader, Vec<u8>), ApiError> {
-        let unavailable =
-            |_| ApiError::UpstreamUnavailable("The upstream service is unavailable.".into());
-        let peer = self.upstream.peer().ok_or_else(|| unavailable(()))?;
-        let (http, _reused) = self
-            .connector
-            .get_http_session(&*peer)
-            .await
-            .map_err(|_| unavailable(()))?;
-        let HttpSession::H1(mut h1) = http else {
-            return Err(unavailable(()));
-        };
-        h1.write_request_header(Box::new(req))
-            .await
-            .map_err(|_| unavailable(()))?;
-        if !body.is_empty() {
-            h1.write_body(&body).await.map_err(|_| unavailable(()))?;
-        }
-        h1.finish_body().await.map_err(|_| unavailable(()))?;
-        // Interim answers (100 Continue, 103 Early Hints) are skipped; a 101
-        // to a request that asked for no upgrade is a broken upstream.
-        let resp = loop {
-            h1.read_response().await.map_err(|e| match e.etype() {
-                pingora::ErrorType::ReadTimedout => ApiError::UpstreamTimeout,
-                _ => unavailable(()),
-            })?;
-            let resp = h1.resp_header().ok_or_else(|| unavailable(()))?;
-            match resp.status.as_u16() {
-                101 => return Err(bad_upstream("it switched protocols")),
-                100..=199 => continue,
-                _ => break resp.clone(),
+        fwd: &Forwarder,
+        req: Request<Outgoing>,
+    ) -> Result<(Response<()>, Bytes), ApiError> {
+        let read = async {
+            let (resp, conn) = fwd.exchange(req).await?;
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(bad_upstream("it switched protocols"));
             }
-        };
-        let mut out = Vec::new();
-        while let Some(chunk) = h1.read_body_bytes().await.map_err(|_| unavailable(()))? {
-            if out.len() + chunk.len() > MAX_RELAYED_BODY {
-                return Err(ApiError::UpstreamUnavailable(
-                    "The upstream's login answer is too large.".into(),
-                ));
+            let (head, body) = fwd.stream(resp, conn).into_parts();
+            let mut out = bytes::BytesMut::new();
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| unavailable())?;
+                if let Some(chunk) = frame.data_ref() {
+                    if out.len() + chunk.len() > MAX_RELAYED_BODY {
+                        return Err(ApiError::UpstreamUnavailable(
+                            "The upstream's login answer is too large.".into(),
+                        ));
+                    }
+                    out.extend_from_slice(chunk);
+                }
             }
-            out.extend_from_slice(&chunk);
-        }
-        if h1.will_keepalive() {
-            self.connector
-                .release_http_session(HttpSession::H1(h1), &*peer, peer.options.idle_timeout)
-                .await;
-        }
-        Ok((resp, out))
+            Ok((Response::from_parts(head, ()), out.freeze()))
+        };
+        // The whole exchange, body included, within the upstream timeout.
+        tokio::time::timeout(fwd.upstream().timeout(), read)
+            .await
+            .map_err(|_| ApiError::UpstreamTimeout)?
     }
 
-    /// The upstream's own answer, unchanged but for the subject/claims headers and framing.
-    async fn relay(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        resp: ResponseHeader,
-        body: Vec<u8>,
-    ) -> Result<(), ApiError> {
-        let mut out = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))
-            .map_err(|_| ApiError::Internal)?;
-        for (name, value) in resp.headers.iter() {
-            let name_s = name.as_str();
-            if HOP_BY_HOP.contains(&name_s)
-                || name == self.cfg.subject_header
-                || name == self.cfg.claims_header
-                || name_s == "x-request-id"
-            {
-                continue;
-            }
-            out.append_header(name.clone(), value.clone())
-                .map_err(|_| ApiError::Internal)?;
-        }
-        out.insert_header(http::header::CONTENT_LENGTH, body.len())
-            .map_err(|_| ApiError::Internal)?;
-        out.insert_header(
-            HeaderName::from_static("x-request-id"),
-            ctx.request_id.clone(),
-        )
-        .map_err(|_| ApiError::Internal)?;
-        let no_body = body.is_empty() || session.req_header().method == http::Method::HEAD;
-        ctx.count(resp.status.as_u16());
-        let send = async {
-            session
-                .write_response_header(Box::new(out), no_body)
-                .await?;
-            if !no_body {
-                session
-                    .write_response_body(Some(Bytes::from(body)), true)
-                    .await?;
-            }
-            Ok::<_, Box<pingora::Error>>(())
-        };
-        send.await.map_err(|_| ApiError::Internal)
+    /// The upstream's own answer, unchanged but for the subject/claims
+    /// headers, hop-by-hop headers and framing.
+    fn relay(&self, ctx: &RequestCtx, resp: Response<()>, body: Bytes) -> Response<Body> {
+        let (mut head, ()) = resp.into_parts();
+        head.version = http::Version::default();
+        strip_response(&mut head.headers, false);
+        head.headers.remove(&self.cfg.subject_header);
+        head.headers.remove(&self.cfg.claims_header);
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        head.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+        Response::from_parts(head, Body::full(body))
     }
 }
 

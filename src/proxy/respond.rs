@@ -1,65 +1,48 @@
-//! Writing the answers sessiongate makes itself (errors, session API, JWKS).
+//! The answers sessiongate makes itself (errors, session API, JWKS), and the
+//! one place that maps every failure (ours, hyper's, the upstream's) to an
+//! answer.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use http::Response;
 
+use super::body::Body;
 use super::gateway::RequestCtx;
 use crate::errors::ApiError;
 
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
-/// How long one write of an answer of ours may wait for the client to read.
-/// The largest such answer is one page of sessions (a few hundred KB at
-/// most), which the socket buffers mostly absorb; a client that reads nothing
-/// is dropped after this, and with it the answer it held in memory.
-pub const ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Sends a complete response. The body is skipped for HEAD requests.
-pub async fn send(
-    session: &mut Session,
+/// A complete answer: JSON (unless empty), `Cache-Control: no-store` unless
+/// `extra` says otherwise, and the request id. hyper leaves the body out for HEAD.
+pub fn answer(
     status: u16,
     body: Vec<u8>,
     extra: Vec<(HeaderName, HeaderValue)>,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
-    if !body.is_empty() || status != 204 {
-        resp.insert_header(http::header::CONTENT_TYPE, JSON)?;
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::full(body));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    if status != 204 {
+        h.insert(http::header::CONTENT_TYPE, JSON);
     }
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     // Answers are private unless the caller says otherwise (the JWKS).
     if !extra.iter().any(|(n, _)| n == http::header::CACHE_CONTROL) {
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
     }
-    resp.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+    h.insert(X_REQUEST_ID, ctx.request_id.clone());
     for (name, value) in extra {
-        resp.append_header(name, value)?;
+        h.append(name, value);
     }
-    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
-    ctx.count(status);
-    // Only this answer: a kept-alive connection's next request starts afresh.
-    session.set_write_timeout(Some(ANSWER_WRITE_TIMEOUT));
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
-    }
-    Ok(())
+    resp
 }
 
-/// Sends `err` as SPEC 4's JSON error, with `WWW-Authenticate` / `Retry-After` where due.
-pub async fn send_error(
-    session: &mut Session,
-    err: &ApiError,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<()> {
+/// `err` as SPEC 4's JSON error, with `WWW-Authenticate` / `Retry-After` where due.
+pub fn error(err: &ApiError, ctx: &RequestCtx) -> Response<Body> {
     let mut extra = Vec::new();
     if let Some(challenge) = err.www_authenticate() {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -73,8 +56,19 @@ pub async fn send_error(
         ));
     }
     if matches!(err.status(), 400 | 413 | 431) {
-        // The request's framing or body may be unread: do not reuse the connection.
-        session.set_keepalive(None);
+        // The request's framing or body may be unread: do not reuse the
+        // connection (hyper closes it after this answer; HTTP/2 drops it).
+        extra.push((http::header::CONNECTION, HeaderValue::from_static("close")));
     }
-    send(session, err.status(), err.body(), extra, ctx).await
+    answer(err.status(), err.body(), extra, ctx)
+}
+
+/// A failure from hyper while talking to the upstream.
+pub fn upstream_failure(e: &hyper::Error) -> ApiError {
+    if e.is_user() || e.is_body_write_aborted() {
+        // The client's own body failed (a bad chunk size, the client went
+        // away): the upstream never got a complete request.
+        return ApiError::BadRequest("the request body could not be read");
+    }
+    ApiError::UpstreamUnavailable("The upstream service is unavailable.".into())
 }

@@ -1,37 +1,66 @@
 //! The upstream: its address (re-resolved in the background so a DNS name
-//! such as a Kubernetes Service keeps working) and the peer settings.
+//! such as a Kubernetes Service keeps working), how to open a connection to
+//! it (TCP, then TLS with SNI and hostname verification for https), and the
+//! timeouts. Shared read-only by every worker; each worker keeps its own
+//! idle connections ([`super::pool`]).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::WrappedX509;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::config;
 
 pub struct Upstream {
     cfg: config::Upstream,
-    peer: ArcSwapOption<HttpPeer>,
-    /// System roots + `ca_file`, when `ca_file` is set (see `crate::tls`).
-    ca: Option<Arc<[WrappedX509]>>,
+    addr: ArcSwapOption<SocketAddr>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    authority: http::HeaderValue,
+}
+
+/// A connection to the upstream, plain or TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub enum ConnectError {
+    Unresolved,
+    TimedOut,
+    Failed(std::io::Error),
 }
 
 impl Upstream {
-    /// Fails only when `ca_file` cannot be read or parsed.
+    /// Fails only when the TLS settings (`ca_file`) cannot be used.
     pub fn new(cfg: &config::Upstream) -> Result<Arc<Upstream>, String> {
-        let ca = match &cfg.ca_file {
-            Some(path) if cfg.tls => Some(
-                crate::tls::upstream_trust_anchors(path)
-                    .map_err(|e| format!("upstream.ca_file: {e}"))?,
-            ),
-            _ => None,
+        let tls = if cfg.tls {
+            let config = crate::tls::upstream_client_config(cfg.ca_file.as_deref())
+                .map_err(|e| format!("upstream.ca_file: {e}"))?;
+            let name = ServerName::try_from(cfg.host.clone()).map_err(|e| {
+                format!("upstream.url: `{}` is not a TLS server name: {e}", cfg.host)
+            })?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        let authority = if cfg.host.contains(':') {
+            format!("[{}]:{}", cfg.host, cfg.port)
+        } else {
+            format!("{}:{}", cfg.host, cfg.port)
         };
         let u = Arc::new(Upstream {
             cfg: cfg.clone(),
-            peer: ArcSwapOption::empty(),
-            ca,
+            addr: ArcSwapOption::empty(),
+            tls,
+            authority: http::HeaderValue::from_str(&authority)
+                .map_err(|_| format!("upstream.url: `{authority}` is not a valid Host"))?,
         });
         if let Err(e) = u.resolve() {
             tracing::warn!(upstream = %cfg.url, error = %e, "cannot resolve the upstream yet; retrying in the background");
@@ -39,53 +68,119 @@ impl Upstream {
         Ok(u)
     }
 
-    /// The peer to connect to, if the upstream's address is known.
-    pub fn peer(&self) -> Option<Arc<HttpPeer>> {
-        self.peer.load_full()
+    /// The address to connect to, if known.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr.load().as_deref().copied()
     }
 
     pub fn timeout(&self) -> Duration {
         self.cfg.request_timeout
     }
 
-    pub fn authority(&self) -> String {
-        if self.cfg.host.contains(':') {
-            format!("[{}]:{}", self.cfg.host, self.cfg.port)
-        } else {
-            format!("{}:{}", self.cfg.host, self.cfg.port)
-        }
+    /// `host:port`, the Host of a request that came without one.
+    pub fn authority(&self) -> &http::HeaderValue {
+        &self.authority
     }
 
-    /// Looks the host up and installs a peer for its first address.
+    /// Looks the host up (blocking: call it off the request path) and keeps
+    /// its first address.
     pub fn resolve(&self) -> std::io::Result<()> {
         let addr: SocketAddr = (self.cfg.host.as_str(), self.cfg.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other("no address"))?;
-        if self
-            .peer
-            .load()
-            .as_ref()
-            .is_some_and(|p| p._address == pingora::protocols::l4::socket::SocketAddr::Inet(addr))
-        {
-            return Ok(());
+        if self.addr() != Some(addr) {
+            self.addr.store(Some(Arc::new(addr)));
         }
-        let mut peer = HttpPeer::new(addr, self.cfg.tls, self.cfg.host.clone());
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.cfg.connect_timeout);
-        o.total_connection_timeout = Some(self.cfg.connect_timeout);
-        o.read_timeout = Some(self.cfg.request_timeout);
-        o.write_timeout = Some(self.cfg.request_timeout);
-        o.idle_timeout = Some(Duration::from_secs(60));
-        o.verify_cert = true;
-        o.verify_hostname = true;
-        o.ca = self.ca.clone();
-        self.peer.store(Some(Arc::new(peer)));
         Ok(())
     }
 
     /// Whether the host is a name that can change address.
     pub fn needs_resolving(&self) -> bool {
         self.cfg.host.parse::<std::net::IpAddr>().is_err()
+    }
+
+    /// A new connection, TLS included, within `upstream.connect_timeout`.
+    pub async fn connect(&self) -> Result<(Stream, SocketAddr), ConnectError> {
+        let addr = self.addr().ok_or(ConnectError::Unresolved)?;
+        let open = async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(match &self.tls {
+                None => Stream::Plain(tcp),
+                Some((connector, name)) => {
+                    Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                }
+            })
+        };
+        match tokio::time::timeout(self.cfg.connect_timeout, open).await {
+            Ok(Ok(stream)) => Ok((stream, addr)),
+            Ok(Err(e)) => Err(ConnectError::Failed(e)),
+            Err(_) => Err(ConnectError::TimedOut),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

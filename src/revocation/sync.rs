@@ -10,9 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::ShutdownWatch;
 use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::RevocationList;
@@ -141,9 +140,9 @@ impl RevocationSync {
     }
 }
 
-#[async_trait]
-impl BackgroundService for RevocationSync {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+impl RevocationSync {
+    /// Keeps the list in step with the store until shutdown.
+    pub async fn run(&self, mut shutdown: ShutdownWatch) {
         match &self.feed {
             Some(feed) => self.follow(feed.as_ref(), shutdown).await,
             None => {

@@ -15,6 +15,8 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
             "max_auth_body_bytes",
             "trusted_proxies",
             "tls",
+            "header_read_timeout",
+            "http2",
         ],
         p,
     );
@@ -41,6 +43,10 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
         }
     });
     let threads = n.number("threads", 0, (0, 1024), p) as usize;
+    let header_read_timeout = n.duration("header_read_timeout", SECS(10), p);
+    if header_read_timeout.is_zero() {
+        p.add(&n.key_path("header_read_timeout"), "must be more than 0s");
+    }
     Server {
         listen,
         admin_listen,
@@ -55,6 +61,8 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
         max_auth_body_bytes: n.number("max_auth_body_bytes", 16384, (256, 1 << 24), p) as usize,
         trusted_proxies,
         tls,
+        header_read_timeout,
+        http2: n.boolean("http2", true, p),
     }
 }
 

@@ -56,7 +56,7 @@ fn err(e: redis::RedisError) -> StoreError {
 }
 
 /// The client spawns its reconnection tasks where it is built; the sidecar is
-/// built before pingora starts its runtimes, so it gets one of its own that
+/// built before the workers start their runtimes, so it gets one of its own that
 /// lives as long as the process.
 fn io_runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();

@@ -1,0 +1,383 @@
+//! Step 4 of the request path: the request as the upstream gets it.
+//!
+//! - hop-by-hop headers (RFC 9110 7.6.1) go, with every header `Connection`
+//!   names; an upgrade the upstream may agree to keeps `Upgrade`;
+//! - client copies of the identity headers, rerouting headers and (from an
+//!   untrusted peer) forwarding claims go, in any spelling (SPEC 6);
+//! - sessiongate's refresh cookie goes;
+//! - the identity headers, `X-Forwarded-*`, `Host` and `X-Request-Id` are set.
+//!
+//! Header names keep the client's spelling (hyper's case map travels in the
+//! request's extensions) and the order of the headers that stay is kept.
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use http::request::Parts;
+use http::{Uri, Version};
+
+use super::client::ClientInfo;
+use super::headers::{same_name, FORWARDING_CLAIMS, REROUTING};
+use super::respond::X_REQUEST_ID;
+use crate::auth::Verified;
+use crate::config::IdentityHeaders;
+use crate::errors::ApiError;
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers about one connection, never forwarded (RFC 9110 7.6.1, plus the
+/// legacy `Keep-Alive`/`Proxy-Connection` and h2c's `HTTP2-Settings`).
+/// `Expect` is answered by sessiongate itself (hyper sends `100 Continue`
+/// when the body is first read, i.e. after the request was allowed).
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    HTTP2_SETTINGS,
+    EXPECT,
+];
+
+pub struct Rewrite {
+    pub identity: IdentityHeaders,
+    /// The client listener has TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
+    /// sessiongate's own refresh cookie, never passed on to the upstream.
+    pub refresh_cookie: Option<String>,
+}
+
+/// What the request path decided about one request.
+pub struct Decided<'a> {
+    pub client: &'a ClientInfo,
+    pub identity: Option<&'a Verified>,
+    pub request_id: &'a HeaderValue,
+    /// Forward the client's `Upgrade` (a WebSocket handshake).
+    pub upgrade: bool,
+    /// The upstream's `host:port`, for a request that names no host.
+    pub upstream_authority: &'a HeaderValue,
+}
+
+impl Rewrite {
+    /// Rewrites `parts` for the upstream. `target`: the origin-form target
+    /// to send instead of the client's; `strip`: more headers to drop (login's
+    /// control headers).
+    pub fn apply(
+        &self,
+        parts: &mut Parts,
+        target: Option<Uri>,
+        strip: &[&HeaderName],
+        d: &Decided<'_>,
+    ) -> Result<(), ApiError> {
+        let h2_authority = (parts.version == Version::HTTP_2)
+            .then(|| parts.uri.authority().cloned())
+            .flatten();
+        match target {
+            Some(t) => parts.uri = t,
+            None if parts.uri.scheme().is_some() => {
+                parts.uri = parts
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .map(Uri::from)
+                    .unwrap_or_else(|| Uri::from_static("/"));
+            }
+            None => {}
+        }
+        let was_h2 = parts.version == Version::HTTP_2;
+        parts.version = Version::HTTP_11;
+        self.strip(&mut parts.headers, strip, d);
+        if was_h2 {
+            join_cookies(&mut parts.headers);
+        }
+        let h = &mut parts.headers;
+        if let Some(name) = &self.refresh_cookie {
+            strip_cookie(h, name);
+        }
+        if let Some(id) = d.identity {
+            h.insert(self.identity.user_id.clone(), id.user_header.clone());
+            h.insert(self.identity.session_id.clone(), id.session_header.clone());
+            h.insert(self.identity.claims.clone(), id.claims_header.clone());
+        }
+        let peer = HeaderValue::from_str(&d.client.peer_ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("0.0.0.0"));
+        if d.client.peer_trusted {
+            // Several field lines are one list (RFC 9110 5.3): keep them all.
+            // Elements that are empty or not text are dropped, as the
+            // client-IP logic drops them.
+            let mut xff = String::new();
+            let priors = h
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|e| !e.is_empty());
+            for prior in priors {
+                xff.push_str(prior);
+                xff.push_str(", ");
+            }
+            xff.push_str(peer.to_str().unwrap_or(""));
+            let xff = HeaderValue::from_str(&xff).unwrap_or(peer);
+            h.insert(X_FORWARDED_FOR, xff);
+        } else {
+            h.insert(X_FORWARDED_FOR, peer);
+        }
+        if !d.client.peer_trusted || !h.contains_key(&X_FORWARDED_PROTO) {
+            let proto = if self.tls { "https" } else { "http" };
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+        if !h.contains_key(HOST) {
+            // HTTP/2's :authority, else (HTTP/1.0) the upstream's own.
+            let host = h2_authority
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| d.upstream_authority.clone());
+            h.insert(HOST, host);
+        }
+        if !d.client.peer_trusted || !h.contains_key(&X_FORWARDED_HOST) {
+            match h.get(HOST).cloned() {
+                Some(host) => {
+                    h.insert(X_FORWARDED_HOST, host);
+                }
+                None => {
+                    h.remove(&X_FORWARDED_HOST);
+                }
+            }
+        }
+        h.insert(X_REQUEST_ID, d.request_id.clone());
+        Ok(())
+    }
+
+    /// Removes every header that must not reach the upstream, keeping the
+    /// order of the others. Usually nothing matches: then nothing is built.
+    fn strip(&self, h: &mut HeaderMap, strip: &[&HeaderName], d: &Decided<'_>) {
+        let mut named = connection_named(h);
+        // A client cannot have a header sessiongate sets dropped (it is set
+        // after this anyway), nor the message's framing.
+        named.retain(|n| !self.sets(n) && !same_name(n, b"content-length"));
+        let identity = [
+            &self.identity.user_id,
+            &self.identity.session_id,
+            &self.identity.claims,
+        ];
+        let untrusted: &[&str] = if d.client.peer_trusted {
+            &[]
+        } else {
+            FORWARDING_CLAIMS
+        };
+        let upgrade = d.upgrade && !offers_h2c(h);
+        let doomed = |k: &HeaderName| {
+            if upgrade && (k == UPGRADE || k == CONNECTION) {
+                return false;
+            }
+            let kb = k.as_str().as_bytes();
+            HOP_BY_HOP.contains(k)
+                || named.iter().any(|n| same_name(kb, n))
+                || identity
+                    .iter()
+                    .chain(strip)
+                    .any(|n| same_name(kb, n.as_str().as_bytes()))
+                || REROUTING
+                    .iter()
+                    .chain(untrusted)
+                    .any(|n| same_name(kb, n.as_bytes()))
+        };
+        if h.keys().any(doomed) {
+            retain_in_order(h, doomed);
+        }
+        if upgrade {
+            // Only the upgrade itself stays named in Connection.
+            h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+
+    /// Whether `name` is one of the headers sessiongate sets on every request.
+    fn sets(&self, name: &[u8]) -> bool {
+        [
+            &self.identity.user_id,
+            &self.identity.session_id,
+            &self.identity.claims,
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_REQUEST_ID,
+            &HOST,
+        ]
+        .iter()
+        .any(|n| same_name(name, n.as_str().as_bytes()))
+    }
+}
+
+/// The header names listed in `Connection` (lower-cased), minus the options
+/// `close`, `keep-alive` and `upgrade`.
+fn connection_named(h: &HeaderMap) -> Vec<Vec<u8>> {
+    let mut named = Vec::new();
+    for v in h.get_all(CONNECTION) {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii().to_ascii_lowercase();
+            if !token.is_empty() && !matches!(&token[..], b"close" | b"keep-alive" | b"upgrade") {
+                named.push(token);
+            }
+        }
+    }
+    named
+}
+
+/// An `Upgrade` offering h2c: never passed on (HTTP/2 to the upstream is not ours to start).
+fn offers_h2c(h: &HeaderMap) -> bool {
+    h.get_all(UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+}
+
+/// HTTP/2 may split `Cookie` into one field per cookie; HTTP/1.1 wants one
+/// line (RFC 9113 8.2.3).
+fn join_cookies(h: &mut HeaderMap) {
+    if h.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<u8> = h
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(COOKIE, v);
+    }
+}
+
+/// Removes the cookie `name` from every Cookie header: the refresh token
+/// stays between the browser and sessiongate (a legacy upstream may log
+/// cookies). Other cookies pass unchanged.
+pub fn strip_cookie(h: &mut HeaderMap, name: &str) {
+    let carries = |v: &HeaderValue| {
+        v.as_bytes()
+            .windows(name.len())
+            .any(|w| w == name.as_bytes())
+    };
+    if !h.get_all(COOKIE).iter().any(carries) {
+        return;
+    }
+    // Bytes, not text: other cookies pass exactly as they came.
+    let kept: Vec<Vec<u8>> = h
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| {
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|b| *b == b';')
+                .map(<[u8]>::trim_ascii)
+                .filter(|pair| !pair.is_empty())
+                .filter(|pair| {
+                    let cookie = pair.split(|b| *b == b'=').next().unwrap_or(pair);
+                    cookie.trim_ascii() != name.as_bytes()
+                })
+                .collect();
+            pairs.join(&b"; "[..])
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    h.remove(COOKIE);
+    for value in kept {
+        // Came from a valid header value minus some bytes: still valid.
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            h.append(COOKIE, value);
+        }
+    }
+}
+
+/// Removes the hop-by-hop headers of an upstream response (and those its
+/// `Connection` names), keeping the others in order. A 101 keeps `Upgrade`
+/// and `Connection`: they are the switch.
+pub fn strip_response(h: &mut HeaderMap, switching: bool) {
+    let named = connection_named(h);
+    let doomed = |k: &HeaderName| {
+        if switching && (k == UPGRADE || k == CONNECTION) {
+            return false;
+        }
+        (HOP_BY_HOP.contains(k) && k != EXPECT)
+            || named.iter().any(|n| same_name(k.as_str().as_bytes(), n))
+    };
+    if h.keys().any(doomed) {
+        retain_in_order(h, doomed);
+    }
+}
+
+/// Drops the headers `doomed` names, keeping the order of the others
+/// (`HeaderMap::remove` would move the last header into the gap).
+fn retain_in_order(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let old = std::mem::take(h);
+    h.reserve(old.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in old {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        if let Some(name) = &current {
+            if !doomed(name) {
+                h.append(name.clone(), value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookies_after(lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(COOKIE, HeaderValue::from_bytes(line).unwrap());
+        }
+        strip_cookie(&mut h, "sg_refresh");
+        h.get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn only_our_cookie_is_removed() {
+        assert_eq!(
+            cookies_after(&[b"a=1; sg_refresh=t; xsg_refresh=2; sg_refresh_x=3"]),
+            [b"a=1; xsg_refresh=2; sg_refresh_x=3".to_vec()]
+        );
+        assert_eq!(
+            cookies_after(&[b" sg_refresh = \"t\" ;;  b=2 ", b"sg_refresh=t"]),
+            [b"b=2".to_vec()]
+        );
+        assert!(cookies_after(&[b"sg_refresh=t"]).is_empty());
+        // Bytes that are not UTF-8 in other cookies pass exactly.
+        assert_eq!(
+            cookies_after(&[b"a=\xe9t\xe9; sg_refresh=t"]),
+            [b"a=\xe9t\xe9".to_vec()]
+        );
+        // No cookie of ours: the headers are left alone, even odd spacing.
+        assert_eq!(cookies_after(&[b"a=1;b=2"]), [b"a=1;b=2".to_vec()]);
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_go_and_order_stays() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append(CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.append("x-secret", HeaderValue::from_static("s"));
+        h.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        h.append("x-c", HeaderValue::from_static("3"));
+        strip_response(&mut h, false);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-a", "x-b", "x-c"]);
+    }
+}
