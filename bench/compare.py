@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
 """Side-by-side proxy benchmark: sessiongate vs nginx (no auth) vs HAProxy
-verifying JWTs, each with one worker, against one nginx upstream answering
-"ok", driven by `wrk -t1 -c32` on loopback. Contenders run interleaved for
-several rounds; medians are printed with ratios to nginx and HAProxy ES256.
+verifying JWTs vs a hyper proxy that only forwards (the floor,
+examples/forward_only.rs), each with one worker, against one nginx upstream
+answering "ok", driven by `wrk -t1 -c32` on loopback. Contenders run
+interleaved for several rounds; medians are printed with ratios to nginx,
+HAProxy ES256 and the floor, then the targets of issue 14.
 
-Run `bench/run.sh` (installs wrk, nginx, haproxy, builds the release binary),
-or directly: python3 bench/compare.py --rounds 5 --seconds 10.
+Request logs are off everywhere except in one pair, both with the access log
+on as users run it: nginx writing its access log to a file, and sessiongate
+EdDSA writing its access log to stdout (redirected to a file); that pair's
+"x nginx" compares the two.
+
+Run `bench/run.sh` (installs wrk, nginx, haproxy, PyJWT, matplotlib, builds
+the release binary and the floor), or directly:
+python3 bench/compare.py --rounds 5 --seconds 10 --plot bench.png
 
 Measures per contender: requests/s, p50/p99 latency (wrk --latency), CPU
 seconds per 100k requests (utime+stime of the proxy's processes from /proc),
@@ -89,6 +97,12 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
+NGINX, NGINX_LOG = "nginx proxy (no auth)", "nginx proxy, access log to file"
+FLOOR, HAP_ES = "hyper forward-only (floor)", "HAProxy jwt_verify ES256"
+SG_ED, SG_ED_LOG = "sessiongate EdDSA", "sessiongate EdDSA, access log on"
+SG_ES_UNCACHED = "sessiongate ES256 uncached"
+
+
 @dataclass
 class Contender:
     name: str
@@ -96,16 +110,19 @@ class Contender:
     proc: subprocess.Popen
     token: str | None = None
     results: list[dict] = field(default_factory=list)
+    # Whom "x nginx" compares with: the nginx that logs as this contender does.
+    nginx: str = NGINX
 
 
-def start_nginx(work: Path, name: str, conf_body: str) -> subprocess.Popen:
+def start_nginx(work: Path, name: str, conf_body: str, access_log: bool = False) -> subprocess.Popen:
     d = work / name
     (d / "logs").mkdir(parents=True, exist_ok=True)
     conf = d / "nginx.conf"
+    log = f"{d}/access.log" if access_log else "off"
     conf.write_text(
         "worker_processes 1;\ndaemon off;\nmaster_process on;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
-        "events { worker_connections 4096; }\nhttp {\n  access_log %s/access.log;\n%s\n}\n"
-        % (d, d, d, conf_body))
+        "events { worker_connections 4096; }\nhttp {\n  access_log %s;\n%s\n}\n"
+        % (d, d, log, conf_body))
     return subprocess.Popen(["nginx", "-p", str(d), "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -138,11 +155,20 @@ def main() -> int:
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--baseline", help="another sessiongate binary (e.g. the previous commit's) run as "
                     "an extra EdDSA contender, so a change is measured before/after within one run")
+    ap.add_argument("--floor", default=str(ROOT / "target/release/examples/forward_only"),
+                    help="the forward-only hyper proxy (cargo build --release --example forward_only)")
+    ap.add_argument("--plot", metavar="FILE.png", help="also draw req/s and CPU per 100k requests of every "
+                    "contender into this PNG (needs matplotlib)")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy"):
         if not shutil.which(tool):
             print(f"{tool} is missing: run bench/run.sh (it installs Debian's packages)", file=sys.stderr)
             return 2
+    if not os.access(args.floor, os.X_OK):
+        print(f"{args.floor} is missing: cargo build --release --example forward_only", file=sys.stderr)
+        return 2
+    if args.plot:
+        import matplotlib  # noqa: F401  (fail now, not after the run)
     work = Path(tempfile.mkdtemp(prefix="sg-bench-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -154,13 +180,21 @@ def main() -> int:
         wait_port(up)
 
         contenders: list[Contender] = []
-        port = free_port()
-        p = start_nginx(work, "nginx-proxy", f"""
+        for name, access_log in ((NGINX, False), (NGINX_LOG, True)):
+            port = free_port()
+            p = start_nginx(work, f"nginx-proxy-{'log' if access_log else 'nolog'}", f"""
   upstream u {{ server 127.0.0.1:{up}; keepalive 64; }}
   server {{ listen 127.0.0.1:{port};
-    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""",
+                            access_log)
+            procs.append(p)
+            contenders.append(Contender(name, port, p, nginx=name))
+
+        port = free_port()
+        p = subprocess.Popen([args.floor, f"127.0.0.1:{port}", f"127.0.0.1:{up}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(p)
-        contenders.append(Contender("nginx proxy (no auth)", port, p))
+        contenders.append(Contender(FLOOR, port, p))
 
         now = int(time.time())
         claims = {"iss": "sessiongate", "aud": "upstream", "sub": "user-bench", "sid": "YmVuY2gtc2Vzc2lvbi0xMjM0",
@@ -203,13 +237,16 @@ backend be
             tok = jwt.encode(claims, key, algorithm=alg, headers={"kid": "k1"})
             contenders.append(Contender(f"HAProxy jwt_verify {alg}", port, p, tok))
 
-        runs = [(args.bin, "", "EdDSA", "ed.pem", ed_key, 100000), (args.bin, "", "ES256", "es.pem", es_key, 100000),
-                (args.bin, "", "ES256", "es.pem", es_key, 0)]
+        runs = [(args.bin, "", "EdDSA", "ed.pem", ed_key, 100000, False),
+                (args.bin, "", "EdDSA", "ed.pem", ed_key, 100000, True),
+                (args.bin, "", "ES256", "es.pem", es_key, 100000, False),
+                (args.bin, "", "ES256", "es.pem", es_key, 0, False)]
         if args.baseline:
-            runs.insert(1, (args.baseline, " (baseline)", "EdDSA", "ed.pem", ed_key, 100000))
-        for n, (binary, suffix, alg, key_file, key, cache) in enumerate(runs):
+            runs.insert(1, (args.baseline, " (baseline)", "EdDSA", "ed.pem", ed_key, 100000, False))
+        for n, (binary, suffix, alg, key_file, key, cache, access_log) in enumerate(runs):
             port, admin = free_port(), free_port()
-            label = f"sessiongate {alg}" + (" uncached" if cache == 0 else "") + suffix
+            label = (f"sessiongate {alg}" + (" uncached" if cache == 0 else "") + suffix
+                     + (", access log on" if access_log else ""))
             cfg = work / f"sg-{n}-{alg}-{cache}.yaml"
             cfg.write_text(json.dumps({
                 "server": {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin}", "threads": 1},
@@ -220,8 +257,10 @@ backend be
                 "routes": [{"prefix": "/", "auth": "required"}],
             }))  # JSON is YAML
             log = open(work / f"sg-{n}-{alg}-{cache}.log", "wb")
+            # The default filter logs every request; `access=off` is the documented switch (README).
+            env = dict(os.environ, RUST_LOG="info" if access_log else "info,access=off")
             t0 = time.monotonic()
-            p = subprocess.Popen([binary, "run", "--config", str(cfg)], stdout=log, stderr=log)
+            p = subprocess.Popen([binary, "run", "--config", str(cfg)], stdout=log, stderr=log, env=env)
             procs.append(p)
             for _ in range(400):
                 try:
@@ -231,7 +270,7 @@ backend be
                     time.sleep(0.01)
             startup_ms = (time.monotonic() - t0) * 1000
             tok = jwt.encode(claims, key, algorithm=alg, headers={"kid": "k1"})
-            c = Contender(label, port, p, tok)
+            c = Contender(label, port, p, tok, nginx=NGINX_LOG if access_log else NGINX)
             c.startup_ms = startup_ms  # type: ignore[attr-defined]
             contenders.append(c)
 
@@ -255,17 +294,38 @@ backend be
             cb = next(c for c in contenders if c.name == b)
             return statistics.median(x[key] / y[key] for x, y in zip(ca.results, cb.results))
 
-        base, hap = "nginx proxy (no auth)", "HAProxy jwt_verify ES256"
         print(f"\nmedian of {args.rounds} interleaved rounds, wrk -t1 -c32 -d{args.seconds}s, one worker each\n")
-        print("| contender | requests/s | p50 ms | p99 ms | CPU s / 100k req | RSS MiB (idle → loaded) | × nginx | × HAProxy ES256 |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| contender | requests/s | p50 ms | p99 ms | CPU s / 100k req | RSS MiB (idle → loaded) "
+              "| × nginx (same logging) | × HAProxy ES256 | CPU × floor |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for c in contenders:
             m = med[c.name]
             print(f"| {c.name} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_per_100k']:.2f} | "
-                  f"{idle_rss[c.name]:.1f} → {m['rss']:.1f} | {ratio(c.name, base):.2f} | {ratio(c.name, hap):.2f} |")
-        for c in contenders:
-            if hasattr(c, "startup_ms"):
-                print(f"start to ready, {c.name}: {c.startup_ms:.0f} ms")  # type: ignore[attr-defined]
+                  f"{idle_rss[c.name]:.1f} → {m['rss']:.1f} | {ratio(c.name, c.nginx):.2f} | "
+                  f"{ratio(c.name, HAP_ES):.2f} | {ratio(c.name, FLOOR, 'cpu_per_100k'):.2f} |")
+        startup = {c.name: c.startup_ms for c in contenders if hasattr(c, "startup_ms")}  # type: ignore[attr-defined]
+        for name, ms in startup.items():
+            print(f"start to ready, {name}: {ms:.0f} ms")
+
+        # Issue 14's targets, from the same ratios.
+        print("\n| target (issue 14) | measured | met |\n|---|---|---|")
+        targets = [
+            ("EdDSA requests/s ≥ 0.9× nginx", ratio(SG_ED, NGINX), lambda v: v >= 0.9),
+            ("EdDSA CPU / 100k ≤ 1.15× nginx", ratio(SG_ED, NGINX, "cpu_per_100k"), lambda v: v <= 1.15),
+            ("EdDSA p99 ≤ 1.25× nginx", ratio(SG_ED, NGINX, "p99"), lambda v: v <= 1.25),
+            ("EdDSA requests/s ≥ 6× HAProxy ES256", ratio(SG_ED, HAP_ES), lambda v: v >= 6),
+            ("access log on: requests/s ≥ 0.8× nginx logging to a file", ratio(SG_ED_LOG, NGINX_LOG),
+             lambda v: v >= 0.8),
+            ("uncached ES256 requests/s ≥ 1.0× HAProxy ES256", ratio(SG_ES_UNCACHED, HAP_ES), lambda v: v >= 1.0),
+        ]
+        for what, v, ok in targets:
+            print(f"| {what} | {v:.2f}× | {'yes' if ok(v) else '**no**'} |")
+        print(f"| idle RSS ≤ 10 MiB | {idle_rss[SG_ED]:.1f} MiB | {'yes' if idle_rss[SG_ED] <= 10 else '**no**'} |")
+        slowest = max(startup.values())
+        print(f"| start to ready ≤ 50 ms (SQLite) | {slowest:.0f} ms (slowest) | {'yes' if slowest <= 50 else '**no**'} |")
+        if args.plot:
+            plot(args.plot, contenders, args)
+            print(f"\nchart: {args.plot}")
         if args.json:
             Path(args.json).write_text(json.dumps({c.name: c.results for c in contenders}, indent=1))
         return 0
@@ -278,6 +338,43 @@ backend be
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def plot(path: str, contenders: list[Contender], args: argparse.Namespace) -> None:
+    """Two panels, one bar per contender: requests/s and CPU per 100k requests
+    (median; with several rounds, whiskers from the lowest to the highest)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import StrMethodFormatter
+
+    def colour(name: str) -> str:
+        return ("tab:blue" if name.startswith("sessiongate") else "tab:green" if name == FLOOR
+                else "tab:orange" if name.startswith("HAProxy") else "tab:gray")
+
+    names = [c.name for c in contenders][::-1]  # first contender on top
+    by_name = {c.name: c for c in contenders}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(names) + 1.8), sharey=True)
+    for ax, key, title, fmt in ((axes[0], "rps", "requests/s (higher is better)", "{:,.0f}"),
+                                (axes[1], "cpu_per_100k", "CPU seconds per 100k requests (lower is better)",
+                                 "{:.2f}")):
+        runs = [[r[key] for r in by_name[n].results] for n in names]
+        med = [statistics.median(v) for v in runs]
+        err = [[m - min(v) for m, v in zip(med, runs)], [max(v) - m for m, v in zip(med, runs)]]
+        ax.barh(names, med, xerr=err if args.rounds > 1 else None, color=[colour(n) for n in names], capsize=3)
+        ax.axvline(statistics.median(r[key] for r in by_name[NGINX].results), color="black", linestyle="--",
+                   linewidth=0.8)
+        for y, (m, v) in enumerate(zip(med, runs)):  # the value right of its whisker
+            ax.text(max(v), y, "  " + fmt.format(m), va="center", fontsize=9)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}" if key == "rps" else "{x:g}"))
+        ax.set_xlim(0, max(map(max, runs)) * 1.22)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    rounds = f"{args.rounds} round{'s' if args.rounds > 1 else ''}"
+    fig.suptitle(f"One worker each, wrk -t1 -c32 on loopback, median of {rounds} × {args.seconds} s "
+                 "(dashed line: nginx proxy, logs off)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the benchmarks need on Debian (wrk, nginx, haproxy, PyJWT),
-# builds the release binary, and runs the side-by-side proxy comparison.
-# Extra arguments go to bench/compare.py (e.g. --rounds 8 --seconds 10).
+# Installs what the benchmarks need on Debian (wrk, nginx, haproxy, PyJWT,
+# matplotlib for --plot), builds the release binary and the forward-only floor
+# (examples/forward_only.rs), and runs the side-by-side proxy comparison.
+# Extra arguments go to bench/compare.py (e.g. --rounds 8 --seconds 10 --plot bench.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -10,6 +11,6 @@ if ((${#missing[@]})); then
   pkgs=("${missing[@]/nginx/nginx-light}")
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q 'PyJWT[crypto]' cryptography
-cargo build --release
+python3 -c 'import jwt, cryptography, matplotlib' 2>/dev/null || python3 -m pip install -q 'PyJWT[crypto]' cryptography matplotlib
+cargo build --release --bin sessiongate --example forward_only
 exec python3 bench/compare.py "$@"
