@@ -205,40 +205,11 @@ const PIECE: usize = 64 << 10;
 const PIECES: usize = 3200; // 200 MiB
 const TOTAL: u64 = (PIECE * PIECES) as u64;
 
-/// The sidecar's resident memory in KiB, from /proc/<pid>/status.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// How much the sidecar may grow while 200 MiB pass through it.
 const RSS_GROWTH_KIB: u64 = 32 << 10;
 
 fn streaming_sidecar(up: &Scripted) -> Sidecar {
     SidecarConfig::new(&up.url(), json!({"upstream": {"request_timeout": "60s"}})).spawn()
-}
-
-/// Reads a response head from `s`; the head text and what followed it.
-fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = client::find(&buf, b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return (String::from_utf8_lossy(&buf).into_owned(), rest);
-        }
-        let n = s.read(&mut chunk).expect("read the head");
-        assert!(
-            n > 0,
-            "closed before the head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 #[test]
@@ -247,7 +218,7 @@ fn a_200_mib_download_streams_through_with_bounded_memory() {
         Reply::status(200).stream(PIECE, PIECES, Duration::ZERO, Framing::Length)
     });
     let sc = streaming_sidecar(&up);
-    let base = rss_kib(sc.pid());
+    let base = sc.rss_kib();
     let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -256,7 +227,7 @@ fn a_200_mib_download_streams_through_with_bounded_memory() {
         "GET /public/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
-    let (head, mut pending) = read_head(&mut s);
+    let (head, mut pending) = client::read_head(&mut s).expect("a response head");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -265,7 +236,7 @@ fn a_200_mib_download_streams_through_with_bounded_memory() {
     );
     // A slow client first: a proxy that buffers instead of pushing back grows now.
     std::thread::sleep(Duration::from_millis(1000));
-    let mut peak = rss_kib(sc.pid());
+    let mut peak = sc.rss_kib();
     let mut got: u64 = 0;
     let mut buf = vec![0u8; PIECE];
     loop {
@@ -279,7 +250,7 @@ fn a_200_mib_download_streams_through_with_bounded_memory() {
             pending.clear();
         }
         if got % (4 << 20) < PIECE as u64 {
-            peak = peak.max(rss_kib(sc.pid()));
+            peak = peak.max(sc.rss_kib());
         }
         let n = s.read(&mut buf).expect("read the body");
         if n == 0 {
@@ -298,7 +269,7 @@ fn a_200_mib_download_streams_through_with_bounded_memory() {
 fn a_200_mib_upload_streams_through_with_bounded_memory() {
     let up = Scripted::start(|_| Reply::status(200).body("stored"));
     let sc = streaming_sidecar(&up);
-    let base = rss_kib(sc.pid());
+    let base = sc.rss_kib();
     let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -312,10 +283,10 @@ fn a_200_mib_upload_streams_through_with_bounded_memory() {
         s.write_all(&pattern((i * PIECE) as u64, PIECE))
             .expect("write the body");
         if i % 64 == 0 {
-            peak = peak.max(rss_kib(sc.pid()));
+            peak = peak.max(sc.rss_kib());
         }
     }
-    let (head, _) = read_head(&mut s);
+    let (head, _) = client::read_head(&mut s).expect("a response head");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let seen = up.wait_seen(1, WAIT);
     assert_eq!(seen[0].body_len, TOTAL, "the upload was cut");

@@ -1,6 +1,6 @@
 //! TLS on both sides (SPEC 2 `server.tls`, `upstream.url: https://`,
-//! `upstream.ca_file`): certificates from a test CA made here, a real rustls
-//! client, and a real TLS upstream.
+//! `upstream.ca_file`): certificates from a test CA (tests/common/tls.rs), a
+//! real rustls client, and a real TLS upstream.
 
 mod common;
 
@@ -11,53 +11,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use common::tls::{provider, ServerCert, TestCa};
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
-
-/// A CA that signs server certificates for `localhost` and 127.0.0.1.
-struct TestCa {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct ServerCert {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        TestCa {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn server_cert(&self) -> ServerCert {
-        let key = KeyPair::generate().expect("server key");
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("server certificate");
-        ServerCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// A TLS upstream on 127.0.0.1: answers every request `200 tls-upstream`
 /// (with `X-Session-Subject: user-tls`), one request per connection.

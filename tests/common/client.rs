@@ -148,7 +148,23 @@ pub fn exchange(port: u16, bytes: &[u8]) -> Result<Response, String> {
         .map_err(|e| e.to_string())?;
     // The server may answer early and close (431, 400): a failed write is not the end.
     let _ = s.write_all(bytes);
-    let mut buf = Vec::new();
+    read_response(&mut s, Vec::new())
+}
+
+/// A connection to 127.0.0.1:`port` with [`IO_TIMEOUT`] on reads and writes.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to {port}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    s
+}
+
+/// Reads one complete final response (interim 1xx skipped) from `s`, whose
+/// first bytes may already be in `buf`. Bytes after it are dropped: for
+/// connections where the next request is written after this answer is read.
+pub fn read_response(s: &mut TcpStream, mut buf: Vec<u8>) -> Result<Response, String> {
     let mut chunk = [0u8; 65536];
     loop {
         if let Some(r) = parse_response(&buf, false)? {
@@ -167,6 +183,60 @@ pub fn exchange(port: u16, bytes: &[u8]) -> Result<Response, String> {
             String::from_utf8_lossy(&buf)
         )
     })
+}
+
+/// Reads one response head (an interim one counts) from `s`: the head text
+/// and the bytes that followed it; an error if the connection closes or the
+/// read timeout of `s` runs out first.
+pub fn read_head(s: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((String::from_utf8_lossy(&buf).into_owned(), rest));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => {
+                return Err(format!(
+                    "closed before a head: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                return Err(format!(
+                    "no head ({e}) after {:?}",
+                    String::from_utf8_lossy(&buf)
+                ))
+            }
+        }
+    }
+}
+
+/// Reads from `s` until the peer closes it (end of stream or reset) or
+/// `limit` has passed: every byte received, and whether the peer closed.
+pub fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return (buf, false);
+        };
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        match s.read(&mut chunk) {
+            Ok(0) => return (buf, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (buf, true),
+        }
+    }
 }
 
 /// One complete response at the start of `data` (interim 1xx skipped), if there is one.

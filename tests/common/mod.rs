@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod redis_server;
 pub mod scripted;
 pub mod sidecar;
+pub mod tls;
 pub mod upstream;
 pub mod yaml;
 

@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -211,6 +211,11 @@ struct Shared {
     arrived: Condvar,
     stop: AtomicBool,
     script: Box<Script>,
+    /// TCP connections accepted so far.
+    accepted: AtomicUsize,
+    /// Request body bytes (de-framed) read so far, over every request,
+    /// counted as they arrive rather than once a request is complete.
+    body_bytes: AtomicU64,
 }
 
 /// The running upstream; stops accepting on drop.
@@ -230,6 +235,8 @@ impl Scripted {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
             script: Box::new(script),
+            accepted: AtomicUsize::new(0),
+            body_bytes: AtomicU64::new(0),
         });
         let acceptor = shared.clone();
         thread::spawn(move || {
@@ -238,6 +245,7 @@ impl Scripted {
                     return;
                 }
                 if let Ok(conn) = conn {
+                    acceptor.accepted.fetch_add(1, Ordering::SeqCst);
                     let shared = acceptor.clone();
                     thread::spawn(move || serve(conn, &shared));
                 }
@@ -254,6 +262,31 @@ impl Scripted {
     /// Every request received so far, in arrival order.
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.shared.seen.lock().expect("seen lock").clone()
+    }
+
+    /// How many TCP connections were accepted so far (a reused upstream
+    /// connection counts once).
+    pub fn connections(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Request body bytes read so far over every request, updated as each
+    /// piece arrives: shows a body arriving while its sender still sends.
+    pub fn body_bytes(&self) -> u64 {
+        self.shared.body_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Waits (polling) until [`Self::body_bytes`] reaches `n`; whether it did
+    /// within `timeout`.
+    pub fn wait_body_bytes(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.body_bytes() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Waits (on a condvar) until at least `n` requests were received and
@@ -294,7 +327,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
     };
     let mut reader = BufReader::new(conn);
     loop {
-        let seen = match read_request(&mut reader) {
+        let seen = match read_request(&mut reader, &shared.body_bytes) {
             Incoming::Request(seen) => seen,
             Incoming::End => return,
             Incoming::Garbage(garbage) => {
@@ -461,7 +494,7 @@ enum Incoming {
     Garbage(SeenRequest),
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Incoming {
+fn read_request(r: &mut BufReader<TcpStream>, progress: &AtomicU64) -> Incoming {
     let mut raw = Vec::new();
     let garbage = |raw: &[u8]| SeenRequest {
         method: "<unparsable>".into(),
@@ -522,12 +555,12 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Incoming {
         .iter()
         .any(|v| v.to_ascii_lowercase().contains("chunked"));
     let ok = if chunked {
-        read_chunked(r, &mut seen)
+        read_chunked(r, &mut seen, progress)
     } else {
         let len = seen.header("content-length").map(|v| v.parse::<u64>());
         match len {
             None => Some(()),
-            Some(Ok(len)) => read_body(r, len, &mut seen),
+            Some(Ok(len)) => read_body(r, len, &mut seen, progress),
             Some(Err(_)) => None,
         }
     };
@@ -537,7 +570,12 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Incoming {
     }
 }
 
-fn read_body(r: &mut BufReader<TcpStream>, mut len: u64, seen: &mut SeenRequest) -> Option<()> {
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    mut len: u64,
+    seen: &mut SeenRequest,
+    progress: &AtomicU64,
+) -> Option<()> {
     let mut buf = vec![0u8; 65536];
     while len > 0 {
         let want = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
@@ -548,12 +586,17 @@ fn read_body(r: &mut BufReader<TcpStream>, mut len: u64, seen: &mut SeenRequest)
         let keep = BODY_KEPT.saturating_sub(seen.body.len()).min(n);
         seen.body.extend_from_slice(&buf[..keep]);
         seen.body_len += n as u64;
+        progress.fetch_add(n as u64, Ordering::SeqCst);
         len -= n as u64;
     }
     Some(())
 }
 
-fn read_chunked(r: &mut BufReader<TcpStream>, seen: &mut SeenRequest) -> Option<()> {
+fn read_chunked(
+    r: &mut BufReader<TcpStream>,
+    seen: &mut SeenRequest,
+    progress: &AtomicU64,
+) -> Option<()> {
     loop {
         let mut size = String::new();
         r.read_line(&mut size).ok()?;
@@ -566,7 +609,7 @@ fn read_chunked(r: &mut BufReader<TcpStream>, seen: &mut SeenRequest) -> Option<
                 }
             }
         }
-        read_body(r, n, seen)?;
+        read_body(r, n, seen, progress)?;
         let mut crlf = [0u8; 2];
         r.read_exact(&mut crlf).ok()?;
     }

@@ -211,6 +211,17 @@ impl Sidecar {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The process's resident memory in KiB (VmRSS of /proc/<pid>/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     fn launch(&mut self) {
         self.launch_only();
         self.wait_ready();
