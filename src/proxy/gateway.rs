@@ -23,7 +23,7 @@ use super::headers::{
     acceptable_request_id, new_request_id, query_method_overrides, METHOD_OVERRIDE,
 };
 use super::respond::{self, X_REQUEST_ID};
-use super::rewrite::{strip_response, Decided, Rewrite};
+use super::rewrite::{asks_upgrade, strip_response, Decided, Rewrite};
 use crate::auth::routes::RouteTable;
 use crate::auth::{Authenticator, Verified};
 use crate::config::{AuthPolicy, Config};
@@ -190,11 +190,10 @@ impl Gateway {
     ) -> Result<Response<Body>, ApiError> {
         // An upgrade (WebSocket) is passed on only from HTTP/1.1, and the
         // tunnel opens only if the upstream agrees to what was offered.
-        let offered = (req.version() == Version::HTTP_11)
+        let offered = (req.version() == Version::HTTP_11 && asks_upgrade(req.headers()))
             .then(|| req.headers().get(UPGRADE).cloned())
             .flatten();
         let client_upgrade = offered.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let version = req.version();
         let (mut parts, body) = req.into_parts();
         self.rewrite.apply(
             &mut parts,
@@ -212,9 +211,10 @@ impl Gateway {
         let (mut resp, conn) = fwd
             .exchange(Request::from_parts(parts, Outgoing::Client(body)))
             .await?;
-        // The answer is in the client's HTTP version, whatever the upstream's
-        // (an HTTP/1.0 upstream must not close a kept-alive client connection).
-        *resp.version_mut() = version;
+        // The answer's version is ours, whatever the upstream's: an HTTP/1.0
+        // upstream must not close a kept-alive client connection (hyper
+        // speaks HTTP/1.0 to an HTTP/1.0 client, keep-alive included).
+        *resp.version_mut() = Version::HTTP_11;
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             let Some(client_upgrade) = client_upgrade.filter(|_| agreed(&offered, &resp)) else {

@@ -231,6 +231,18 @@ fn connection_named(h: &HeaderMap) -> Vec<Vec<u8>> {
     named
 }
 
+/// Whether the request asks to switch protocols: an `Upgrade` that its
+/// `Connection` names (RFC 9110 7.8); a bare `Upgrade` is a hop-by-hop
+/// header like any other.
+pub fn asks_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(UPGRADE)
+        && h.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
 /// An `Upgrade` offering h2c: never passed on (HTTP/2 to the upstream is not ours to start).
 fn offers_h2c(h: &HeaderMap) -> bool {
     h.get_all(UPGRADE)
