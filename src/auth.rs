@@ -13,7 +13,7 @@ use http::HeaderValue;
 
 use crate::config::Tokens;
 use crate::errors::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TokenResult};
 use crate::revocation::RevocationList;
 use crate::time::{unix_now, unix_now_ms};
 use cache::TokenCache;
@@ -21,14 +21,14 @@ pub use verify::Verified;
 use verify::Verifier;
 
 /// The outcome label of `sessiongate_token_validations_total`.
-pub fn validation_result(r: &Result<Arc<Verified>, ApiError>) -> &'static str {
+pub fn validation_result(r: &Result<Arc<Verified>, ApiError>) -> TokenResult {
     match r {
-        Ok(_) => "ok",
-        Err(ApiError::MissingToken) => "missing",
-        Err(ApiError::TokenExpired) => "expired",
-        Err(ApiError::SessionRevoked) => "revoked",
-        Err(ApiError::StoreUnavailable) => "unavailable",
-        Err(_) => "invalid",
+        Ok(_) => TokenResult::Ok,
+        Err(ApiError::MissingToken) => TokenResult::Missing,
+        Err(ApiError::TokenExpired) => TokenResult::Expired,
+        Err(ApiError::SessionRevoked) => TokenResult::Revoked,
+        Err(ApiError::StoreUnavailable) => TokenResult::Unavailable,
+        Err(_) => TokenResult::Invalid,
     }
 }
 

@@ -62,14 +62,38 @@ impl Route {
     }
 }
 /// The `result` label values of `sessiongate_token_validations_total`.
-pub const TOKEN_RESULTS: [&str; 6] = [
-    "ok",
-    "missing",
-    "invalid",
-    "expired",
-    "revoked",
-    "unavailable",
-];
+/// The `result` label of `sessiongate_token_validations_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenResult {
+    Ok,
+    Missing,
+    Invalid,
+    Expired,
+    Revoked,
+    Unavailable,
+}
+
+impl TokenResult {
+    pub const ALL: [TokenResult; 6] = [
+        TokenResult::Ok,
+        TokenResult::Missing,
+        TokenResult::Invalid,
+        TokenResult::Expired,
+        TokenResult::Revoked,
+        TokenResult::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenResult::Ok => "ok",
+            TokenResult::Missing => "missing",
+            TokenResult::Invalid => "invalid",
+            TokenResult::Expired => "expired",
+            TokenResult::Revoked => "revoked",
+            TokenResult::Unavailable => "unavailable",
+        }
+    }
+}
 const STATUS_SLOTS: usize = 600;
 
 pub struct Metrics {
@@ -192,9 +216,9 @@ impl Metrics {
             .iter()
             .map(|r| m.http_duration.with_label_values(&[r.as_str()]))
             .collect();
-        m.token_results = TOKEN_RESULTS
+        m.token_results = TokenResult::ALL
             .iter()
-            .map(|r| m.token_validations.with_label_values(&[r]))
+            .map(|r| m.token_validations.with_label_values(&[r.as_str()]))
             .collect();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
@@ -266,9 +290,9 @@ impl Metrics {
         self.request_durations[r].observe(seconds);
     }
 
-    /// Counts one token check by its `result` label (one of [`TOKEN_RESULTS`]).
-    pub fn token_validation(&self, result: &'static str) {
-        let i = TOKEN_RESULTS.iter().position(|x| *x == result).unwrap_or(2);
+    /// Counts one token check by its `result` label.
+    pub fn token_validation(&self, result: TokenResult) {
+        let i = result as usize;
         self.token_results[i].inc();
     }
 

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::proxy::client::Peer;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::gateway::Gateway;
 use crate::proxy::upstream::Upstream;
@@ -191,9 +192,11 @@ where
 {
     let mut shutdown = w.shutdown.clone();
     let handler = w.clone();
+    let peer = Rc::new(Peer::new(peer.ip()));
     let service = service_fn(move |req| {
         let w = handler.clone();
-        async move { Ok::<_, Infallible>(w.shared.gateway.handle(&w.forwarder, peer.ip(), req).await) }
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(w.shared.gateway.handle(&w.forwarder, &peer, req).await) }
     });
     let io = TokioIo::new(io);
     let s = &w.shared;

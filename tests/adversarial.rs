@@ -634,6 +634,12 @@ fn conflicting_or_odd_framing_headers_never_smuggle_a_second_request() {
             Want::Forwarded,
         ),
         (vec!["Transfer-Encoding: CHUNKED"], chunked, Want::Forwarded),
+        // A coding sessiongate would drop while re-framing: never forwarded.
+        (
+            vec!["Transfer-Encoding: gzip, chunked"],
+            chunked,
+            Want::Error(400, "bad_request"),
+        ),
         (
             vec!["Transfer-Encoding:\tchunked"],
             chunked,

@@ -103,8 +103,8 @@ fn connect_is_refused_and_never_forwarded() {
         &sc,
         &format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
     );
-    // The HTTP layer refuses CONNECT before sessiongate sees it (README).
-    assert!(matches!(r.status, 400 | 405), "{}", r.describe());
+    // CONNECT is never a tunnel through sessiongate (README).
+    assert_error(&r, 400, "bad_request");
     sentinel(&sc, &up, "connect");
     assert_eq!(forwarded(&up), Vec::<String>::new());
 }

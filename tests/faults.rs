@@ -471,3 +471,26 @@ fn a_client_that_stops_mid_head_is_disconnected_by_the_head_read_timeout() {
     }
     assert!(up.records().is_empty(), "{:?}", up.records());
 }
+
+#[test]
+fn an_auth_body_that_trickles_is_cut_at_the_head_read_timeout() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"server": {"header_read_timeout": "1s"}}));
+    let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
+    // Promises 100 bytes, sends 5, then nothing.
+    s.write_all(
+        b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"ref",
+    )
+    .expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(took < Duration::from_secs(5), "held for {took:?}");
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("bad_request"), "{text}");
+}

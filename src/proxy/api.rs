@@ -38,6 +38,8 @@ pub struct AuthApi {
     login: Option<LoginForwarder>,
     jwks: Vec<u8>,
     max_body: usize,
+    /// `server.header_read_timeout`: the whole body must arrive within it too.
+    body_timeout: std::time::Duration,
     cookie: Option<RefreshCookie>,
     login_limit: RateLimiter,
     refresh_limit: RateLimiter,
@@ -69,6 +71,7 @@ impl AuthApi {
             login,
             jwks: crate::auth::keys::jwks_json(&config.tokens.keys),
             max_body: config.server.max_auth_body_bytes,
+            body_timeout: config.server.header_read_timeout,
             cookie: config.sessions.refresh_cookie.clone(),
             login_limit: RateLimiter::new(config.rate_limits.login),
             refresh_limit: RateLimiter::new(config.rate_limits.refresh),
@@ -282,18 +285,25 @@ impl AuthApi {
                 return Err(ApiError::PayloadTooLarge);
             }
         }
-        let mut out = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|_| ApiError::BadRequest("the request body could not be read"))?;
-            if let Some(chunk) = frame.data_ref() {
-                if out.len() + chunk.len() > self.max_body {
-                    return Err(ApiError::PayloadTooLarge);
+        let read = async {
+            let mut out = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame
+                    .map_err(|_| ApiError::BadRequest("the request body could not be read"))?;
+                if let Some(chunk) = frame.data_ref() {
+                    if out.len() + chunk.len() > self.max_body {
+                        return Err(ApiError::PayloadTooLarge);
+                    }
+                    out.extend_from_slice(chunk);
                 }
-                out.extend_from_slice(chunk);
             }
-        }
-        Ok(out.freeze())
+            Ok(out.freeze())
+        };
+        // A client that trickles its body holds a connection and a buffer:
+        // it gets as long as for its head.
+        tokio::time::timeout(self.body_timeout, read)
+            .await
+            .map_err(|_| ApiError::BadRequest("the request body did not arrive in time"))?
     }
 
     /// The refresh token from the JSON body, else from the cookie (cookie mode),

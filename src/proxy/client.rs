@@ -5,6 +5,24 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// The socket peer of one connection, and its address as a header value
+/// (made once per connection, not per request).
+pub struct Peer {
+    pub ip: IpAddr,
+    pub header: http::HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Peer {
+        let ip = canonical(ip);
+        Peer {
+            ip,
+            header: http::HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("0.0.0.0")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub peer_ip: IpAddr,

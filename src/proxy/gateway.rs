@@ -4,7 +4,6 @@
 //! forward ([`super::forward`]) -> response. Every failure becomes an answer
 //! in one place ([`super::respond::error`]).
 
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +15,7 @@ use hyper::body::Incoming;
 
 use super::api::AuthApi;
 use super::body::{Body, Outgoing};
-use super::client::ClientInfo;
+use super::client::{ClientInfo, Peer};
 use super::forward::{tunnel, Forwarder};
 use super::head::{self, Limits};
 use super::headers::{
@@ -60,6 +59,8 @@ pub struct RequestCtx {
     pub client: ClientInfo,
     pub identity: Option<Arc<Verified>>,
     pub upstream_start: Option<Instant>,
+    /// The socket peer's address as a header value.
+    pub peer: HeaderValue,
 }
 
 impl Gateway {
@@ -90,7 +91,7 @@ impl Gateway {
     pub async fn handle(
         &self,
         fwd: &Forwarder,
-        peer: IpAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Response<Body> {
         let mut ctx = RequestCtx {
@@ -102,7 +103,8 @@ impl Gateway {
                 .filter(|v| acceptable_request_id(v))
                 .cloned()
                 .unwrap_or_else(new_request_id),
-            client: ClientInfo::new(peer, req.headers(), &self.trusted_proxies),
+            client: ClientInfo::new(peer.ip, req.headers(), &self.trusted_proxies),
+            peer: peer.header.clone(),
             identity: None,
             upstream_start: None,
         };
@@ -201,6 +203,7 @@ impl Gateway {
             &[],
             &Decided {
                 client: &ctx.client,
+                peer: &ctx.peer,
                 identity: ctx.identity.as_deref(),
                 request_id: &ctx.request_id,
                 upgrade: offered.is_some(),
@@ -244,19 +247,21 @@ impl Gateway {
 
     /// Counts and logs one answered request.
     fn finish(&self, ctx: &RequestCtx, method: &Method, uri: &Uri, status: u16) {
+        let now = Instant::now();
+        let took = now.duration_since(ctx.start);
         self.metrics
-            .observe_request(ctx.route, status, ctx.start.elapsed().as_secs_f64());
+            .observe_request(ctx.route, status, took.as_secs_f64());
         if let Some(t) = ctx.upstream_start {
             self.metrics
                 .upstream_duration
-                .observe(t.elapsed().as_secs_f64());
+                .observe(now.duration_since(t).as_secs_f64());
         }
         crate::logging::access(&crate::logging::AccessRecord {
             method: method.as_str(),
             path: uri.path(),
             status,
             route: ctx.route.as_str(),
-            duration_ms: ctx.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: took.as_secs_f64() * 1000.0,
             client_ip: ctx.client.ip,
             request_id: ctx.request_id.to_str().unwrap_or("-"),
             user_id: ctx.identity.as_ref().map(|i| i.sub.as_str()),

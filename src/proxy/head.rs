@@ -57,6 +57,18 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Target, ApiError> {
     if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() {
         return Err(ApiError::BadRequest("more than one Authorization header"));
     }
+    // hyper frames a body by its final `chunked` and sessiongate forwards
+    // it re-framed: any other coding would reach the upstream undeclared.
+    let codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii);
+    for coding in codings {
+        if !coding.eq_ignore_ascii_case(b"chunked") && !coding.eq_ignore_ascii_case(b"identity") {
+            return Err(ApiError::BadRequest("a transfer coding other than chunked"));
+        }
+    }
     if req.method() == Method::CONNECT {
         return Err(ApiError::BadRequest("CONNECT is not supported"));
     }

@@ -83,6 +83,7 @@ impl LoginForwarder {
             &[&self.cfg.subject_header, &self.cfg.claims_header],
             &Decided {
                 client: &ctx.client,
+                peer: &ctx.peer,
                 identity: None,
                 request_id: &ctx.request_id,
                 upgrade: false,

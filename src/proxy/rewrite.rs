@@ -58,6 +58,8 @@ pub struct Rewrite {
 /// What the request path decided about one request.
 pub struct Decided<'a> {
     pub client: &'a ClientInfo,
+    /// The socket peer's address, as `X-Forwarded-For` names it.
+    pub peer: &'a HeaderValue,
     pub identity: Option<&'a Verified>,
     pub request_id: &'a HeaderValue,
     /// Forward the client's `Upgrade` (a WebSocket handshake).
@@ -107,8 +109,7 @@ impl Rewrite {
             h.insert(self.identity.session_id.clone(), id.session_header.clone());
             h.insert(self.identity.claims.clone(), id.claims_header.clone());
         }
-        let peer = HeaderValue::from_str(&d.client.peer_ip.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("0.0.0.0"));
+        let peer = d.peer.clone();
         if d.client.peer_trusted {
             // Several field lines are one list (RFC 9110 5.3): keep them all.
             // Elements that are empty or not text are dropped, as the
