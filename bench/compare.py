@@ -321,7 +321,8 @@ backend be
         for what, v, ok in targets:
             print(f"| {what} | {v:.2f}× | {'yes' if ok(v) else '**no**'} |")
         print(f"| idle RSS ≤ 10 MiB | {idle_rss[SG_ED]:.1f} MiB | {'yes' if idle_rss[SG_ED] <= 10 else '**no**'} |")
-        slowest = max(startup.values())
+        # The baseline is another binary: its start-up is not this one's.
+        slowest = max(ms for name, ms in startup.items() if "(baseline)" not in name)
         print(f"| start to ready ≤ 50 ms (SQLite) | {slowest:.0f} ms (slowest) | {'yes' if slowest <= 50 else '**no**'} |")
         if args.plot:
             plot(args.plot, contenders, args)

@@ -140,7 +140,9 @@ impl Gateway {
                 ctx.route = Route::Jwks;
                 self.api.jwks(req.method(), ctx)
             }
-            Destination::AuthApi => self.api.handle(fwd, req, ctx, &target.path).await,
+            // Boxed: the session API's state machine is large, and kept
+            // inline it would be moved with every proxied request's future.
+            Destination::AuthApi => Box::pin(self.api.handle(fwd, req, ctx, &target.path)).await,
             Destination::Upstream(policy) => {
                 ctx.identity = self.authenticate(policy, &req)?;
                 self.proxy(fwd, req, target.forward, ctx).await
