@@ -454,14 +454,7 @@ fn a_client_that_stops_mid_head_is_disconnected_by_the_head_read_timeout() {
     for (port, what) in [(sc.port(), "client"), (sc.admin_port(), "admin")] {
         // Half a head, and a connection that sends nothing at all.
         for sent in [&b"GET /public/x HTTP/1.1\r\nHost: x\r\n"[..], b""] {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            s.write_all(sent).expect("write");
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let t0 = Instant::now();
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
-            let took = t0.elapsed();
+            let (_, took) = send_then_wait_for_close(port, sent);
             assert!(
                 took >= Duration::from_millis(900) && took < Duration::from_secs(5),
                 "{what} listener, {} bytes sent: closed after {took:?}",
@@ -476,21 +469,27 @@ fn a_client_that_stops_mid_head_is_disconnected_by_the_head_read_timeout() {
 fn an_auth_body_that_trickles_is_cut_at_the_head_read_timeout() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({"server": {"header_read_timeout": "1s"}}));
-    let mut s = TcpStream::connect(("127.0.0.1", sc.port())).expect("connect");
     // Promises 100 bytes, sends 5, then nothing.
-    s.write_all(
+    let (buf, took) = send_then_wait_for_close(
+        sc.port(),
         b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
           Content-Length: 100\r\n\r\n{\"ref",
-    )
-    .expect("write");
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(took < Duration::from_secs(5), "held for {took:?}");
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("bad_request"), "{text}");
+}
+
+/// Sends `bytes`, then reads until the server closes (at most 10 s): what
+/// it answered, and how long the close took.
+fn send_then_wait_for_close(port: u16, bytes: &[u8]) -> (Vec<u8>, Duration) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(bytes).expect("write");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let t0 = Instant::now();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let took = t0.elapsed();
-    let text = String::from_utf8_lossy(&buf);
-    assert!(took < Duration::from_secs(5), "held for {took:?}");
-    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    assert!(text.contains("bad_request"), "{text}");
+    (buf, t0.elapsed())
 }
