@@ -132,7 +132,10 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             .as_ref()
             .map(|c| c.name.clone()),
     });
-    let login = config.login.clone().map(LoginForwarder::new);
+    let login = config
+        .login
+        .clone()
+        .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
     let api = AuthApi::new(
         &config,
         sessions.clone(),

@@ -271,7 +271,15 @@ impl Metrics {
         ] {
             m.security_events.with_label_values(&[t]);
         }
-        for r in ["user", "revoke_all", "logout", "reuse", "limit", "admin"] {
+        for r in [
+            "user",
+            "revoke_all",
+            "logout",
+            "reuse",
+            "limit",
+            "admin",
+            "upstream",
+        ] {
             m.sessions_revoked.with_label_values(&[r]);
         }
         m

@@ -13,5 +13,6 @@ pub mod path;
 pub mod pool;
 pub mod query;
 pub mod respond;
+pub mod revoke;
 pub mod rewrite;
 pub mod upstream;

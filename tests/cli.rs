@@ -353,3 +353,22 @@ fn listen_and_admin_listen_on_one_port_of_overlapping_addresses_are_refused() {
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn a_revoke_header_that_is_not_a_free_header_name_is_refused() {
+    for (name, what) in [("Authorization", "reserved"), ("bad name", "invalid")] {
+        let (_cfg, path) = config_file(
+            json!({"upstream": {"revoke_header": name}}),
+            "revoke-header.yaml",
+        );
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{what}: {text}");
+        assert!(text.contains("upstream.revoke_header"), "{what}: {text}");
+    }
+    let (_cfg, path) = config_file(
+        json!({"upstream": {"revoke_header": "X-App-Logout"}}),
+        "revoke-ok.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}

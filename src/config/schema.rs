@@ -88,6 +88,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    /// The response header the upstream sets to revoke sessions (SPEC 10);
+    /// `None` (`null` in the file) disables it.
+    pub revoke_header: Option<HeaderName>,
 }
 
 #[derive(Clone, Debug)]
@@ -310,7 +313,7 @@ fn is_plain_path(s: &str) -> bool {
         && !s.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-fn header_name(n: &Node, key: &str, default: &str, p: &mut Problems) -> HeaderName {
+pub(super) fn header_name(n: &Node, key: &str, default: &str, p: &mut Problems) -> HeaderName {
     let s = n.string(key, default, p);
     HeaderName::from_bytes(s.as_bytes()).unwrap_or_else(|_| {
         p.add(

@@ -22,12 +22,14 @@ use super::headers::{
     acceptable_request_id, new_request_id, query_method_overrides, METHOD_OVERRIDE,
 };
 use super::respond::{self, X_REQUEST_ID};
+use super::revoke::requested_scope;
 use super::rewrite::{asks_upgrade, strip_response, Decided, Rewrite};
 use crate::auth::routes::RouteTable;
 use crate::auth::{Authenticator, Verified};
 use crate::config::{AuthPolicy, Config};
 use crate::errors::ApiError;
 use crate::metrics::{Metrics, Route};
+use crate::sessions::Client;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -40,6 +42,8 @@ pub struct Gateway {
     limits: Limits,
     trusted_proxies: Vec<ipnet::IpNet>,
     metrics: Arc<Metrics>,
+    /// `upstream.revoke_header` (SPEC 10).
+    revoke_header: Option<http::HeaderName>,
 }
 
 /// Where a request goes, decided on its normalized path.
@@ -82,6 +86,7 @@ impl Gateway {
             },
             trusted_proxies: config.server.trusted_proxies.clone(),
             metrics,
+            revoke_header: config.upstream.revoke_header.clone(),
         }
     }
 
@@ -198,6 +203,10 @@ impl Gateway {
             .then(|| req.headers().get(UPGRADE).cloned())
             .flatten();
         let client_upgrade = offered.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let user_agent = self
+            .revoke_header
+            .as_ref()
+            .and_then(|_| req.headers().get(http::header::USER_AGENT).cloned());
         let (mut parts, body) = req.into_parts();
         self.rewrite.apply(
             &mut parts,
@@ -220,6 +229,23 @@ impl Gateway {
         // upstream must not close a kept-alive client connection (hyper
         // speaks HTTP/1.0 to an HTTP/1.0 client, keep-alive included).
         *resp.version_mut() = Version::HTTP_11;
+        if let Some(name) = &self.revoke_header {
+            let who = ctx.identity.as_deref();
+            if let Some(scope) = requested_scope(resp.headers_mut(), name, who.is_some()) {
+                let client = Client {
+                    ip: ctx.client.ip.to_string(),
+                    user_agent: Client::user_agent_of(user_agent.as_ref()),
+                };
+                // Committed before the response goes on; if it cannot be,
+                // the client gets 503 instead (fail closed).
+                if let Some(who) = who {
+                    self.api
+                        .sessions
+                        .upstream_revoke(who, scope, &client)
+                        .await?;
+                }
+            }
+        }
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             let Some(client_upgrade) = client_upgrade.filter(|_| agreed(&offered, &resp)) else {

@@ -26,11 +26,14 @@ const MAX_RELAYED_BODY: usize = 1 << 20;
 
 pub struct LoginForwarder {
     cfg: Login,
+    /// `upstream.revoke_header`: never honoured on the login call (SPEC 10),
+    /// and not relayed either.
+    revoke_header: Option<HeaderName>,
 }
 
 impl LoginForwarder {
-    pub fn new(cfg: Login) -> Self {
-        LoginForwarder { cfg }
+    pub fn new(cfg: Login, revoke_header: Option<HeaderName>) -> Self {
+        LoginForwarder { cfg, revoke_header }
     }
 
     pub fn path(&self) -> &str {
@@ -156,6 +159,9 @@ impl LoginForwarder {
         strip_response(&mut head.headers, false);
         head.headers.remove(&self.cfg.subject_header);
         head.headers.remove(&self.cfg.claims_header);
+        if let Some(name) = &self.revoke_header {
+            head.headers.remove(name);
+        }
         head.headers.remove(http::header::CONTENT_LENGTH);
         head.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         Response::from_parts(head, Body::full(body))

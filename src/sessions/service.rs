@@ -16,13 +16,15 @@ use crate::events::{self, Events};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
 use crate::store::{
-    Activity, By, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+    Activity, By, Lifetimes, RotateOutcome, Scope, SecurityEvent, SessionRecord, SessionStore,
+    StoreError,
 };
 use crate::time::{rfc3339_ms, unix_now_ms};
 
 mod activity;
 mod manage;
 mod operator;
+mod upstream;
 
 pub use operator::valid_reason;
 
@@ -104,6 +106,8 @@ pub enum Reason {
     Limit,
     /// The operator API (SPEC 9).
     Admin,
+    /// The upstream's revoke header (SPEC 10).
+    Upstream,
 }
 
 impl Reason {
@@ -115,6 +119,7 @@ impl Reason {
             Reason::Reuse => "reuse",
             Reason::Limit => "limit",
             Reason::Admin => "admin",
+            Reason::Upstream => "upstream",
         }
     }
 }

@@ -69,7 +69,13 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
 pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstream {
     let n = root.child(
         "upstream",
-        &["url", "connect_timeout", "request_timeout", "ca_file"],
+        &[
+            "url",
+            "connect_timeout",
+            "request_timeout",
+            "ca_file",
+            "revoke_header",
+        ],
         p,
     );
     if root.get("upstream").is_none() {
@@ -102,6 +108,19 @@ pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstr
             p.add(&n.key_path(key), "must be more than 0s");
         }
     }
+    // Present and null: disabled. Absent: the default name.
+    let revoke_header = if n.has("revoke_header") && n.get("revoke_header").is_none() {
+        None
+    } else {
+        let name = header_name(&n, "revoke_header", "X-Session-Revoke", p);
+        if crate::proxy::headers::is_reserved(&name) {
+            p.add(
+                &n.key_path("revoke_header"),
+                format_args!("`{name}` is a header sessiongate or HTTP itself uses"),
+            );
+        }
+        Some(name)
+    };
     Upstream {
         url,
         tls,
@@ -110,6 +129,7 @@ pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstr
         connect_timeout,
         request_timeout,
         ca_file,
+        revoke_header,
     }
 }
 

@@ -16,6 +16,9 @@ pub struct EventView {
     pub user_agent: String,
     /// The event concerns the session of the token that asked.
     pub current_session: bool,
+    /// Which sessions the upstream ended (`upstream_revoke` only, SPEC 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
 }
 
 /// One page of GET /v1/auth/security-events: `next` continues it, `None` on the last page.
@@ -81,6 +84,7 @@ impl Sessions {
                 session_id: e.session_id,
                 ip: e.ip,
                 user_agent: e.user_agent,
+                scope: e.scope.map(Scope::as_str),
             })
             .collect();
         Ok(EventPage { events, next })
