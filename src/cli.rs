@@ -47,6 +47,8 @@ pub enum Command {
     /// List or revoke a user's sessions in the configured store.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
+    /// Security events of any user in the configured store, newest first.
+    Events(sessions::EventsArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -85,6 +87,7 @@ pub fn main() -> i32 {
             }
         }
         Command::Sessions(cmd) => sessions::run(&config_path, cmd),
+        Command::Events(args) => sessions::events(&config_path, args),
         Command::Demo => {
             crate::logging::init();
             match crate::demo::run() {

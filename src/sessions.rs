@@ -7,5 +7,6 @@ pub mod refresh_token;
 mod service;
 
 pub use service::{
-    valid_reason, Client, EventPage, EventView, SessionPage, SessionView, Sessions, TokenResponse,
+    valid_reason, AuditEventPage, AuditEventView, Client, EventFilter, EventPage, EventView,
+    SessionPage, SessionView, Sessions, TokenResponse,
 };

@@ -245,6 +245,14 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<SecurityEvent>, StoreError>;
 
     /// The user's newest events (for audits and tests).
+    /// Up to `limit` events of every user, newest first (`at`, then `id`,
+    /// descending), starting after `after`: the operator's listing (SPEC 9).
+    async fn all_events_page(
+        &self,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError>;
+
     async fn events_for_user(
         &self,
         user_id: &str,

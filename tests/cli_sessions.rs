@@ -161,3 +161,19 @@ fn usage_mistakes_are_exit_2_and_an_unreachable_store_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(started.elapsed() < Duration::from_secs(10), "it hung");
 }
+
+#[test]
+fn a_session_id_that_starts_with_a_hyphen_is_a_value_not_a_flag() {
+    // Session ids are base64url: one in 64 starts with `-`.
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let out = cli(&sc, &["revoke", "--session", "-Zno-such-session"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such active session"),
+        "{}",
+        describe(&out)
+    );
+    let out = cli(&sc, &["list", "--user", "-user", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}

@@ -13,8 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::errors::ApiError;
-use crate::proxy::query::page_query;
-use crate::sessions::{valid_reason, Client, Sessions};
+use crate::proxy::query::{page_query, PageQuery};
+use crate::sessions::{valid_reason, Client, EventFilter, Sessions};
 
 /// Where every operator path starts.
 pub const PREFIX: &str = "/admin/v1/";
@@ -37,6 +37,7 @@ struct RevokeAllBody {
 
 /// What a path names.
 enum Target {
+    Events,
     UserSessions(String),
     UserRevokeAll(String),
     Session(String),
@@ -96,6 +97,14 @@ impl Operator {
                     .await?;
                 json(200, &serde_json::json!({ "revoked": n }))
             }
+            (Target::Events, Method::GET) => {
+                let (filter, q) = audit_query(req.uri().query())?;
+                let page = self
+                    .sessions
+                    .audit_events(&filter, q.limit, q.before.as_deref())
+                    .await?;
+                json(200, &page)
+            }
             (Target::Session(id), Method::DELETE) => {
                 self.sessions.admin_revoke_one(&id, &client).await?;
                 Ok(reply(204, Vec::new()))
@@ -133,6 +142,9 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 /// `/admin/v1/sessions/{id}`; ids percent-decoded, anything else 404.
 fn parse(path: &str) -> Result<Target, ApiError> {
     let rest = path.strip_prefix(PREFIX).ok_or(ApiError::NotFound)?;
+    if rest == "security-events" {
+        return Ok(Target::Events);
+    }
     if let Some(user_part) = rest.strip_prefix("users/") {
         let (raw, action) = user_part.rsplit_once('/').ok_or(ApiError::NotFound)?;
         let user = decode_id(raw)?;
@@ -175,6 +187,46 @@ fn decode_id(raw: &str) -> Result<String, ApiError> {
         return Err(bad_id("longer than 1024 bytes"));
     }
     String::from_utf8(out).map_err(|_| bad_id("not UTF-8 once decoded"))
+}
+
+/// `user_id`, `type`, `since` (RFC 3339), `limit`, `before`: each at most
+/// once; anything else, or a malformed value, is 400 `invalid_request`.
+fn audit_query(query: Option<&str>) -> Result<(EventFilter, PageQuery), ApiError> {
+    let bad = |why: &str| ApiError::InvalidRequest(format!("Bad query: {why}.").into());
+    let mut filter = EventFilter::default();
+    let mut paging = Vec::new();
+    let mut seen = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if seen.contains(&name) {
+            return Err(bad("a parameter appears twice"));
+        }
+        seen.push(name);
+        match name {
+            "user_id" => filter.user_id = Some(decode_id(value)?),
+            "type" => {
+                filter.kind = Some(
+                    EventFilter::parse_kind(value)
+                        .ok_or_else(|| bad("`type` is not an event type"))?,
+                )
+            }
+            "since" => {
+                let decoded = decode_id(value)?;
+                filter.since = Some(
+                    EventFilter::parse_since(&decoded)
+                        .ok_or_else(|| bad("`since` must be an RFC 3339 time"))?,
+                )
+            }
+            "limit" | "before" => paging.push(pair),
+            _ => {
+                return Err(bad(
+                    "only `user_id`, `type`, `since`, `limit` and `before` are accepted",
+                ))
+            }
+        }
+    }
+    let paging = page_query(Some(&paging.join("&")), 50)?;
+    Ok((filter, paging))
 }
 
 fn bad_id(why: &str) -> ApiError {

@@ -14,25 +14,31 @@ use crate::config::{self, Config};
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
-use crate::sessions::{valid_reason, Client, SessionView, Sessions};
+use crate::sessions::{valid_reason, AuditEventView, Client, EventFilter, SessionView, Sessions};
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
     /// A user's active sessions, newest first (a table; --json for scripts).
     List {
-        #[arg(long)]
+        // Ids may start with `-` (base64url): still a value, not a flag.
+        #[arg(long, allow_hyphen_values = true)]
         user: String,
         #[arg(long)]
         json: bool,
     },
     /// Revoke every session of a user (--user, optional --reason), or one (--session).
     Revoke {
-        #[arg(long, conflicts_with = "session", required_unless_present = "session")]
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            conflicts_with = "session",
+            required_unless_present = "session"
+        )]
         user: Option<String>,
         /// 1-64 characters of a-z, 0-9 and _ (e.g. password_changed).
         #[arg(long)]
         reason: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         session: Option<String>,
     },
 }
@@ -57,6 +63,87 @@ pub fn run(config_path: &Path, cmd: SessionsCommand) -> i32 {
             return EXIT_CONFIG;
         }
     }
+    with_sessions(config_path, |sessions| async move {
+        execute(&sessions, cmd).await
+    })
+}
+
+/// `sessiongate events` (SPEC 1): security events of any user, newest first.
+#[derive(clap::Args, Debug)]
+pub struct EventsArgs {
+    /// Only this user's events.
+    #[arg(long, allow_hyphen_values = true)]
+    user: Option<String>,
+    /// Only events of this type (login, new_ip, new_device, refresh_token_reuse,
+    /// session_revoked, revoke_all, upstream_revoke).
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Only events at or after this RFC 3339 time (e.g. 2026-12-01T08:00:00Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many events (1-10000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The most events one `sessiongate events` prints.
+const MAX_EVENTS: usize = 10_000;
+
+pub fn events(config_path: &Path, args: EventsArgs) -> i32 {
+    let usage = |why: &str| {
+        eprintln!("sessiongate events: {why}");
+        EXIT_CONFIG
+    };
+    let kind = match args.kind.as_deref().map(EventFilter::parse_kind) {
+        Some(None) => return usage("--type must be one of the event types (see --help)"),
+        Some(k) => k,
+        None => None,
+    };
+    let since = match args.since.as_deref().map(EventFilter::parse_since) {
+        Some(None) => return usage("--since must be an RFC 3339 time, e.g. 2026-12-01T08:00:00Z"),
+        Some(s) => s,
+        None => None,
+    };
+    if !(1..=MAX_EVENTS).contains(&args.limit) {
+        return usage("--limit must be from 1 to 10000");
+    }
+    let filter = EventFilter {
+        user_id: args.user,
+        kind,
+        since,
+    };
+    let (limit, json) = (args.limit, args.json);
+    with_sessions(config_path, |sessions| async move {
+        let mut all: Vec<AuditEventView> = Vec::new();
+        let mut before = None;
+        while all.len() < limit {
+            let page = sessions
+                .audit_events(&filter, (limit - all.len()).min(200), before.as_deref())
+                .await?;
+            all.extend(page.events);
+            match page.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        if json {
+            println!("{}", serde_json::json!({ "events": all }));
+        } else {
+            print!("{}", events_table(&all));
+        }
+        Ok(())
+    })
+}
+
+/// Loads the config, opens its store and runs `work` on a runtime of its
+/// own; the exit code (SPEC 1: 0 done, 1 store unreachable or not found, 2 config).
+fn with_sessions<F, Fut>(config_path: &Path, work: F) -> i32
+where
+    F: FnOnce(Sessions) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
     let config = match config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +169,7 @@ pub fn run(config_path: &Path, cmd: SessionsCommand) -> i32 {
                 return EXIT_RUNTIME;
             }
         };
-        match execute(&sessions, cmd).await {
+        match work(sessions).await {
             Ok(()) => 0,
             Err(ApiError::NotFound) => {
                 eprintln!("sessiongate: no such active session");
@@ -172,5 +259,27 @@ fn table(rows: &[SessionView]) -> String {
         ));
     }
     out.push_str(&format!("{} active sessions\n", rows.len()));
+    out
+}
+
+/// A plain table, one event a row, newest first.
+fn events_table(rows: &[AuditEventView]) -> String {
+    let mut out = format!(
+        "{:<24} {:<20} {:<24} {:<24} {:<39} {:<16} {}\n",
+        "AT", "TYPE", "USER", "SESSION", "IP", "BY/SCOPE", "USER AGENT"
+    );
+    for e in rows {
+        let detail = match (e.by, e.scope, e.reason.as_deref()) {
+            (Some(by), Some(scope), _) => format!("{by}/{scope}"),
+            (Some(by), None, Some(reason)) => format!("{by}:{reason}"),
+            (Some(by), None, None) => by.to_owned(),
+            (None, _, _) => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<24} {:<20} {:<24} {:<24} {:<39} {:<16} {}\n",
+            e.at, e.kind, e.user_id, e.session_id, e.ip, detail, e.user_agent
+        ));
+    }
+    out.push_str(&format!("{} events\n", rows.len()));
     out
 }

@@ -22,6 +22,8 @@ const DOMAIN: &[u8] = b"sessiongate page cursor v1";
 pub enum Listing {
     Sessions,
     SecurityEvents,
+    /// The operator's events listing; its "user" is the whole filter.
+    AuditEvents,
 }
 
 impl Listing {
@@ -29,6 +31,7 @@ impl Listing {
         match self {
             Listing::Sessions => "sessions",
             Listing::SecurityEvents => "security_events",
+            Listing::AuditEvents => "audit_events",
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::store::{
 use crate::time::{rfc3339_ms, unix_now_ms};
 
 mod activity;
+mod audit;
 mod manage;
 mod operator;
 mod upstream;
@@ -29,6 +30,7 @@ mod upstream;
 pub use operator::valid_reason;
 
 pub use activity::{EventPage, EventView};
+pub use audit::{AuditEventPage, AuditEventView, EventFilter};
 
 /// Who is asking, as far as the network tells.
 #[derive(Clone, Debug)]

@@ -19,6 +19,7 @@
 
 mod cleanup;
 mod conn;
+mod events;
 pub mod feed;
 mod index;
 mod layout;
@@ -403,6 +404,14 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn all_events_page(
+        &self,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        self.merged_events_page(after, limit).await
     }
 
     async fn cleanup(

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_limits.sql"),
     include_str!("../../migrations/sqlite/0003_event_ids.sql"),
+    include_str!("../../migrations/sqlite/0004_events_by_time.sql"),
 ];
 
 /// How long a statement waits for a lock held by someone else before failing.
@@ -390,6 +391,30 @@ impl SessionStore for SqliteStore {
                 Some(p) => c
                     .prepare_cached(&format!("{select} AND (at, event_id) < (?3, ?4) {order}"))?
                     .query_map(params![user_id, limit, p.created_at, p.id], event_row)?
+                    .collect(),
+            }
+        })
+        .await
+    }
+
+    async fn all_events_page(
+        &self,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Vec<SecurityEvent>, StoreError> {
+        let after = after.cloned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let select = format!("SELECT {EVENT_COLUMNS} FROM security_events");
+            let order = "ORDER BY at DESC, event_id DESC LIMIT ?1";
+            match after {
+                None => c
+                    .prepare_cached(&format!("{select} {order}"))?
+                    .query_map(params![limit], event_row)?
+                    .collect(),
+                Some(p) => c
+                    .prepare_cached(&format!("{select} WHERE (at, event_id) < (?2, ?3) {order}"))?
+                    .query_map(params![limit, p.created_at, p.id], event_row)?
                     .collect(),
             }
         })
