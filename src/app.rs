@@ -13,6 +13,7 @@ use crate::admin::{Admin, AdminService};
 use crate::auth::Authenticator;
 use crate::cli::redact_url;
 use crate::config::{Config, Store};
+use crate::events::webhook::Webhook;
 use crate::metrics::Metrics;
 use crate::proxy::api::AuthApi;
 use crate::proxy::gateway::Gateway;
@@ -96,12 +97,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         revocations = revocations.tracking_freshness(config.revocation.max_staleness);
     }
     let revocations = Arc::new(revocations);
-    let sessions = Arc::new(Sessions::new(
-        &config,
-        store.clone(),
-        revocations.clone(),
-        metrics.clone(),
-    ));
+    let webhook = match &config.security_events.webhook {
+        Some(w) => Some(
+            Webhook::new(w, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("security_events.webhook.{e}"))?,
+        ),
+        None => None,
+    };
+    let sessions = Arc::new(
+        Sessions::new(&config, store.clone(), revocations.clone(), metrics.clone())
+            .with_webhook(webhook.clone()),
+    );
 
     if feed.is_none() {
         // A restart must forget no revocation: load them before serving.
@@ -203,6 +209,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         cleanup_every: config.sessions.cleanup_interval,
     };
     tokio::spawn(maintenance.run(watch.clone()));
+    if let Some(hook) = &webhook {
+        hook.spawn_workers(watch.clone());
+    }
     let sync = RevocationSync {
         list: revocations.clone(),
         sessions: sessions.clone(),

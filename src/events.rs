@@ -1,5 +1,6 @@
 //! Security events (SPEC 8): each is one JSON log line with `"target": "security"`,
-//! a stored row kept for `security_events.retain`, and a metric.
+//! a stored row kept for `security_events.retain`, a metric, and with a
+//! webhook configured a POST (SPEC 11).
 
 use std::sync::Arc;
 
@@ -9,6 +10,10 @@ use base64::Engine;
 use crate::metrics::Metrics;
 use crate::store::{By, Scope, SecurityEvent, SessionStore};
 use crate::time::rfc3339_ms;
+
+pub mod webhook;
+
+use webhook::Webhook;
 
 pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
 pub const NEW_IP: &str = "new_ip";
@@ -38,11 +43,22 @@ pub fn new_id() -> String {
 pub struct Events {
     store: Arc<dyn SessionStore>,
     metrics: Arc<Metrics>,
+    webhook: Option<Arc<Webhook>>,
 }
 
 impl Events {
     pub fn new(store: Arc<dyn SessionStore>, metrics: Arc<Metrics>) -> Self {
-        Events { store, metrics }
+        Events {
+            store,
+            metrics,
+            webhook: None,
+        }
+    }
+
+    /// Also sends each event to `webhook` (SPEC 11).
+    pub fn with_webhook(mut self, webhook: Option<Arc<Webhook>>) -> Self {
+        self.webhook = webhook;
+        self
     }
 
     /// Logs, counts and stores `event`. The log line and metric never wait on
@@ -66,6 +82,9 @@ impl Events {
             .security_events
             .with_label_values(&[event.kind])
             .inc();
+        if let Some(hook) = &self.webhook {
+            hook.offer(&event);
+        }
         if let Err(e) = self.store.record_event(&event).await {
             tracing::error!(error = %e, kind = event.kind, "could not store a security event");
         }

@@ -21,6 +21,7 @@ pub const REVOCATION_STALENESS: &str = "sessiongate_revocation_sync_staleness_se
 pub const STORE_ERRORS: &str = "sessiongate_store_errors_total";
 pub const REVOCATION_EVICTIONS: &str = "sessiongate_revocation_list_evictions_total";
 pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timestamp_seconds";
+pub const WEBHOOK_DELIVERIES: &str = "sessiongate_webhook_deliveries_total";
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 
 /// The `route` label of the request metrics: which part of sessiongate answered.
@@ -94,6 +95,38 @@ impl TokenResult {
         }
     }
 }
+
+/// The `result` label of `sessiongate_webhook_deliveries_total` (SPEC 11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A 2xx answer.
+    Ok,
+    /// An attempt failed; another follows.
+    Retried,
+    /// The last attempt failed: the event is given up.
+    Failed,
+    /// Pushed out of the full queue before an attempt.
+    Dropped,
+}
+
+impl Delivery {
+    pub const ALL: [Delivery; 4] = [
+        Delivery::Ok,
+        Delivery::Retried,
+        Delivery::Failed,
+        Delivery::Dropped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Ok => "ok",
+            Delivery::Retried => "retried",
+            Delivery::Failed => "failed",
+            Delivery::Dropped => "dropped",
+        }
+    }
+}
+
 const STATUS_SLOTS: usize = 600;
 
 pub struct Metrics {
@@ -118,6 +151,7 @@ pub struct Metrics {
     /// session's tokens could pass again): should stay 0.
     pub revocation_evictions: IntCounter,
     pub revocation_last_sync: prometheus::Gauge,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -203,6 +237,14 @@ impl Metrics {
                 "Unix time at which the revocation list was last confirmed in sync with the store.",
             )
             .expect("metric"),
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new(
+                    WEBHOOK_DELIVERIES,
+                    "Security-event webhook outcomes, by result.",
+                ),
+                &["result"],
+            )
+            .expect("metric"),
             registry,
             request_counters: Vec::new(),
             request_durations: Vec::new(),
@@ -235,6 +277,7 @@ impl Metrics {
             Box::new(m.store_errors.clone()),
             Box::new(m.revocation_evictions.clone()),
             Box::new(m.revocation_last_sync.clone()),
+            Box::new(m.webhook_deliveries.clone()),
         ];
         for c in collectors {
             m.registry
@@ -282,7 +325,17 @@ impl Metrics {
         ] {
             m.sessions_revoked.with_label_values(&[r]);
         }
+        for d in Delivery::ALL {
+            m.webhook_deliveries.with_label_values(&[d.as_str()]);
+        }
         m
+    }
+
+    /// Counts one webhook outcome.
+    pub fn webhook_delivery(&self, result: Delivery) {
+        self.webhook_deliveries
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     /// Counts one answered request and its duration.

@@ -20,6 +20,7 @@ mod network;
 mod policy;
 mod sessions;
 mod tokens;
+mod webhook;
 
 use admin::read_admin;
 use network::{read_server, read_upstream};
@@ -204,11 +205,28 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SecurityEvents {
     pub new_ip: bool,
     pub new_device: bool,
     pub retain: Duration,
+    /// Where events are POSTed (SPEC 11); `None` when no `url` is set.
+    pub webhook: Option<Webhook>,
+}
+
+/// `security_events.webhook` (SPEC 11).
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// An `http://` or `https://` URL without credentials.
+    pub url: http::Uri,
+    /// The HMAC-SHA256 key: the string's bytes, at least 32 of them.
+    pub secret: SecretString,
+    /// The event types sent (`crate::events::KINDS` members).
+    pub types: Vec<&'static str>,
+    /// No answer within this is a failed attempt.
+    pub timeout: Duration,
+    /// Undelivered events held at most; beyond it the oldest is dropped.
+    pub queue: usize,
 }
 
 const TOP: &[&str] = &[

@@ -177,6 +177,12 @@ impl Sessions {
         }
     }
 
+    /// Also sends the security events to `webhook` (SPEC 11).
+    pub fn with_webhook(mut self, webhook: Option<Arc<crate::events::webhook::Webhook>>) -> Self {
+        self.events = self.events.with_webhook(webhook);
+        self
+    }
+
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }

@@ -152,10 +152,15 @@ pub(super) fn read_rate_limits(root: &Node, p: &mut Problems) -> RateLimits {
 }
 
 pub(super) fn read_security_events(root: &Node, p: &mut Problems) -> SecurityEvents {
-    let n = root.child("security_events", &["new_ip", "new_device", "retain"], p);
+    let n = root.child(
+        "security_events",
+        &["new_ip", "new_device", "retain", "webhook"],
+        p,
+    );
     SecurityEvents {
         new_ip: n.boolean("new_ip", true, p),
         new_device: n.boolean("new_device", true, p),
         retain: n.duration("retain", SECS(30 * 86_400), p),
+        webhook: super::webhook::read_webhook(&n, p),
     }
 }
