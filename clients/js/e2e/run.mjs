@@ -336,8 +336,8 @@ routes:
     console.log(`  rotations: ${rotated}, tab A refresh events: ${la.refresh} (own ${la.localRefresh}), tab B: ${lb.refresh} (own ${lb.localRefresh})`);
   });
 
+  const hostileUA = '<img src=x onerror="window.__xss=1">Evil/1.0 (X11; Linux x86_64)';
   await step("sessions component lists sessions (hostile User-Agent escaped) and revokes another one", async () => {
-    const hostileUA = '<img src=x onerror="window.__xss=1">Evil/1.0 (X11; Linux x86_64)';
     const res = await fetch(`${gw}/v1/auth/login`, {
       method: "POST",
       headers: { "Content-Type": "application/json", "User-Agent": hostileUA },
@@ -360,7 +360,6 @@ routes:
         meta: el.querySelector(".sg-meta").textContent,
       })),
     );
-    if (process.env.E2E_SCREENSHOT) await tabA.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
     const mine = rows.find((r) => r.current);
     const theirs = rows.find((r) => r.id === other.session_id);
     check(mine && mine.thisDevice === "This device", `current row: ${JSON.stringify(rows)}`);
@@ -379,6 +378,34 @@ routes:
     const body = await after.json();
     check(after.status === 401 && body.error === "session_revoked", `revoked token still answers ${after.status} ${JSON.stringify(body)}`);
     check((await log(tabA)).signedIn, "revoking another session signed this tab out");
+  });
+
+  await step("sessions component shows recent security activity (SPEC 4.8) from the real server", async () => {
+    // The revoke above reloaded the component: its sign-out is the newest event.
+    await tabA.waitForFunction(() => document.querySelector("#sessions .sg-activity .sg-event-text")?.textContent === "Signed out");
+    const events = await tabA.$$eval("#sessions .sg-activity .sg-event", (els) =>
+      els.map((el) => ({
+        type: el.dataset.eventType,
+        text: el.querySelector(".sg-event-text").textContent,
+        thisDevice: el.querySelector(".sg-this-device")?.textContent ?? null,
+        device: el.querySelector(".sg-device").textContent,
+        title: el.querySelector(".sg-device").title,
+        meta: el.querySelector(".sg-meta").textContent,
+      })),
+    );
+    const heading = await tabA.textContent("#sessions .sg-activity-title");
+    check(heading === "Recent security activity", `heading: ${heading}`);
+    const logins = events.filter((e) => e.type === "login");
+    check(logins.length === 2, `expected 2 login events: ${JSON.stringify(events)}`);
+    const mine = logins.find((e) => e.thisDevice === "This device");
+    check(mine && mine.text === "New sign-in" && mine.device.includes("Chrome"), `own login: ${JSON.stringify(events)}`);
+    check(/127\.0\.0\.1/.test(mine.meta), `own login meta: ${mine.meta}`);
+    const theirs = logins.find((e) => e.thisDevice === null);
+    check(theirs && theirs.title === hostileUA, `other login: ${JSON.stringify(events)}`);
+    check(events[0].type === "session_revoked" && events[0].thisDevice === null, `newest: ${JSON.stringify(events[0])}`);
+    check((await tabA.$$("#sessions img")).length === 0, "user agent was parsed as HTML");
+    check((await tabA.evaluate(() => window.__xss)) === undefined, "XSS payload ran");
+    if (process.env.E2E_SCREENSHOT) await tabA.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
   });
 
   await step("sign out everywhere logs both tabs out and revokes the tokens", async () => {

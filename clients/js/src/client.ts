@@ -108,6 +108,50 @@ export interface SessionInfo {
   current: boolean;
 }
 
+/** Event types a user sees in their own security activity (SPEC 4.8). */
+export type SecurityEventType =
+  | "login"
+  | "new_ip"
+  | "new_device"
+  | "refresh_token_reuse"
+  | "session_revoked"
+  | "revoke_all"
+  | "upstream_revoke";
+
+/** What an `upstream_revoke` event ended (SPEC 10). */
+export type UpstreamRevokeScope = "current" | "others" | "all";
+
+/** One entry of the user's security activity (SPEC 4.8). Times are RFC 3339 strings. */
+export interface SecurityEvent {
+  id: string;
+  /** One of {@link SecurityEventType}; a newer server may send others, keep them as strings. */
+  type: SecurityEventType | (string & {});
+  at: string;
+  /** The session the event is about ("" when the server gave none). */
+  sessionId: string;
+  ip: string;
+  userAgent: string;
+  /** True when the event is about the session this client is using. */
+  currentSession: boolean;
+  /** For `upstream_revoke`: which sessions the application ended; else null. */
+  scope: UpstreamRevokeScope | null;
+}
+
+/** One page of {@link SessionClient.securityEvents}, newest first. */
+export interface SecurityEventsPage {
+  events: SecurityEvent[];
+  /** Pass as `before` to get the next (older) page; null on the last page. */
+  next: string | null;
+}
+
+/** Options of {@link SessionClient.securityEvents}. */
+export interface SecurityEventsOptions {
+  /** Page size, an integer from 1 to 200. Default: the server's (50). */
+  limit?: number;
+  /** The `next` cursor of the previous page. Omit (or null) for the newest events. */
+  before?: string | null;
+}
+
 /** A sessiongate client. Create one per page with {@link createSessionClient}. */
 export interface SessionClient {
   /**
@@ -137,6 +181,14 @@ export interface SessionClient {
   refresh(): Promise<void>;
   /** Lists the user's active sessions, newest first. */
   listSessions(): Promise<SessionInfo[]>;
+  /**
+   * One page of the user's own security activity (sign-ins, new IPs and
+   * devices, refresh token reuse, sign-outs), newest first. Follow `next`
+   * with `before` for older events. Rejects with a {@link SessionError}
+   * (`invalid_request` for a cursor the server does not accept) and with a
+   * `RangeError`, before any request, for a `limit` outside 1-200.
+   */
+  securityEvents(options?: SecurityEventsOptions): Promise<SecurityEventsPage>;
   /** Revokes one of the user's sessions. Revoking the current one signs this client out. */
   revokeSession(id: string): Promise<void>;
   /**
@@ -180,6 +232,8 @@ const CLAIM_WINDOW_MS = 60;
 const REFRESH_PATH = "v1/auth/refresh";
 const LOGOUT_PATH = "v1/auth/logout";
 const SESSIONS_PATH = "v1/auth/sessions";
+const SECURITY_EVENTS_PATH = "v1/auth/security-events";
+const SCOPES: readonly string[] = ["current", "others", "all"] satisfies UpstreamRevokeScope[];
 
 class Client implements SessionClient {
   readonly #base: URL;
@@ -370,6 +424,37 @@ class Client implements SessionClient {
       userAgent: str(s.user_agent),
       current: s.current === true,
     }));
+  }
+
+  async securityEvents(options: SecurityEventsOptions = {}): Promise<SecurityEventsPage> {
+    const url = this.#url(SECURITY_EVENTS_PATH);
+    if (options.limit !== undefined) {
+      const { limit } = options;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
+        throw new RangeError("securityEvents: limit must be an integer from 1 to 200");
+      }
+      url.searchParams.set("limit", String(limit));
+    }
+    if (options.before != null) url.searchParams.set("before", options.before);
+    const res = await this.fetch(url, { headers: { Accept: "application/json" } });
+    if (!res.ok) throw await errorFromResponse(res);
+    const body: unknown = await res.json().catch(() => null);
+    if (!isRecord(body) || !Array.isArray(body.events)) {
+      throw new SessionError("bad_response", "Unexpected security events response.", { status: res.status });
+    }
+    return {
+      events: body.events.filter(isRecord).map((e) => ({
+        id: str(e.id),
+        type: str(e.type),
+        at: str(e.at),
+        sessionId: str(e.session_id),
+        ip: str(e.ip),
+        userAgent: str(e.user_agent),
+        currentSession: e.current_session === true,
+        scope: typeof e.scope === "string" && SCOPES.includes(e.scope) ? (e.scope as UpstreamRevokeScope) : null,
+      })),
+      next: typeof body.next === "string" && body.next !== "" ? body.next : null,
+    };
   }
 
   async revokeSession(id: string): Promise<void> {

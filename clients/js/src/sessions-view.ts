@@ -1,6 +1,8 @@
-import type { SessionClient, SessionInfo } from "./client.js";
+import type { SecurityEvent, SessionClient, SessionInfo } from "./client.js";
+import { describeSecurityEvent } from "./activity.js";
 import { describeUserAgent } from "./device.js";
 
+export { describeSecurityEvent } from "./activity.js";
 export { describeUserAgent } from "./device.js";
 
 /** Options of {@link mountSessionsView}. */
@@ -11,11 +13,20 @@ export interface SessionsViewOptions {
   confirm?: (message: string) => boolean | Promise<boolean>;
   /** Clock for "last active" (tests). Default `Date.now`. */
   now?: () => number;
+  /**
+   * Show the "Recent security activity" list (SPEC 4.8) under the sessions.
+   * Default true; `false` renders no list and never calls `securityEvents()`.
+   */
+  activity?: boolean;
+  /** Events per page of the activity list ("Show more" loads the next page). Default 10. */
+  activityLimit?: number;
+  /** Heading of the activity list. Default "Recent security activity". */
+  activityTitle?: string;
 }
 
 /** Handle of a mounted sessions view. */
 export interface SessionsView {
-  /** Fetches the list again and re-renders. */
+  /** Fetches the list (and the first page of the activity list) again and re-renders. */
   reload(): Promise<void>;
   /** Removes the view and its listeners. */
   destroy(): void;
@@ -24,7 +35,9 @@ export interface SessionsView {
 /**
  * Renders a "Your sessions" panel into `root`: one row per session (device
  * from its User-Agent, IP, last active, "This device"), a "Sign out" button per
- * row, and "Sign out other devices" / "Sign out everywhere".
+ * row, and "Sign out other devices" / "Sign out everywhere"; below them a
+ * "Recent security activity" list (one sentence per event, device, IP, time,
+ * "This device") with a "Show more" button, unless `activity: false`.
  *
  * Every value from the server (user agents are attacker-controlled) is
  * written with `textContent` or `setAttribute`, never parsed as HTML.
@@ -49,6 +62,8 @@ export function mountSessionsView(
   const everywhere = button(doc, "sg-revoke-all", "Sign out everywhere");
   actions.append(others, everywhere);
   section.append(heading, status, list, actions);
+  const activity = options.activity === false ? null : activityList(doc, client, options, now);
+  if (activity !== null) section.append(activity.section);
   root.append(section);
 
   let busy = false;
@@ -107,10 +122,13 @@ export function mountSessionsView(
   const load = async (): Promise<void> => {
     if (!client.isSignedIn()) {
       render([]);
+      activity?.clear();
       status.textContent = "Not signed in.";
       return;
     }
-    render(await client.listSessions());
+    // The activity list reports its own errors; a failure there never hides the sessions.
+    const [sessions] = await Promise.all([client.listSessions(), activity?.load()]);
+    render(sessions);
   };
 
   others.addEventListener("click", () => {
@@ -127,7 +145,10 @@ export function mountSessionsView(
   });
 
   const unsubscribe = client.on("statechange", (event) => {
-    if (!event.signedIn) render([]);
+    if (!event.signedIn) {
+      render([]);
+      activity?.clear();
+    }
   });
 
   const reload = async (): Promise<void> => {
@@ -148,6 +169,106 @@ export function mountSessionsView(
       section.remove();
     },
   };
+}
+
+interface ActivityList {
+  section: HTMLElement;
+  /** Loads the newest page again; never rejects (errors go to its status line). */
+  load(): Promise<void>;
+  clear(): void;
+}
+
+function activityList(
+  doc: Document,
+  client: SessionClient,
+  options: SessionsViewOptions,
+  now: () => number,
+): ActivityList {
+  const limit = options.activityLimit ?? 10;
+  const section = el(doc, "section", "sg-activity");
+  const heading = el(doc, "h3", "sg-activity-title", options.activityTitle ?? "Recent security activity");
+  const status = el(doc, "p", "sg-activity-status");
+  status.setAttribute("role", "status");
+  const list = el(doc, "ul", "sg-activity-list");
+  const more = button(doc, "sg-activity-more", "Show more");
+  more.hidden = true;
+  section.append(heading, status, list, more);
+
+  let next: string | null = null;
+  /** Bumped by every (re)load and clear, so a late "Show more" page is dropped. */
+  let generation = 0;
+
+  const row = (event: SecurityEvent): HTMLLIElement => {
+    const item = el(doc, "li", event.currentSession ? "sg-event sg-current" : "sg-event");
+    item.dataset.eventId = event.id;
+    item.dataset.eventType = event.type;
+    item.append(el(doc, "strong", "sg-event-text", describeSecurityEvent(event)));
+    if (event.currentSession) item.append(" ", el(doc, "span", "sg-this-device", "This device"));
+    const meta = el(doc, "div", "sg-meta");
+    const device = el(doc, "span", "sg-device", describeUserAgent(event.userAgent));
+    device.title = event.userAgent;
+    const ip = el(doc, "span", "sg-ip", event.ip === "" ? "unknown IP" : event.ip);
+    const time = el(doc, "time", "sg-event-time", timeAgo(event.at, now()));
+    time.dateTime = event.at;
+    time.title = event.at;
+    meta.append(device, " · ", ip, " · ", time);
+    item.append(meta);
+    return item;
+  };
+
+  const show = (events: SecurityEvent[], cursor: string | null, append: boolean): void => {
+    const rows = events.map(row);
+    if (append) list.append(...rows);
+    else list.replaceChildren(...rows);
+    next = cursor;
+    more.hidden = next === null;
+    status.textContent = list.childElementCount === 0 ? "No recent activity." : "";
+  };
+
+  const clear = (): void => {
+    generation++;
+    list.replaceChildren();
+    next = null;
+    more.hidden = true;
+    status.textContent = "";
+  };
+
+  const load = async (): Promise<void> => {
+    const mine = ++generation;
+    try {
+      const page = await client.securityEvents({ limit });
+      if (mine === generation) show(page.events, page.next, false);
+    } catch (err) {
+      if (mine !== generation) return;
+      list.replaceChildren();
+      next = null;
+      more.hidden = true;
+      status.textContent = err instanceof Error ? err.message : "Could not load recent activity.";
+    }
+  };
+
+  more.addEventListener("click", () => {
+    if (next === null || more.disabled) return;
+    const mine = generation;
+    more.disabled = true;
+    status.textContent = "Loading…";
+    client
+      .securityEvents({ limit, before: next })
+      .then(
+        (page) => {
+          if (mine === generation) show(page.events, page.next, true);
+        },
+        (err: unknown) => {
+          // The list so far stays; "Show more" can be tried again.
+          if (mine === generation) status.textContent = err instanceof Error ? err.message : "Could not load more activity.";
+        },
+      )
+      .finally(() => {
+        more.disabled = false;
+      });
+  });
+
+  return { section, load, clear };
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(

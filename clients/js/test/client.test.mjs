@@ -1,29 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createSessionClient, SessionError } from "../dist/index.js";
-import { startAuthServer, fakeStorage, fakeLocks, laggyStorage, cookieJarFetch, sleep } from "./helpers/server.mjs";
+import { SessionError } from "../dist/index.js";
+import { startAuthServer, fakeStorage, fakeLocks, laggyStorage, cookieJarFetch, setup, sleep } from "./helpers/server.mjs";
 
 const KEY = "sessiongate.session";
-let channelSeq = 0;
-
-/** Server + client(s) with cleanup. Every test gets its own channel name. */
-async function setup(t, serverOptions = {}) {
-  const server = await startAuthServer(serverOptions);
-  const channelName = `test-${process.pid}-${++channelSeq}`;
-  const clients = [];
-  const make = (options = {}) => {
-    const client = createSessionClient({ baseUrl: server.url, storage: fakeStorage(), channelName, ...options });
-    const events = [];
-    client.on("sessionended", (e) => events.push(e));
-    clients.push(client);
-    return { client, events };
-  };
-  t.after(async () => {
-    for (const c of clients) c.close();
-    await server.close();
-  });
-  return { server, make };
-}
 
 const stored = (storage) => JSON.parse(storage.getItem(KEY));
 

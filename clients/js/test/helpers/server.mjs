@@ -1,9 +1,11 @@
 // A small in-process stand-in for sessiongate's /v1/auth routes (SPEC 4) and a
 // protected API, with the behaviour the client relies on: login, refresh with
 // rotation, reuse detection (strict by default: reuse_grace 0), 401 codes,
-// sessions list/revoke, logout, and the refresh cookie mode.
+// sessions list/revoke, logout, the refresh cookie mode, and the user's
+// security activity with cursor paging (SPEC 4.8).
 import http from "node:http";
 import { randomBytes } from "node:crypto";
+import { createSessionClient } from "../../dist/index.js";
 
 const COOKIE = "sg_refresh";
 
@@ -20,7 +22,26 @@ export async function startAuthServer(options = {}) {
   const refreshIndex = new Map();
   const requests = [];
   const events = [];
-  const behaviour = { apiAlwaysExpired: false };
+  const behaviour = { apiAlwaysExpired: false, securityEventsBody: null };
+  /** Security events of every user, oldest first (SPEC 4.8 lists them newest first). */
+  const securityEvents = [];
+  let eventSeq = 0;
+
+  function record(sub, type, fields = {}) {
+    const n = ++eventSeq;
+    const event = {
+      n, sub, id: `ev-${n}`, type, at: new Date().toISOString(), session_id: "", ip: "127.0.0.1", user_agent: "",
+      ...fields,
+    };
+    securityEvents.push(event);
+    return event;
+  }
+  const sessionFields = (s) => ({ session_id: s.id, ip: s.ip, user_agent: s.ua });
+  const cursorFor = (n) => Buffer.from(`n:${n}`).toString("base64url");
+  const cursorValue = (c) => {
+    const m = /^n:(\d+)$/.exec(/^[A-Za-z0-9_-]+$/.test(c) ? Buffer.from(c, "base64url").toString("utf8") : "");
+    return m ? Number(m[1]) : null;
+  };
 
   const token = (prefix) => `${prefix}-${randomBytes(16).toString("base64url")}`;
 
@@ -63,6 +84,7 @@ export async function startAuthServer(options = {}) {
     if (!session.revoked) {
       session.revoked = true;
       events.push({ type: "revoked", sid: session.id, reason });
+      if (reason === "user" || reason === "logout") record(session.sub, "session_revoked", sessionFields(session));
     }
   }
 
@@ -81,6 +103,7 @@ export async function startAuthServer(options = {}) {
       };
       sessions.set(session.id, session);
       refreshIndex.set(session.current, session.id);
+      record(session.sub, "login", sessionFields(session));
       return tokenResponse(res, session, session.current);
     }
     if (route === "POST /v1/auth/refresh") {
@@ -107,6 +130,7 @@ export async function startAuthServer(options = {}) {
         return tokenResponse(res, session, session.current);
       }
       events.push({ type: "reused", sid: session.id });
+      record(session.sub, "refresh_token_reuse", sessionFields(session));
       revoke(session, "reuse");
       return error(res, 401, "refresh_token_reused", "Refresh token reused.");
     }
@@ -151,6 +175,7 @@ export async function startAuthServer(options = {}) {
       const me = bearer(req, res);
       if (!me) return;
       const keep = parse(body)?.keep_current === true;
+      record(me.sub, "revoke_all", sessionFields(me));
       let n = 0;
       for (const s of sessions.values()) {
         if (s.sub === me.sub && !s.revoked && !(keep && s.id === me.id)) {
@@ -159,6 +184,26 @@ export async function startAuthServer(options = {}) {
         }
       }
       return json(res, 200, { revoked: n });
+    }
+    if (route === "GET /v1/auth/security-events") {
+      const me = bearer(req, res);
+      if (!me) return;
+      if (behaviour.securityEventsBody !== null) {
+        return void res.writeHead(200, { "Content-Type": "application/json" }).end(behaviour.securityEventsBody);
+      }
+      let limit = 50;
+      let before = Infinity;
+      for (const [name, value] of url.searchParams) {
+        if (name === "limit" && /^\d{1,3}$/.test(value) && Number(value) >= 1 && Number(value) <= 200) limit = Number(value);
+        else if (name === "before" && cursorValue(value) !== null) before = cursorValue(value);
+        else return error(res, 400, "invalid_request", `Bad query parameter ${name}.`);
+      }
+      const mine = securityEvents.filter((e) => e.sub === me.sub && e.n < before).reverse();
+      const page = mine.slice(0, limit);
+      return json(res, 200, {
+        events: page.map(({ n: _n, sub: _sub, ...e }) => ({ ...e, current_session: e.session_id === me.id })),
+        next: mine.length > limit ? cursorFor(page.at(-1).n) : null,
+      });
     }
     if (path.startsWith("/api/")) {
       const me = bearer(req, res);
@@ -174,7 +219,7 @@ export async function startAuthServer(options = {}) {
     req.on("end", () => {
       const body = Buffer.concat(chunks);
       requests.push({
-        method: req.method, path: new URL(req.url, "http://x").pathname,
+        method: req.method, path: new URL(req.url, "http://x").pathname, search: new URL(req.url, "http://x").search,
         headers: { ...req.headers }, body: body.toString("utf8"),
       });
       handle(req, res, body).catch((err) => {
@@ -209,6 +254,14 @@ export async function startAuthServer(options = {}) {
     revokeSession(sid) {
       revoke(sessions.get(sid), "admin");
     },
+    /** Records a security event for `sub` (fields as in SPEC 4.8, e.g. a hostile user_agent). */
+    addSecurityEvent(sub, type, fields = {}) {
+      return record(sub, type, fields);
+    },
+    /** The security events the server holds for `sub`, oldest first. */
+    securityEventsOf(sub) {
+      return securityEvents.filter((e) => e.sub === sub);
+    },
     close() {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(resolve));
@@ -232,6 +285,31 @@ function error(res, status, code, message) {
   const headers = { "Content-Type": "application/json" };
   if (status === 401) headers["WWW-Authenticate"] = `Bearer realm="sessiongate", error="invalid_token"`;
   res.writeHead(status, headers).end(JSON.stringify({ error: code, message }));
+}
+
+let channelSeq = 0;
+
+/**
+ * Server + client(s) with cleanup: `make(options)` creates a client of the
+ * built package (own BroadcastChannel name per test) and collects its
+ * `sessionended` events.
+ */
+export async function setup(t, serverOptions = {}) {
+  const server = await startAuthServer(serverOptions);
+  const channelName = `test-${process.pid}-${++channelSeq}`;
+  const clients = [];
+  const make = (options = {}) => {
+    const client = createSessionClient({ baseUrl: server.url, storage: fakeStorage(), channelName, ...options });
+    const events = [];
+    client.on("sessionended", (e) => events.push(e));
+    clients.push(client);
+    return { client, events };
+  };
+  t.after(async () => {
+    for (const c of clients) c.close();
+    await server.close();
+  });
+  return { server, make };
 }
 
 /** A storage object like localStorage, in memory; `raw` exposes the map. */
