@@ -130,17 +130,31 @@ fn events_cli(sc: &Sidecar, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn the_events_command_reads_a_running_sidecars_store() {
+fn the_events_command_reads_a_running_sqlite_sidecars_store() {
     let up = Upstream::start();
     let sc = Sidecar::start(&up, json!({}));
-    activity(&sc);
-    let out = events_cli(&sc, &["--json", "--user", "user-alice"]);
+    events_command(&sc);
+}
+
+#[test]
+fn the_events_command_reads_a_running_redis_sidecars_store() {
+    let (up, redis) = (Upstream::start(), RedisServer::start());
+    let sc = Sidecar::start(
+        &up,
+        json!({"store": {"backend": "redis", "redis": {"url": redis.url(), "key_prefix": "evcli:"}}}),
+    );
+    events_command(&sc);
+}
+
+fn events_command(sc: &Sidecar) {
+    activity(sc);
+    let out = events_cli(sc, &["--json", "--user", "user-alice"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let list = v["events"].as_array().expect("events");
     assert!(list.len() >= 3, "{v}");
     assert!(list.iter().all(|e| e["user_id"] == "user-alice"), "{v}");
-    let out = events_cli(&sc, &["--type", "revoke_all"]);
+    let out = events_cli(sc, &["--type", "revoke_all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.starts_with("AT "), "{text}");
@@ -154,7 +168,7 @@ fn the_events_command_reads_a_running_sidecars_store() {
         &["--since", "yesterday"],
         &["--limit", "0"],
     ] {
-        let out = events_cli(&sc, bad);
+        let out = events_cli(sc, bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
     }
 }
