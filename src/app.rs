@@ -89,7 +89,9 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
 /// Builds everything, binds both listeners and starts serving; background
 /// work runs on the calling runtime.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_request_timeout(
+        config.upstream.request_timeout,
+    ));
     let (store, feed) = open_store(&config, true)?;
     let token_lifetime = config.tokens.access_ttl + config.tokens.leeway;
     let mut revocations = RevocationList::new(config.revocation.cache_entries, token_lifetime);

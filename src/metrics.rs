@@ -1,6 +1,7 @@
 //! Every metric of SPEC 7, registered once in one registry, served on the admin listener.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus::{
     exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -129,6 +130,21 @@ impl Delivery {
 
 const STATUS_SLOTS: usize = 600;
 
+/// `upstream.request_timeout`'s default (SPEC 2).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Histogram buckets: 100 µs to ~37 s, and one more at `request_timeout` when
+/// that is longer, so a request that ran into the timeout lands in a bucket of
+/// its own rather than only in `+Inf` (a p99 would otherwise read "> 37 s").
+pub fn duration_buckets(request_timeout: Duration) -> Vec<f64> {
+    let mut buckets = exponential_buckets(0.0001, 2.5, 15).expect("valid buckets");
+    let timeout = request_timeout.as_secs_f64();
+    if buckets.last().is_some_and(|&top| timeout > top) {
+        buckets.push(timeout);
+    }
+    buckets
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Pre-resolved handles: the per-request path neither hashes labels nor formats numbers.
@@ -155,10 +171,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The metrics with buckets for the default `upstream.request_timeout` (30 s).
     pub fn new() -> Metrics {
+        Self::with_request_timeout(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// The metrics, the duration histograms' top bucket reaching `request_timeout`.
+    pub fn with_request_timeout(request_timeout: Duration) -> Metrics {
         let registry = Registry::new();
-        // 100 µs to ~13 s.
-        let buckets = exponential_buckets(0.0001, 2.5, 14).expect("valid buckets");
+        let buckets = duration_buckets(request_timeout);
         let hist = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(buckets.clone());
         let m = Metrics {
             http_requests: IntCounterVec::new(
@@ -370,5 +391,48 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest finite `le` of `metric`'s buckets in the rendered exposition.
+    fn top_bucket(m: &Metrics, metric: &str) -> f64 {
+        let text = String::from_utf8(m.render()).unwrap();
+        let prefix = format!("{metric}_bucket{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+            .filter(|le| *le != "+Inf")
+            .map(|le| le.parse::<f64>().unwrap())
+            .fold(0.0, f64::max)
+    }
+
+    // Proves a request that takes the whole default request_timeout (30 s) is
+    // in a finite bucket of both duration histograms (the old top was ~15 s).
+    #[test]
+    fn top_bucket_reaches_the_default_request_timeout() {
+        let m = Metrics::new();
+        m.observe_request(Route::Proxy, 504, 30.0);
+        m.upstream_duration.observe(30.0);
+        assert!(top_bucket(&m, HTTP_DURATION) >= 30.0);
+        assert!(top_bucket(&m, UPSTREAM_DURATION) >= 30.0);
+    }
+
+    // Proves a longer configured request_timeout gets a bucket of its own, and a
+    // shorter one adds none.
+    #[test]
+    fn a_longer_request_timeout_gets_its_own_bucket() {
+        let m = Metrics::with_request_timeout(Duration::from_secs(120));
+        m.observe_request(Route::Proxy, 504, 120.0);
+        m.upstream_duration.observe(120.0);
+        assert_eq!(top_bucket(&m, HTTP_DURATION), 120.0);
+        assert_eq!(top_bucket(&m, UPSTREAM_DURATION), 120.0);
+        assert_eq!(
+            duration_buckets(Duration::from_secs(5)),
+            duration_buckets(DEFAULT_REQUEST_TIMEOUT)
+        );
     }
 }
