@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
@@ -34,8 +35,16 @@ pub struct Admin {
     /// The client listener (`server.listen`): not ready until it accepts.
     pub listen: std::net::SocketAddr,
     pub listening: std::sync::atomic::AtomicBool,
+    /// What a reload may change (SPEC 1).
+    pub settings: ArcSwap<AdminSettings>,
+}
+
+/// The admin listener's reloadable settings.
+pub struct AdminSettings {
     /// The operator API; `None` when no admin token is configured.
     pub operator: Option<operator::Operator>,
+    /// `server.header_read_timeout`: a slower request head is dropped.
+    pub head_timeout: Duration,
 }
 
 /// The admin server: the listener is bound at start-up (so a taken port is
@@ -43,23 +52,21 @@ pub struct Admin {
 pub struct AdminService {
     admin: Arc<Admin>,
     listener: Mutex<Option<std::net::TcpListener>>,
-    /// `server.header_read_timeout`: a slower request head is dropped.
-    head_timeout: Duration,
 }
 
 impl AdminService {
-    pub fn bind(
-        admin: Admin,
-        addr: std::net::SocketAddr,
-        head_timeout: Duration,
-    ) -> std::io::Result<AdminService> {
+    pub fn bind(admin: Admin, addr: std::net::SocketAddr) -> std::io::Result<AdminService> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(AdminService {
             admin: Arc::new(admin),
             listener: Mutex::new(Some(listener)),
-            head_timeout,
         })
+    }
+
+    /// The state it serves, for a reload to reconfigure.
+    pub fn admin(&self) -> Arc<Admin> {
+        self.admin.clone()
     }
 }
 
@@ -117,12 +124,13 @@ impl AdminService {
                 }
             };
             let admin = self.admin.clone();
-            let head_timeout = self.head_timeout;
+            let head_timeout = admin.settings.load().head_timeout;
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let admin = admin.clone();
                     async move {
-                        let resp = match &admin.operator {
+                        let settings = admin.settings.load_full();
+                        let resp = match &settings.operator {
                             Some(op) if req.uri().path().starts_with(operator::PREFIX) => {
                                 let started = std::time::Instant::now();
                                 let resp = op.handle(req, peer.ip()).await;

@@ -9,21 +9,16 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use arc_swap::ArcSwap;
+
 use crate::admin::{Admin, AdminService};
-use crate::auth::Authenticator;
 use crate::cli::redact_url;
 use crate::config::{Config, Store};
-use crate::events::webhook::Webhook;
 use crate::metrics::Metrics;
-use crate::proxy::api::AuthApi;
-use crate::proxy::gateway::Gateway;
-use crate::proxy::login::LoginForwarder;
-use crate::proxy::rewrite::Rewrite;
-use crate::proxy::upstream::Upstream;
+use crate::reload::{Built, Fixed, Reloader};
 use crate::revocation::sync::{RevocationFeed, RevocationSync};
 use crate::revocation::RevocationList;
-use crate::server::Shared;
-use crate::sessions::Sessions;
+use crate::server::Current;
 use crate::shutdown::{Drain, InFlight, ShutdownWatch};
 use crate::store::redis::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
@@ -41,7 +36,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     background.block_on(async move {
         crate::shutdown::signalled().await;
         let _ = started.shutdown.send(true);
-        started.drain.run().await
+        let mut drain = started.drain;
+        drain.grace = started.reloader.shutdown_grace();
+        drain.run().await
     })
 }
 
@@ -49,6 +46,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub struct Started {
     shutdown: tokio::sync::watch::Sender<bool>,
     drain: Drain,
+    reloader: Arc<Reloader>,
 }
 
 /// A store, and (Redis) its revocation broadcast.
@@ -98,18 +96,13 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     if feed.is_some() {
         revocations = revocations.tracking_freshness(config.revocation.max_staleness);
     }
-    let revocations = Arc::new(revocations);
-    let webhook = match &config.security_events.webhook {
-        Some(w) => Some(
-            Webhook::new(w, metrics.clone())
-                .map_err(|e| anyhow::anyhow!("security_events.webhook.{e}"))?,
-        ),
-        None => None,
+    let fixed = Fixed {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        revocations: Arc::new(revocations),
     };
-    let sessions = Arc::new(
-        Sessions::new(&config, store.clone(), revocations.clone(), metrics.clone())
-            .with_webhook(webhook.clone()),
-    );
+    let built = Built::new(&config, &fixed).map_err(anyhow::Error::msg)?;
+    let sessions = built.services.sessions.clone();
 
     if feed.is_none() {
         // A restart must forget no revocation: load them before serving.
@@ -124,42 +117,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         tracing::info!("revocation list: loading from Redis in the background");
     }
 
-    let upstream = Upstream::new(&config.upstream).map_err(anyhow::Error::msg)?;
-    let inflight = Arc::new(InFlight::default());
-    let auth = Arc::new(Authenticator::new(
-        &config.tokens,
-        revocations.clone(),
-        metrics.clone(),
-    ));
-    let rewrite = Arc::new(Rewrite {
-        identity: config.identity_headers.clone(),
-        tls: config.server.tls.is_some(),
-        refresh_cookie: config
-            .sessions
-            .refresh_cookie
-            .as_ref()
-            .map(|c| c.name.clone()),
-    });
-    let login = config
-        .login
-        .clone()
-        .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
-    let api = AuthApi::new(
-        &config,
-        sessions.clone(),
-        auth.clone(),
-        rewrite.clone(),
-        login,
-    );
-    let gateway = Arc::new(Gateway::new(&config, auth, api, rewrite, metrics.clone()));
-    let tls = match &config.server.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(&t.cert_file, &t.key_file, config.server.http2)
-                .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
-        ))),
-        None => None,
-    };
-
     let listeners =
         crate::server::bind(config.server.listen, config.server.threads).map_err(|e| {
             anyhow::anyhow!(
@@ -167,22 +124,23 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 config.server.listen
             )
         })?;
+    let inflight = Arc::new(InFlight::default());
+    let Built {
+        live,
+        admin,
+        services,
+    } = built;
     let admin = AdminService::bind(
         Admin {
             metrics: metrics.clone(),
             store: store.clone(),
-            revocations: revocations.clone(),
+            revocations: fixed.revocations.clone(),
             inflight: inflight.clone(),
             listen: listeners[0].local_addr()?,
             listening: Default::default(),
-            operator: config
-                .admin
-                .token
-                .as_ref()
-                .map(|t| crate::admin::operator::Operator::new(t, sessions.clone())),
+            settings: ArcSwap::from_pointee(admin),
         },
         config.server.admin_listen,
-        config.server.header_read_timeout,
     )
     .map_err(|e| {
         anyhow::anyhow!(
@@ -191,32 +149,30 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         )
     })?;
     let (shutdown, watch) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared {
-        gateway,
-        upstream: upstream.clone(),
-        tls,
-        http2: config.server.http2,
-        header_read_timeout: config.server.header_read_timeout,
-        max_headers: config.server.max_headers,
-        max_header_bytes: config.server.max_header_bytes,
-        inflight: inflight.clone(),
-    });
-    crate::server::start_workers(shared, listeners, watch.clone())
+    let current = Arc::new(Current::new(live));
+    crate::server::start_workers(current.clone(), inflight.clone(), listeners, watch.clone())
         .context("starting the worker threads")?;
 
-    tokio::spawn(async move { admin.run().await });
-    let maintenance = Maintenance {
-        sessions: sessions.clone(),
-        upstream,
-        cleanup_every: config.sessions.cleanup_interval,
-    };
-    tokio::spawn(maintenance.run(watch.clone()));
-    if let Some(hook) = &webhook {
+    if let Some(hook) = &services.webhook {
         hook.spawn_workers(watch.clone());
     }
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        services,
+        fixed.clone(),
+        current,
+        admin.admin(),
+        watch.clone(),
+    ));
+    reloader
+        .clone()
+        .spawn()
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn(async move { admin.run().await });
+    tokio::spawn(Maintenance(reloader.clone()).run(watch.clone()));
     let sync = RevocationSync {
-        list: revocations.clone(),
-        sessions: sessions.clone(),
+        list: fixed.revocations.clone(),
+        sessions,
         feed,
         resync_every: config.revocation.resync_interval,
         metrics: metrics.clone(),
@@ -237,32 +193,34 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
             grace: config.server.shutdown_grace,
             store,
         },
+        reloader,
     })
 }
 
-/// Periodic work: session cleanup and upstream DNS refresh.
-struct Maintenance {
-    sessions: Arc<Sessions>,
-    upstream: Arc<Upstream>,
-    cleanup_every: Duration,
-}
+/// Periodic work on the current config: session cleanup and upstream DNS refresh.
+struct Maintenance(Arc<Reloader>);
 
 impl Maintenance {
     async fn run(self, mut shutdown: ShutdownWatch) {
-        let mut cleanup = tokio::time::interval(self.cleanup_every);
+        let mut every = self.0.cleanup_interval();
+        let mut cleanup = tokio::time::interval(every);
         let mut resolve = tokio::time::interval(Duration::from_secs(10));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = cleanup.tick() => match self.sessions.cleanup().await {
+                _ = cleanup.tick() => match self.0.sessions().cleanup().await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions and old events removed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "session cleanup failed; will retry"),
                 },
                 _ = resolve.tick() => {
-                    if self.upstream.needs_resolving() || self.upstream.addr().is_none() {
+                    if self.0.cleanup_interval() != every {
+                        every = self.0.cleanup_interval();
+                        cleanup = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    }
+                    let upstream = self.0.upstream();
+                    if upstream.needs_resolving() || upstream.addr().is_none() {
                         // getaddrinfo blocks: keep it off the runtime's workers.
-                        let upstream = self.upstream.clone();
                         match tokio::task::spawn_blocking(move || upstream.resolve()).await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => tracing::warn!(error = %e, "cannot resolve the upstream"),

@@ -14,6 +14,7 @@ pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod revocation;
 pub mod server;
 pub mod sessions;

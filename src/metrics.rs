@@ -24,6 +24,8 @@ pub const REVOCATION_EVICTIONS: &str = "sessiongate_revocation_list_evictions_to
 pub const REVOCATION_LAST_SYNC: &str = "sessiongate_revocation_last_sync_timestamp_seconds";
 pub const WEBHOOK_DELIVERIES: &str = "sessiongate_webhook_deliveries_total";
 pub const BUILD_INFO: &str = "sessiongate_build_info";
+pub const CONFIG_RELOADS: &str = "sessiongate_config_reloads_total";
+pub const CONFIG_LAST_RELOAD_OK: &str = "sessiongate_config_last_reload_successful";
 
 /// The `route` label of the request metrics: which part of sessiongate answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +170,11 @@ pub struct Metrics {
     pub revocation_evictions: IntCounter,
     pub revocation_last_sync: prometheus::Gauge,
     pub webhook_deliveries: IntCounterVec,
+    /// Config reloads (SPEC 1), `result` ok or error.
+    pub config_reloads: IntCounterVec,
+    /// 1 while the config on disk is the one in use (or none was tried), 0
+    /// after a failed reload: the next restart would not start.
+    pub config_last_reload_ok: IntGauge,
 }
 
 impl Metrics {
@@ -266,6 +273,19 @@ impl Metrics {
                 &["result"],
             )
             .expect("metric"),
+            config_reloads: IntCounterVec::new(
+                Opts::new(
+                    CONFIG_RELOADS,
+                    "Config reloads (SIGHUP or a changed file), by result: error keeps the running config.",
+                ),
+                &["result"],
+            )
+            .expect("metric"),
+            config_last_reload_ok: IntGauge::new(
+                CONFIG_LAST_RELOAD_OK,
+                "1 if the last config reload succeeded (or none was tried), 0 if the config on disk is invalid.",
+            )
+            .expect("metric"),
             registry,
             request_counters: Vec::new(),
             request_durations: Vec::new(),
@@ -299,6 +319,8 @@ impl Metrics {
             Box::new(m.revocation_evictions.clone()),
             Box::new(m.revocation_last_sync.clone()),
             Box::new(m.webhook_deliveries.clone()),
+            Box::new(m.config_reloads.clone()),
+            Box::new(m.config_last_reload_ok.clone()),
         ];
         for c in collectors {
             m.registry
@@ -320,6 +342,10 @@ impl Metrics {
             .register(Box::new(build_info))
             .expect("each metric is registered once");
         // Make the label sets an operator alerts on visible from the start.
+        for r in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[r]);
+        }
+        m.config_last_reload_ok.set(1);
         for r in [
             "rotated", "grace", "reused", "invalid", "expired", "revoked",
         ] {

@@ -15,8 +15,13 @@ use table::{key_of, Table};
 pub struct RevocationList {
     /// session id -> unix time after which no access token of it can be valid.
     sessions: Table,
-    /// How long after a revocation an access token of the session may still be presented.
+    /// How long after a revocation an access token of the session may still
+    /// be presented, as configured at start; entries expire by it.
     token_lifetime: i64,
+    /// How much a reload has lengthened that (never negative): every entry
+    /// counts as this much longer-lived, so a longer TTL or leeway never lets
+    /// a token of a session revoked earlier pass again.
+    lifetime_growth: AtomicI64,
     freshness: Freshness,
 }
 
@@ -57,6 +62,7 @@ impl RevocationList {
         RevocationList {
             sessions: Table::new(capacity, unix_now() - token_lifetime),
             token_lifetime,
+            lifetime_growth: AtomicI64::new(0),
             freshness: Freshness {
                 bound_ms: None,
                 synced_at_ms: AtomicI64::new(0),
@@ -69,6 +75,18 @@ impl RevocationList {
     pub fn tracking_freshness(mut self, max_staleness: Duration) -> Self {
         self.freshness.bound_ms = Some(max_staleness.as_millis() as i64);
         self
+    }
+
+    /// A reload's access TTL plus leeway: entries are kept at least that long
+    /// from now on. A shorter lifetime keeps the longest one seen (fail closed).
+    pub fn extend_token_lifetime(&self, token_lifetime: Duration) {
+        let growth = (token_lifetime.as_secs() as i64 - self.token_lifetime).max(0);
+        self.lifetime_growth.fetch_max(growth, Ordering::AcqRel);
+    }
+
+    /// "Now" as entries' expiries see it: earlier by the lifetime's growth.
+    fn entry_clock(&self) -> i64 {
+        unix_now() - self.lifetime_growth.load(Ordering::Relaxed)
     }
 
     /// Records that at unix ms `at` the list held every revocation in the store.
@@ -107,14 +125,15 @@ impl RevocationList {
     }
 
     pub fn is_revoked(&self, session_id: &str) -> bool {
-        self.sessions.contains(&key_of(session_id), unix_now())
+        self.sessions
+            .contains(&key_of(session_id), self.entry_clock())
     }
 
     /// Records that `session_id` was revoked at unix time `revoked_at`.
     /// Returns false when no token of it can still be valid (nothing to remember).
     pub fn insert(&self, session_id: &str, revoked_at: i64) -> bool {
         let until = revoked_at + self.token_lifetime;
-        let now = unix_now();
+        let now = self.entry_clock();
         if until <= now {
             return false;
         }
@@ -124,7 +143,7 @@ impl RevocationList {
 
     /// The horizon for loading revocations from the store: older ones are harmless.
     pub fn horizon(&self) -> i64 {
-        unix_now() - self.token_lifetime
+        self.entry_clock() - self.token_lifetime
     }
 
     /// Entries held (expired ones are ignored at once and dropped by [`Self::sweep`]).
@@ -134,7 +153,7 @@ impl RevocationList {
 
     /// Drops entries no token can match any more; returns how many remain.
     pub fn sweep(&self) -> u64 {
-        self.sessions.sweep(unix_now()) as u64
+        self.sessions.sweep(self.entry_clock()) as u64
     }
 
     /// Unexpired revocations evicted because the list was full.
@@ -159,6 +178,20 @@ impl RevocationList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_longer_token_lifetime_keeps_earlier_revocations_longer() {
+        let list = RevocationList::new(1000, Duration::from_secs(60));
+        let at = unix_now() - 90;
+        assert!(!list.insert("s1", at), "past the 60 s lifetime: harmless");
+        list.extend_token_lifetime(Duration::from_secs(120));
+        assert!(list.insert("s1", at), "within the reloaded 120 s lifetime");
+        assert!(list.is_revoked("s1"));
+        assert!(list.horizon() <= unix_now() - 120);
+        list.extend_token_lifetime(Duration::from_secs(10));
+        assert!(list.is_revoked("s1"), "a shorter lifetime never forgets");
+        assert_eq!(list.sweep(), 1);
+    }
 
     #[test]
     fn a_revoked_session_is_found_until_its_tokens_expire() {

@@ -2,7 +2,9 @@
 //! own current-thread runtime, its own listening socket on the same port
 //! (`SO_REUSEPORT`: the kernel spreads connections), its own upstream
 //! connection pool and its own request counter. Nothing on the request path
-//! is shared between workers but read-only configuration.
+//! is shared between workers but read-only configuration ([`Live`]), and a
+//! reload replaces that whole: each request takes the one current when it
+//! arrives, found by one atomic load.
 //!
 //! A connection is TLS (`server.tls`) or plain; it speaks HTTP/2 when
 //! `server.http2` is on and the client chose it (ALPN `h2`, or the h2c
@@ -10,14 +12,17 @@
 //! (WebSocket) are supported. The TLS handshake, the h2c preface and every
 //! HTTP/1 request head must arrive within `server.header_read_timeout`.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -30,16 +35,46 @@ use crate::proxy::gateway::Gateway;
 use crate::proxy::upstream::Upstream;
 use crate::shutdown::{InFlight, ShutdownWatch, WorkerCount};
 
-/// What a worker needs, built once and shared read-only.
-pub struct Shared {
-    pub gateway: Arc<Gateway>,
+/// What new connections and requests use. A reload (SPEC 1) replaces it
+/// whole; requests already under way finish with the one they started with.
+pub struct Live {
+    pub gateway: Gateway,
     pub upstream: Arc<Upstream>,
     pub tls: Option<TlsAcceptor>,
     pub http2: bool,
     pub header_read_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
-    pub inflight: Arc<InFlight>,
+}
+
+/// The current [`Live`], and a count of replacements: a worker notices one
+/// with a single atomic load of a line no request writes.
+pub struct Current {
+    live: ArcSwap<Live>,
+    generation: AtomicU64,
+}
+
+impl Current {
+    pub fn new(live: Live) -> Current {
+        Current {
+            live: ArcSwap::from_pointee(live),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// New requests use `live` from now on.
+    pub fn replace(&self, live: Live) {
+        self.live.store(Arc::new(live));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
 
 /// One listening socket per worker, all on `addr`'s port (the first one
@@ -70,12 +105,14 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
 /// request in progress; HTTP/2: GOAWAY), and keeps serving them until the
 /// process exits.
 pub fn start_workers(
-    shared: Arc<Shared>,
+    current: Arc<Current>,
+    inflight: Arc<InFlight>,
     listeners: Vec<std::net::TcpListener>,
     shutdown: ShutdownWatch,
 ) -> std::io::Result<()> {
     for (i, listener) in listeners.into_iter().enumerate() {
-        let shared = shared.clone();
+        let current = current.clone();
+        let count = inflight.worker();
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name(format!("sg-worker-{i}"))
@@ -91,7 +128,7 @@ pub fn start_workers(
                     }
                 };
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, worker(shared, listener, shutdown));
+                local.block_on(&rt, worker(current, count, listener, shutdown));
             })?;
     }
     Ok(())
@@ -99,15 +136,46 @@ pub fn start_workers(
 
 /// A worker's own state, reached by its connections without atomics.
 struct Worker {
-    shared: Arc<Shared>,
-    forwarder: Forwarder,
+    current: Arc<Current>,
+    /// The [`Live`] this worker last saw, with its generation.
+    view: RefCell<(u64, Rc<View>)>,
     count: Arc<WorkerCount>,
     /// This worker's copy of the shutdown signal: its connections wait on
     /// it, so no wait list is shared with other workers.
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-async fn worker(shared: Arc<Shared>, listener: std::net::TcpListener, mut global: ShutdownWatch) {
+/// A [`Live`] and this worker's upstream connections for it.
+struct View {
+    live: Arc<Live>,
+    forwarder: Forwarder,
+}
+
+impl Worker {
+    /// The current [`View`]; rebuilt only after a reload, and then keeping
+    /// the idle upstream connections when the upstream did not change.
+    fn view(&self) -> Rc<View> {
+        let generation = self.current.generation();
+        let mut view = self.view.borrow_mut();
+        if view.0 != generation {
+            let live = self.current.load();
+            let forwarder = if view.1.forwarder.serves(&live.upstream) {
+                view.1.forwarder.clone()
+            } else {
+                Forwarder::new(live.upstream.clone())
+            };
+            *view = (generation, Rc::new(View { live, forwarder }));
+        }
+        view.1.clone()
+    }
+}
+
+async fn worker(
+    current: Arc<Current>,
+    count: Arc<WorkerCount>,
+    listener: std::net::TcpListener,
+    mut global: ShutdownWatch,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -116,10 +184,18 @@ async fn worker(shared: Arc<Shared>, listener: std::net::TcpListener, mut global
         }
     };
     let (local_tx, local_rx) = tokio::sync::watch::channel(false);
+    let generation = current.generation();
+    let live = current.load();
     let w = Rc::new(Worker {
-        forwarder: Forwarder::new(shared.upstream.clone()),
-        count: shared.inflight.worker(),
-        shared,
+        view: RefCell::new((
+            generation,
+            Rc::new(View {
+                forwarder: Forwarder::new(live.upstream.clone()),
+                live,
+            }),
+        )),
+        current,
+        count,
         shutdown: local_rx,
     });
     let sweeper = w.clone();
@@ -127,7 +203,7 @@ async fn worker(shared: Arc<Shared>, listener: std::net::TcpListener, mut global
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
-            sweeper.forwarder.pool().sweep();
+            sweeper.view().forwarder.pool().sweep();
         }
     });
     loop {
@@ -158,8 +234,10 @@ async fn worker(shared: Arc<Shared>, listener: std::net::TcpListener, mut global
 async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let _serving = w.count.enter();
     let _ = stream.set_nodelay(true);
-    let timeout = w.shared.header_read_timeout;
-    match &w.shared.tls {
+    let view = w.view();
+    let live = &view.live;
+    let timeout = live.header_read_timeout;
+    match &live.tls {
         Some(acceptor) => {
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -170,10 +248,10 @@ async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 Err(_) => return,
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve_http(w.clone(), tls, peer, h2).await;
+            serve_http(w.clone(), live, tls, peer, h2).await;
         }
         None => {
-            let h2 = if w.shared.http2 {
+            let h2 = if live.http2 {
                 match tokio::time::timeout(timeout, starts_with_h2_preface(&stream)).await {
                     Ok(Ok(h2)) => h2,
                     _ => return,
@@ -181,12 +259,14 @@ async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             } else {
                 false
             };
-            serve_http(w.clone(), stream, peer, h2).await;
+            serve_http(w.clone(), live, stream, peer, h2).await;
         }
     }
 }
 
-async fn serve_http<I>(w: Rc<Worker>, io: I, peer: SocketAddr, h2: bool)
+/// Serves one connection; `s` sets its limits, while each request uses the
+/// [`Live`] current when it arrives.
+async fn serve_http<I>(w: Rc<Worker>, s: &Live, io: I, peer: SocketAddr, h2: bool)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -194,12 +274,14 @@ where
     let handler = w.clone();
     let peer = Rc::new(Peer::new(peer.ip()));
     let service = service_fn(move |req| {
-        let w = handler.clone();
+        let view = handler.view();
         let peer = peer.clone();
-        async move { Ok::<_, Infallible>(w.shared.gateway.handle(&w.forwarder, &peer, req).await) }
+        async move {
+            let live = &view.live;
+            Ok::<_, Infallible>(live.gateway.handle(&view.forwarder, &peer, req).await)
+        }
     });
     let io = TokioIo::new(io);
-    let s = &w.shared;
     if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
         builder

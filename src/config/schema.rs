@@ -48,6 +48,9 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub security_events: SecurityEvents,
     pub admin: Admin,
+    /// Every file the config names (key files, TLS certificate and key,
+    /// `ca_file`, the admin token file): a change to one reloads (SPEC 1).
+    pub files: Vec<PathBuf>,
 }
 
 /// The operator API (SPEC 9): off unless a token is configured.
@@ -80,7 +83,7 @@ pub struct Tls {
     pub key_file: PathBuf,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Upstream {
     pub url: String,
     pub tls: bool,
@@ -145,7 +148,7 @@ pub struct RedisStore {
     pub key_prefix: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Revocation {
     pub cache_entries: u64,
     pub resync_interval: Duration,
@@ -269,9 +272,32 @@ pub(super) fn read(tree: &Value, base: &Path, p: &mut Problems) -> Config {
         admin: read_admin(&root, base, p),
         login,
         identity_headers,
+        files: Vec::new(),
     };
     cross_checks(&config, p);
-    config
+    Config {
+        files: named_files(tree, base, &config),
+        ..config
+    }
+}
+
+/// The files `tree` names, as [`read`] resolved them.
+fn named_files(tree: &Value, base: &Path, config: &Config) -> Vec<PathBuf> {
+    let keys = tree["tokens"]["keys"].as_array().into_iter().flatten();
+    let named = keys
+        .map(|k| &k["private_key_file"])
+        .chain([&tree["admin"]["token_file"]])
+        .filter_map(Value::as_str)
+        .map(|s| resolve(base, s));
+    let tls = config
+        .server
+        .tls
+        .iter()
+        .flat_map(|t| [t.cert_file.clone(), t.key_file.clone()]);
+    named
+        .chain(tls)
+        .chain(config.upstream.ca_file.clone())
+        .collect()
 }
 
 fn socket_addr(n: &Node, key: &str, default: &str, p: &mut Problems) -> SocketAddr {

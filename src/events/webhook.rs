@@ -4,7 +4,8 @@
 //! in-memory queue, so a slow or dead receiver never touches a request.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -67,6 +68,10 @@ pub struct Webhook {
     types: Vec<&'static str>,
     target: Target,
     metrics: Arc<Metrics>,
+    /// The webhook a reload replaced this one with: later events go there.
+    successor: OnceLock<Arc<Webhook>>,
+    /// Replaced or removed by a reload: workers stop once the queue is empty.
+    retired: AtomicBool,
 }
 
 /// Where and how a POST goes.
@@ -115,11 +120,59 @@ impl Webhook {
                 timeout: config.timeout,
             },
             metrics,
+            successor: OnceLock::new(),
+            retired: AtomicBool::new(false),
         }))
+    }
+
+    /// A reload replaced `old` with this webhook: its undelivered events move
+    /// here (they are sent to the new receiver, signed with the new secret),
+    /// an event offered to it later comes here, and its workers stop.
+    pub fn take_over(self: &Arc<Self>, old: &Webhook) {
+        // Set before the queue is emptied: an offer that finds the old queue
+        // after that sees the successor (both happen under the queue's lock).
+        let _ = old.successor.set(self.clone());
+        let moved = std::mem::take(&mut *old.lock_queue());
+        for p in moved {
+            self.push(p);
+        }
+        old.retire();
+    }
+
+    /// Stops the workers once they have sent what is queued.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.ready.notify_waiters();
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `p`, dropping the oldest event when full.
+    fn push(&self, p: Pending) {
+        let dropped = {
+            let mut queue = self.lock_queue();
+            let dropped = if queue.len() >= self.capacity {
+                queue.pop_front()
+            } else {
+                None
+            };
+            queue.push_back(p);
+            dropped
+        };
+        if let Some(old) = dropped {
+            self.metrics.webhook_delivery(Delivery::Dropped);
+            tracing::warn!(id = ?old.id, "webhook queue full: oldest undelivered event dropped");
+        }
+        self.ready.notify_one();
     }
 
     /// Queues `event` if its type is sent; never waits. A full queue drops its oldest.
     pub fn offer(&self, event: &SecurityEvent) {
+        if let Some(next) = self.successor.get() {
+            return next.offer(event);
+        }
         if !self.types.contains(&event.kind) {
             return;
         }
@@ -139,24 +192,10 @@ impl Webhook {
             scope: event.scope.map(Scope::as_str),
         })
         .expect("an event serializes");
-        let dropped = {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let dropped = if queue.len() >= self.capacity {
-                queue.pop_front()
-            } else {
-                None
-            };
-            queue.push_back(Pending {
-                id,
-                body: body.into(),
-            });
-            dropped
-        };
-        if let Some(old) = dropped {
-            self.metrics.webhook_delivery(Delivery::Dropped);
-            tracing::warn!(id = ?old.id, "webhook queue full: oldest undelivered event dropped");
-        }
-        self.ready.notify_one();
+        self.push(Pending {
+            id,
+            body: body.into(),
+        });
     }
 
     /// Starts the delivery workers on the current runtime; they stop at shutdown.
@@ -175,14 +214,14 @@ impl Webhook {
 
     async fn work(&self) {
         loop {
-            let next = self
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
+            // Registered before looking, so a `retire` in between is not missed.
+            let mut woken = std::pin::pin!(self.ready.notified());
+            woken.as_mut().enable();
+            let next = self.lock_queue().pop_front();
             match next {
                 Some(p) => self.deliver(p).await,
-                None => self.ready.notified().await,
+                None if self.retired.load(Ordering::Acquire) => return,
+                None => woken.await,
             }
         }
     }
@@ -274,6 +313,63 @@ fn sign(key: &hmac::Key, t: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hook(url: &str) -> Arc<Webhook> {
+        let config = Config {
+            url: url.parse().unwrap(),
+            secret: "k".repeat(32).into(),
+            types: vec!["login"],
+            timeout: Duration::from_secs(1),
+            queue: 10,
+        };
+        Webhook::new(&config, Arc::new(Metrics::new())).unwrap()
+    }
+
+    fn login(id: &str) -> SecurityEvent {
+        SecurityEvent {
+            id: id.into(),
+            kind: "login",
+            user_id: "u".into(),
+            session_id: "s".into(),
+            ip: "127.0.0.1".into(),
+            user_agent: "ua".into(),
+            at: 0,
+            by: None,
+            reason: None,
+            scope: None,
+        }
+    }
+
+    fn queued(hook: &Webhook) -> Vec<String> {
+        let queue = hook.lock_queue();
+        queue
+            .iter()
+            .map(|p| p.id.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A reload loses no event: what was queued moves to the new webhook,
+    /// and an event offered to the old one afterwards goes there too.
+    #[test]
+    fn a_replacement_takes_the_queue_and_later_events() {
+        let (old, new) = (hook("http://127.0.0.1:1/a"), hook("http://127.0.0.1:1/b"));
+        old.offer(&login("e1"));
+        new.take_over(&old);
+        old.offer(&login("e2"));
+        assert_eq!(queued(&new), ["e1", "e2"]);
+        assert!(queued(&old).is_empty());
+        assert!(old.retired.load(Ordering::Acquire));
+    }
+
+    /// A retired webhook's workers send what is queued, then stop.
+    #[tokio::test]
+    async fn retired_workers_stop_once_idle() {
+        let hook = hook("http://127.0.0.1:1/a");
+        hook.retire();
+        tokio::time::timeout(Duration::from_secs(5), hook.work())
+            .await
+            .expect("an idle retired worker returns");
+    }
 
     /// `v1` is HMAC-SHA256 over exactly "<t>.<body>", hex-encoded.
     #[test]

@@ -15,6 +15,7 @@ use super::respond::upstream_failure;
 use super::upstream::{ConnectError, Upstream};
 use crate::errors::ApiError;
 
+#[derive(Clone)]
 pub struct Forwarder {
     pool: Rc<Pool>,
     upstream: Arc<Upstream>,
@@ -30,6 +31,11 @@ impl Forwarder {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// Whether this forwarder connects to `upstream` (the same one, not an equal one).
+    pub fn serves(&self, upstream: &Arc<Upstream>) -> bool {
+        Arc::ptr_eq(&self.upstream, upstream)
     }
 
     pub fn pool(&self) -> &Rc<Pool> {

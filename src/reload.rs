@@ -1,0 +1,521 @@
+//! Hot reload (SPEC 1): on SIGHUP, and soon after a change to the config
+//! file or a file it names, the config is read and validated again. A valid
+//! one replaces everything built from it ([`Built`]) for new connections and
+//! requests; connections stay open and requests under way finish with what
+//! they started with. An invalid one changes nothing, and its problems are
+//! logged with their key paths. `sessiongate_config_reloads_total` counts both.
+//!
+//! What a reload cannot change (the listeners, the store, the worker count
+//! and the revocation list's settings) keeps its start-up value; a change
+//! there is logged at warn on every reload until the next restart.
+//!
+//! Files are watched through their directories (`notify`, inotify on
+//! Linux): Kubernetes updates a mounted Secret or ConfigMap by swapping a
+//! `..data` symlink, which a watch on the file itself never sees. A change
+//! is acted on when the content of a watched file differs from the last
+//! reload's, so a touch or an unrelated file in the same directory costs a
+//! few small reads and nothing else.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::Watcher;
+use secrecy::ExposeSecret;
+
+use crate::admin::operator::Operator;
+use crate::admin::{Admin, AdminSettings};
+use crate::auth::Authenticator;
+use crate::config::{Config, Store};
+use crate::events::webhook::Webhook;
+use crate::metrics::Metrics;
+use crate::proxy::api::AuthApi;
+use crate::proxy::gateway::Gateway;
+use crate::proxy::login::LoginForwarder;
+use crate::proxy::rewrite::Rewrite;
+use crate::proxy::upstream::Upstream;
+use crate::revocation::RevocationList;
+use crate::server::{Current, Live};
+use crate::sessions::Sessions;
+use crate::shutdown::ShutdownWatch;
+use crate::store::SessionStore;
+
+/// Events closer together than this are one change (a certificate and its
+/// key written one after the other).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// What lives as long as the process: a reload builds on it, never replaces it.
+#[derive(Clone)]
+pub struct Fixed {
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn SessionStore>,
+    pub revocations: Arc<RevocationList>,
+}
+
+/// Everything built from one config that a reload replaces.
+pub struct Built {
+    pub live: Live,
+    pub admin: AdminSettings,
+    pub services: Services,
+}
+
+/// The rest of a [`Built`]: what background work uses.
+pub struct Services {
+    pub sessions: Arc<Sessions>,
+    pub webhook: Option<Arc<Webhook>>,
+    /// The `upstream.ca_file` content it was built with.
+    upstream_ca: Option<Vec<u8>>,
+}
+
+/// A previous build's upstream, kept (with every worker's idle connections
+/// to it) when neither its settings nor its CA file changed.
+struct KeepUpstream {
+    config: crate::config::Upstream,
+    ca: Option<Vec<u8>>,
+    upstream: Arc<Upstream>,
+}
+
+impl Built {
+    /// Blocking: reads the TLS files and may resolve the upstream's name.
+    /// The error names the key path.
+    pub fn new(config: &Config, fixed: &Fixed) -> Result<Built, String> {
+        Self::reusing(config, fixed, None)
+    }
+
+    fn reusing(
+        config: &Config,
+        fixed: &Fixed,
+        keep: Option<KeepUpstream>,
+    ) -> Result<Built, String> {
+        let upstream_ca =
+            match &config.upstream.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    format!("upstream.ca_file: cannot read {}: {e}", path.display())
+                })?),
+                None => None,
+            };
+        let upstream = match keep {
+            Some(k) if k.config == config.upstream && k.ca == upstream_ca => k.upstream,
+            _ => Upstream::new(&config.upstream)?,
+        };
+        let webhook = match &config.security_events.webhook {
+            Some(w) => Some(
+                Webhook::new(w, fixed.metrics.clone())
+                    .map_err(|e| format!("security_events.webhook.{e}"))?,
+            ),
+            None => None,
+        };
+        let tls = match &config.server.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+                crate::tls::server_config(&t.cert_file, &t.key_file, config.server.http2)
+                    .map_err(|e| format!("server.tls: {e}"))?,
+            ))),
+            None => None,
+        };
+        let sessions = Arc::new(
+            Sessions::new(
+                config,
+                fixed.store.clone(),
+                fixed.revocations.clone(),
+                fixed.metrics.clone(),
+            )
+            .with_webhook(webhook.clone()),
+        );
+        let auth = Arc::new(Authenticator::new(
+            &config.tokens,
+            fixed.revocations.clone(),
+            fixed.metrics.clone(),
+        ));
+        let rewrite = Arc::new(Rewrite {
+            identity: config.identity_headers.clone(),
+            tls: config.server.tls.is_some(),
+            refresh_cookie: config
+                .sessions
+                .refresh_cookie
+                .as_ref()
+                .map(|c| c.name.clone()),
+        });
+        let login = config
+            .login
+            .clone()
+            .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
+        let api = AuthApi::new(
+            config,
+            sessions.clone(),
+            auth.clone(),
+            rewrite.clone(),
+            login,
+        );
+        let server = &config.server;
+        Ok(Built {
+            live: Live {
+                gateway: Gateway::new(config, auth, api, rewrite, fixed.metrics.clone()),
+                upstream,
+                tls,
+                http2: server.http2,
+                header_read_timeout: server.header_read_timeout,
+                max_headers: server.max_headers,
+                max_header_bytes: server.max_header_bytes,
+            },
+            admin: AdminSettings {
+                operator: config
+                    .admin
+                    .token
+                    .as_ref()
+                    .map(|t| Operator::new(t, sessions.clone())),
+                head_timeout: server.header_read_timeout,
+            },
+            services: Services {
+                sessions,
+                webhook,
+                upstream_ca,
+            },
+        })
+    }
+}
+
+/// Keeps the running config current: answers SIGHUP and file changes.
+pub struct Reloader {
+    /// The config the process started with: the listeners and store in use.
+    started: Config,
+    fixed: Fixed,
+    current: Arc<Current>,
+    admin: Arc<Admin>,
+    shutdown: ShutdownWatch,
+    state: Mutex<State>,
+}
+
+/// The last config that loaded, and what was built from it that is not in [`Live`].
+struct State {
+    config: Config,
+    services: Services,
+}
+
+impl Reloader {
+    /// `services` came from `config`, with the [`Live`] in `current` and the
+    /// settings in `admin`; its webhook's workers run.
+    pub fn new(
+        config: Config,
+        services: Services,
+        fixed: Fixed,
+        current: Arc<Current>,
+        admin: Arc<Admin>,
+        shutdown: ShutdownWatch,
+    ) -> Reloader {
+        Reloader {
+            started: config.clone(),
+            fixed,
+            current,
+            admin,
+            shutdown,
+            state: Mutex::new(State { config, services }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sessions service of the current config.
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.state().services.sessions.clone()
+    }
+
+    /// The upstream of the current config.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        self.current.load().upstream.clone()
+    }
+
+    pub fn cleanup_interval(&self) -> Duration {
+        self.state().config.sessions.cleanup_interval
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        self.state().config.server.shutdown_grace
+    }
+
+    /// Reads the config file again and, if it is valid, puts it in use.
+    pub async fn reload(&self, why: &str) {
+        let (file, keep) = {
+            let state = self.state();
+            (
+                state.config.file.clone(),
+                KeepUpstream {
+                    config: state.config.upstream.clone(),
+                    ca: state.services.upstream_ca.clone(),
+                    upstream: self.upstream(),
+                },
+            )
+        };
+        let fixed = self.fixed.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = crate::config::load(&file).map_err(|e| e.problems)?;
+            let built = Built::reusing(&config, &fixed, Some(keep)).map_err(|e| vec![e])?;
+            Ok::<_, Vec<String>>((config, built))
+        })
+        .await
+        .unwrap_or_else(|e| Err(vec![format!("the reload task failed: {e}")]));
+        match loaded {
+            Ok((config, built)) => {
+                self.put_in_use(config, built);
+                self.count("ok");
+                tracing::info!(trigger = why, "config reloaded");
+            }
+            Err(problems) => {
+                self.count("error");
+                for problem in &problems {
+                    tracing::warn!(%problem, "config reload refused");
+                }
+                tracing::error!(
+                    trigger = why,
+                    problems = problems.len(),
+                    "config reload failed: the running config stays"
+                );
+            }
+        }
+    }
+
+    fn count(&self, result: &str) {
+        let metrics = &self.fixed.metrics;
+        metrics.config_reloads.with_label_values(&[result]).inc();
+        metrics.config_last_reload_ok.set(i64::from(result == "ok"));
+    }
+
+    fn put_in_use(&self, config: Config, built: Built) {
+        for key in needs_restart(&self.started, &config) {
+            tracing::warn!(
+                key,
+                "changed in the config, but takes effect only at the next restart; the running value stays"
+            );
+        }
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "config warning");
+        }
+        // Before a token of a longer lifetime can be issued or accepted.
+        self.fixed
+            .revocations
+            .extend_token_lifetime(config.tokens.access_ttl + config.tokens.leeway);
+        let mut state = self.state();
+        let services = built.services;
+        if let Some(hook) = &services.webhook {
+            hook.spawn_workers(self.shutdown.clone());
+        }
+        match (&services.webhook, &state.services.webhook) {
+            (Some(new), Some(old)) => new.take_over(old),
+            (None, Some(old)) => old.retire(),
+            _ => {}
+        }
+        self.current.replace(built.live);
+        self.admin.settings.store(Arc::new(built.admin));
+        *state = State { config, services };
+    }
+
+    /// The config file and every file it names, absolute.
+    fn watched(&self) -> Vec<PathBuf> {
+        let state = self.state();
+        std::iter::once(&state.config.file)
+            .chain(&state.config.files)
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    }
+
+    /// Reloads on SIGHUP and on file changes until shutdown. The SIGHUP
+    /// handler is installed before this returns, so an early SIGHUP never
+    /// takes the process down.
+    pub fn spawn(self: Arc<Self>) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hangup = signal(SignalKind::hangup())?;
+        tokio::spawn(self.run(hangup));
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, mut hangup: tokio::signal::unix::Signal) {
+        let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+        let mut dirs = DirWatch::new(tx);
+        let mut files = self.watched();
+        dirs.watch(&files);
+        let mut seen = fingerprint(files.clone()).await;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let why = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = hangup.recv() => "SIGHUP",
+                Some(paths) = changes.recv() => {
+                    if !concerns(&paths, &files) {
+                        continue;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    while changes.try_recv().is_ok() {}
+                    let now = fingerprint(files.clone()).await;
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    "a watched file changed"
+                }
+            };
+            self.reload(why).await;
+            let watched = self.watched();
+            if watched != files {
+                files = watched;
+                dirs.watch(&files);
+                seen = fingerprint(files.clone()).await;
+            }
+        }
+    }
+}
+
+/// Whether a change to `paths` may concern `files`: one of them, or the
+/// `..data` link swap of a Kubernetes volume in one of their directories.
+fn concerns(paths: &[PathBuf], files: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        files.contains(p)
+            || (p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+                && files.iter().any(|f| f.parent() == p.parent()))
+    })
+}
+
+/// Each file's SHA-256 (`None`: unreadable), read off the runtime.
+async fn fingerprint(files: Vec<PathBuf>) -> Vec<Option<Vec<u8>>> {
+    let read = move || {
+        files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f).ok()?;
+                Some(
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
+                        .as_ref()
+                        .to_vec(),
+                )
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(read).await.unwrap_or_default()
+}
+
+/// Watches directories and sends the paths of each change.
+struct DirWatch {
+    watcher: Option<notify::RecommendedWatcher>,
+    dirs: HashSet<PathBuf>,
+}
+
+impl DirWatch {
+    fn new(tx: tokio::sync::mpsc::UnboundedSender<Vec<PathBuf>>) -> DirWatch {
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let _ = tx.send(event.paths);
+            }
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config's files; reload with SIGHUP");
+                None
+            }
+        };
+        DirWatch {
+            watcher,
+            dirs: HashSet::new(),
+        }
+    }
+
+    /// Adds the directories of `files` not watched yet.
+    fn watch(&mut self, files: &[PathBuf]) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            if self.dirs.contains(dir) {
+                continue;
+            }
+            match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir.to_owned());
+                }
+                Err(e) => tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "cannot watch a config directory; reload with SIGHUP"
+                ),
+            }
+        }
+    }
+}
+
+/// The key paths whose change a reload cannot apply, compared with the
+/// config the process started with.
+fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (started, new);
+    [
+        ("server.listen", a.server.listen == b.server.listen),
+        (
+            "server.admin_listen",
+            a.server.admin_listen == b.server.admin_listen,
+        ),
+        ("server.threads", a.server.threads == b.server.threads),
+        ("store", same_store(&a.store, &b.store)),
+        ("revocation", a.revocation == b.revocation),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(key, _)| key)
+    .collect()
+}
+
+fn same_store(a: &Store, b: &Store) -> bool {
+    match (a, b) {
+        (Store::Sqlite { path: a }, Store::Sqlite { path: b }) => a == b,
+        (Store::Redis(a), Store::Redis(b)) => {
+            a.key_prefix == b.key_prefix
+                && a.urls.len() == b.urls.len()
+                && a.urls
+                    .iter()
+                    .zip(&b.urls)
+                    .all(|(x, y)| x.expose_secret() == y.expose_secret())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubernetes_volume_swap_concerns_the_files_in_that_directory() {
+        let files = [
+            PathBuf::from("/etc/sg/tls.crt"),
+            PathBuf::from("/c/sg.yaml"),
+        ];
+        let is = |p: &str| concerns(&[PathBuf::from(p)], &files);
+        assert!(is("/etc/sg/tls.crt"));
+        assert!(is("/etc/sg/..data"));
+        assert!(is("/c/sg.yaml"));
+        assert!(!is("/c/sessiongate.db-wal"), "the store next to the config");
+        assert!(!is("/other/..data"));
+    }
+
+    #[test]
+    fn only_listeners_store_threads_and_revocation_need_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, yaml: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, yaml).unwrap();
+            crate::config::load(&path).unwrap()
+        };
+        let base = "upstream: {url: http://127.0.0.1:3000}\ntokens: {keys: [{kid: k, alg: HS256, secret: 0123456789abcdef0123456789abcdef}]}\n";
+        let a = write("a.yaml", base);
+        let b = write(
+            "b.yaml",
+            &format!("{base}server: {{listen: 127.0.0.1:1, shutdown_grace: 1s}}\nstore: {{backend: sqlite, sqlite: {{path: other.db}}}}\nrevocation: {{cache_entries: 5}}\nsessions: {{idle_timeout: 1d}}\n"),
+        );
+        assert_eq!(needs_restart(&a, &a), Vec::<&str>::new());
+        assert_eq!(
+            needs_restart(&a, &b),
+            vec!["server.listen", "store", "revocation"]
+        );
+    }
+}
