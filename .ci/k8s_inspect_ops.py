@@ -1,6 +1,9 @@
 """Operational checks of rendered manifests, used by .ci/k8s-inspect.py:
 SQLite durability, Ingress/HTTPRoute backends, the `helm test` pod (and its
-script, moved to local listeners to run against the real binary)."""
+script, moved to local listeners to run against the real binary), hot
+reload (what rolls the pods and what reaches them through their volumes)."""
+import difflib
+import json
 import os
 import re
 
@@ -165,3 +168,69 @@ def local_test_script(objs, http, admin):
         lines.append(f"export {e['name']}='{url}'")
     assert c["command"] == ["/bin/sh", "-c"], c["command"]
     return "\n".join(lines + c["args"])
+
+
+def check_reload_mounts(pod, sg, cfg):
+    """Hot reload (SPEC 1) reaches the pod only through volumes the kubelet
+    updates in place: the config, keys and TLS mounts without subPath, the
+    keys Secret without an items list (a new key must not change the pod
+    template), the TLS Secret's tls.crt/tls.key where the config reads them;
+    and the pods roll on checksum/restart, not on any config change."""
+    errors = []
+    ann = pod["metadata"].get("annotations", {})
+    if not re.match(r"^[0-9a-f]{64}$", str(ann.get("checksum/restart", ""))):
+        errors.append("checksum/restart pod annotation (sha256) missing")
+    if "checksum/config" in ann:
+        errors.append("checksum/config rolls the pods on every config change: sessiongate reloads it")
+    vols = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    for c in sg:
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        for name in ("config", "keys", "tls"):
+            m = mounts.get(name)
+            if m is None:
+                if name != "tls":
+                    errors.append(f"volume {name} not mounted")
+                continue
+            if "subPath" in m or "subPathExpr" in m:
+                errors.append(f"volume {name} mounted with subPath: the kubelet never updates it, no reload")
+        keys = vols.get("keys", {}).get("secret")
+        if keys is None:
+            errors.append("keys volume is not a Secret volume")
+        elif "items" in keys:
+            errors.append("keys Secret volume lists items: adding a key changes the pod template (a rollout)")
+        tls = cfg["server"].get("tls")
+        if tls:
+            items = {i["key"]: i["path"] for i in vols.get("tls", {}).get("secret", {}).get("items", [])}
+            d = mounts.get("tls", {}).get("mountPath", "?")
+            for key, file in (("tls.crt", tls.get("cert_file")), ("tls.key", tls.get("key_file"))):
+                if items and items.get(key) != os.path.basename(file or ""):
+                    errors.append(f"TLS Secret item {key} is not mounted as {file}")
+                if os.path.dirname(file or "") != d:
+                    errors.append(f"server.tls {file} is not in the TLS mount {d}")
+    return errors
+
+
+def compare_pods(a, b, want):
+    """Two renders (A, then A with one change). WANT kept: a reloadable change,
+    so the config ConfigMap differs and the Deployment's pod template is
+    identical (no rollout); same: the pod template is identical; restart:
+    checksum/restart differs (a rollout)."""
+    def pod(objs):
+        return [o for o in objs if o["kind"] == "Deployment"][0]["spec"]["template"]
+
+    def config(objs):
+        return [o for o in objs if o["kind"] == "ConfigMap" and "sessiongate.yaml" in o.get("data", {})][0]["data"]
+
+    pa, pb = pod(a), pod(b)
+    if want == "restart":
+        ca, cb = (p["metadata"].get("annotations", {}).get("checksum/restart") for p in (pa, pb))
+        return [] if ca and ca != cb else [f"checksum/restart unchanged ({ca}): the pods would keep the old value"]
+    errors = []
+    if config(a) == config(b) and want == "kept":
+        errors.append("the change did not reach the config at all (test vacuous)")
+    if pa != pb:
+        ta, tb = (json.dumps(p, indent=1, sort_keys=True).splitlines() for p in (pa, pb))
+        diff = list(difflib.unified_diff(ta, tb, "before", "after", lineterm="", n=1))
+        errors.append("the pod template changed (a rollout), but sessiongate reloads this:")
+        errors += diff[:40]
+    return errors

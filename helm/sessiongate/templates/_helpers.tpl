@@ -79,9 +79,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.store.sqlite.existingClaim | default (printf "%s-data" (include "sessiongate.fullname" .)) }}
 {{- end }}
 
-{{/* Environment variable carrying the i-th HS256 secret. */}}
+{{/*
+Environment variable carrying an HS256 secret, named after its item of the
+keys Secret (arg: secretKey), not its place in tokens.keys: reordering the
+keys (promoting one) then changes only the config, which sessiongate reloads,
+not the pod's env.
+*/}}
 {{- define "sessiongate.hsEnvName" -}}
-{{- printf "SG_TOKEN_SECRET_%d" (int .) }}
+{{- printf "SG_TOKEN_SECRET_%s" (regexReplaceAll "[^A-Za-z0-9_]" (toString .) "_") }}
 {{- end }}
 
 {{/*
@@ -228,7 +233,15 @@ Deployment so every render runs it.
 {{- end }}
 {{- $kids := list }}
 {{- $items := list }}
+{{- $envs := dict }}
 {{- range $k := $v.tokens.keys }}
+{{- if eq $k.alg "HS256" }}
+{{- $env := include "sessiongate.hsEnvName" $k.secretKey }}
+{{- if and (hasKey $envs $env) (ne (get $envs $env) (toString $k.secretKey)) }}
+{{- fail (printf "tokens.keys: HS256 secretKeys %q and %q both map to the environment variable %s: rename one" (get $envs $env) (toString $k.secretKey) $env) }}
+{{- end }}
+{{- $_ := set $envs $env (toString $k.secretKey) }}
+{{- end }}
 {{- if has $k.kid $kids }}
 {{- fail (printf "tokens.keys: kid %q appears twice" $k.kid) }}
 {{- end }}
@@ -283,7 +296,7 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 {{- $keys := list }}
 {{- range $i, $k := $v.tokens.keys }}
 {{- if eq $k.alg "HS256" }}
-{{- $keys = append $keys (dict "kid" $k.kid "alg" $k.alg "secret" (printf "${%s}" (include "sessiongate.hsEnvName" $i))) }}
+{{- $keys = append $keys (dict "kid" $k.kid "alg" $k.alg "secret" (printf "${%s}" (include "sessiongate.hsEnvName" $k.secretKey))) }}
 {{- else }}
 {{- $keys = append $keys (dict "kid" $k.kid "alg" $k.alg "private_key_file" (printf "%s/%s" (include "sessiongate.keysDir" $) $k.secretKey)) }}
 {{- end }}
@@ -364,11 +377,9 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
     - name: config
       mountPath: {{ include "sessiongate.configDir" . }}
       readOnly: true
-    {{- if include "sessiongate.pemKeys" . }}
     - name: keys
       mountPath: {{ include "sessiongate.keysDir" . }}
       readOnly: true
-    {{- end }}
     {{- if $v.server.tls.existingSecret }}
     - name: tls
       mountPath: {{ include "sessiongate.tlsDir" . }}
@@ -404,9 +415,9 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
       key: {{ $v.store.redis.urlKey | quote }}
 {{- end }}
 {{- end }}
-{{- range $i, $k := $v.tokens.keys }}
+{{- range $k := $v.tokens.keys }}
 {{- if eq $k.alg "HS256" }}
-- name: {{ include "sessiongate.hsEnvName" $i }}
+- name: {{ include "sessiongate.hsEnvName" $k.secretKey }}
   valueFrom:
     secretKeyRef:
       name: {{ include "sessiongate.keysSecretName" $ | quote }}
@@ -418,12 +429,59 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 {{- end }}
 {{- end }}
 
-{{/* Secret items holding PEM keys (every alg but HS256), one per line; empty when none. */}}
-{{- define "sessiongate.pemKeys" -}}
-{{- range .Values.tokens.keys }}
-{{- if ne .alg "HS256" }}
-{{ .secretKey }}
+{{/*
+checksum/restart: sha256 over what sessiongate reads only at start (SPEC 1),
+so the pods roll when, and only when, one of these changes:
+- the rendered server.listen, server.admin_listen, server.threads, the store
+  section and the revocation section (a reload keeps their start-up values);
+- the content of Secret items that reach the config through env (${VAR} is
+  expanded from the process environment, fixed at start): the Redis password
+  / URL items of store.redis.existingSecret, and the HS256 items of an
+  existing keys Secret (tokens.existingSecret). A chart-created keys Secret
+  keeps its items once generated (a new HS256 key adds an env entry, which
+  rolls the pods anyway), so it is not looked up: looking it up would change
+  the checksum between the first install (no Secret yet) and the next upgrade.
+The Secrets are read with `lookup`, which finds nothing under `helm template`
+and `helm lint` (no cluster: Argo CD and other GitOps renderers), so there a
+change of their content alone does not roll the pods. Each item is hashed
+with its Secret's uid so the annotation cannot be used to guess a weak
+password offline by anyone who may read pods but not Secrets.
+Everything else (keys, TLS certificate, routes, limits, token and session
+settings, ...) reaches the running pods through the ConfigMap and Secret
+volumes (no subPath) and is reloaded, without a rollout.
+*/}}
+{{- define "sessiongate.restartChecksum" -}}
+{{- $v := .Values }}
+{{- $cfg := include "sessiongate.config" . | fromYaml }}
+{{- $in := dict "server" (pick $cfg.server "listen" "admin_listen" "threads") "store" $cfg.store "revocation" (get $cfg "revocation") }}
+{{- $items := dict }}
+{{- $r := $v.store.redis }}
+{{- if and (eq $v.store.backend "redis") $r.existingSecret }}
+{{- $s := include "sessiongate.lookupSecret" (list . $r.existingSecret) | fromJson }}
+{{- range $key := compact (list $r.passwordKey $r.urlKey) }}
+{{- $_ := set $items (printf "%s/%s" $r.existingSecret $key) (include "sessiongate.secretItemSum" (list $s $key)) }}
 {{- end }}
+{{- end }}
+{{- with $v.tokens.existingSecret }}
+{{- $name := . }}
+{{- $s := include "sessiongate.lookupSecret" (list $ $name) | fromJson }}
+{{- range $k := $v.tokens.keys }}
+{{- if eq $k.alg "HS256" }}
+{{- $_ := set $items (printf "%s/%s" $name (toString $k.secretKey)) (include "sessiongate.secretItemSum" (list $s (toString $k.secretKey))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $_ := set $in "secrets" $items }}
+{{- toJson $in | sha256sum }}
+{{- end }}
+
+{{/* sha256 of one item of a looked-up Secret, salted with its uid; "" when absent. Arg: (list SECRET KEY). */}}
+{{- define "sessiongate.secretItemSum" -}}
+{{- $s := index . 0 }}
+{{- $data := $s.data | default dict }}
+{{- $key := index . 1 }}
+{{- if hasKey $data $key }}
+{{- printf "%s/%s" (dig "metadata" "uid" "" $s) (get $data $key) | sha256sum }}
 {{- end }}
 {{- end }}
 
