@@ -410,7 +410,6 @@ routes:
   });
 
   await step("sign out everywhere logs both tabs out and revokes the tokens", async () => {
-    const token = (await stored(tabA)).accessToken;
     // With one session left the component offers no "Sign out everywhere" (issue 20): sign in a second device.
     const second = await fetch(`${gw}/v1/auth/login`, {
       method: "POST",
@@ -420,6 +419,8 @@ routes:
     check(second.status === 200, `second device login: ${second.status}`);
     await tabA.evaluate(() => window.demo.view.reload());
     await tabA.waitForSelector("#sessions .sg-revoke-all:not([hidden])");
+    await tabA.evaluate(() => window.demo.client.refresh()); // a fresh token, so it is still unexpired when checked below
+    const token = (await stored(tabA)).accessToken;
     await tabA.click("#sessions .sg-revoke-all");
     await tabA.click("#sessions .sg-confirm-yes");
     await tabA.waitForSelector("#login:not([hidden])");

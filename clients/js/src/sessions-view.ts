@@ -254,7 +254,8 @@ export function mountSessionsView(root: HTMLElement, client: SessionClient, opti
   };
 
   const focusAfterRemoval = (remaining: SessionRow[], index: number): void => {
-    const target = remaining[index] ?? null;
+    // The row that took its place, else the one above; never this device's own sign-out.
+    const target = remaining[index] ?? remaining[index - 1] ?? null;
     if (target !== null && !target.session.current) target.revoke.focus();
     else status.focus();
   };
@@ -391,6 +392,15 @@ export function mountSessionsView(root: HTMLElement, client: SessionClient, opti
       else b.removeAttribute("aria-disabled");
     }
     origin.textContent = on ? strings.signingOut : label;
+    // The accessible name must contain the visible text (WCAG 2.5.3): "Signing out…" while it works.
+    if (on) {
+      const name = origin.getAttribute("aria-label");
+      if (name !== null) origin.dataset.sgLabel = name;
+      origin.removeAttribute("aria-label");
+    } else if (origin.dataset.sgLabel !== undefined) {
+      origin.setAttribute("aria-label", origin.dataset.sgLabel);
+      delete origin.dataset.sgLabel;
+    }
     const item = origin.closest(".sg-session");
     if (on) item?.setAttribute("aria-busy", "true");
     else item?.removeAttribute("aria-busy");
