@@ -436,6 +436,24 @@ routes:
     check((await focused()).startsWith("input."), `focus after sign-out: ${await focused()}`);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
   });
+  await step("demo: a sign-out from another device is said so", async () => {
+    await page.fill("#username", "alice");
+    await page.fill("#password", PASSWORD);
+    await page.click("#sign-in");
+    await page.waitForSelector("#app:not([hidden])");
+    await page.waitForFunction(() => document.querySelectorAll("#sessions .sg-session").length >= 1);
+    const mine = await page.evaluate(() => window.demo.client.currentSessionId());
+    const other = await device(UA.iphone, IP.iphone);
+    const res = await fetch(`${gw}/v1/auth/sessions/${encodeURIComponent(mine)}`, { method: "DELETE", headers: { Authorization: `Bearer ${other.token}` } });
+    check(res.status === 204, `revoke from the iPhone: ${res.status}`);
+    await page.click("#call");
+    await page.waitForSelector("#banner:not([hidden])");
+    const banner = await page.textContent("#banner");
+    check(banner.startsWith("You were signed out from another device"), `banner: ${banner}`);
+    check(await page.isVisible("#login"), "the login form is not shown");
+    await page.screenshot({ path: path.join(outDir, "demo-revoked-elsewhere-desktop.png"), fullPage: true });
+    check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+  });
   console.log(`  screenshots: ${shots.map((s) => `sessions-${s}-{desktop,375}.png`).join(", ")}`);
 }
 
