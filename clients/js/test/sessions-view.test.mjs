@@ -57,7 +57,8 @@ async function threeSessions(t) {
   const phone = await signIn(UA.iphone);
   const pc = await signIn(UA.windows);
   const set = (id, created, active) => Object.assign(server.sessions.get(id), { createdAt: created, lastActiveAt: active });
-  set(me.id, "2026-11-19T09:00:00Z", new Date(NOW - 10_000).toISOString());
+  // This device was not the last one active: it still comes first.
+  set(me.id, "2026-11-19T09:00:00Z", new Date(NOW - 5 * 3600_000).toISOString());
   set(phone.id, "2026-10-01T08:30:00Z", new Date(NOW - 3 * 3600_000).toISOString());
   set(pc.id, "2025-12-24T18:00:00Z", "2026-10-11T07:00:00Z");
   return { server, faults, client: me.client, ids: { me: me.id, phone: phone.id, pc: pc.id } };
@@ -89,7 +90,7 @@ test("rows: this device first, dates, named buttons, details disclosure", async 
   assert.deepEqual([id.me, id.phone, id.pc].map((s) => text(s, ".sg-created")), ["Signed in Nov 19", "Signed in Oct 1", "Signed in Dec 24, 2025"]);
   assert.deepEqual(
     [id.me, id.phone, id.pc].map((s) => text(s, ".sg-last-active")),
-    ["Last active just now", "Last active 3 hours ago", "Last active Oct 11"],
+    ["Last active 5 hours ago", "Last active 3 hours ago", "Last active Oct 11"],
   );
   assert.equal($(rowOf(root, id.phone), ".sg-created").title, "Oct 1, 2026, 8:30 AM", "hover text is a local date, not raw UTC");
   assert.deepEqual(
@@ -335,9 +336,14 @@ test("staying current: visibilitychange, the minute tick, the refresh interval",
 
   now += 2 * 3600_000;
   t.mock.timers.tick(60_000);
-  assert.equal($(rowOf(root, id.me), ".sg-last-active").textContent, "Last active 2 hours ago");
+  assert.equal($(rowOf(root, id.me), ".sg-last-active").textContent, "Last active 7 hours ago");
+  // Revoked elsewhere while its button has focus: focus stays in the panel.
+  $(rowOf(root, id.pc), ".sg-revoke").focus();
   server.revokeSession(id.pc);
+  await new Promise((r) => setTimeout(r, 50)); // the first tick's reload is done
+  t.mock.timers.tick(60_000);
   await until("the poll to drop the row", () => rowOf(root, id.pc) === null);
+  assert.equal(document.activeElement, $(root, ".sg-status"));
   assert.equal(client.isSignedIn(), true);
 });
 
@@ -374,6 +380,13 @@ test("embedding: strings, locale, headingLevel, renderRow, change-password note"
   const note = $(root, ".sg-unrecognized");
   assert.equal(note.textContent, "Don't recognize a session? Sign it out and change your password.");
   assert.equal($(note, "a").getAttribute("href"), "/account/password");
+
+  // The app's own content replaces the note.
+  const help = root.ownerDocument.createElement("p");
+  help.textContent = "Call the help desk.";
+  const { root: root2 } = await mount(t, client, { help, changePasswordUrl: "/ignored" });
+  assert.equal($(root2, ".sg-unrecognized").textContent, "Call the help desk.");
+  assert.equal($(root2, ".sg-change-password"), null);
 });
 
 // Proves: the describeSession and formatLocation hooks name and place a session; a long IPv6 address is short in the row and whole in Details; equal names are told apart.
