@@ -47,3 +47,14 @@ export function timeFormat(locale: string | readonly string[] | undefined, timeZ
     },
   };
 }
+
+/** "just now", "5 minutes ago", "3 hours ago", "2 days ago" (English; the component itself uses `Intl`). */
+export function timeAgo(iso: string, nowMs: number): string {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return "at an unknown time";
+  const seconds = Math.max(0, Math.round((nowMs - at) / 1000));
+  if (seconds < 45) return "just now";
+  const [value, unit] =
+    seconds < 3600 ? [Math.round(seconds / 60), "minute"] : seconds < 86400 ? [Math.round(seconds / 3600), "hour"] : [Math.round(seconds / 86400), "day"];
+  return `${value} ${unit}${value === 1 ? "" : "s"} ago`;
+}

@@ -9,65 +9,17 @@ import type { SessionClient, SessionInfo } from "./client.js";
 import { activityList, type ActivityList } from "./activity-view.js";
 import { describeUserAgent } from "./device.js";
 import { button, el, uniqueId } from "./dom.js";
+import { confirmBox } from "./confirm.js";
 import { timeFormat } from "./format.js";
 import { sessionRow, type RowContext, type SessionRow } from "./session-row.js";
+import type { SessionsView, SessionsViewOptions } from "./sessions-options.js";
 import { DEFAULT_STRINGS, errorSentence, type SessionsViewStrings } from "./sessions-strings.js";
 
 export { describeSecurityEvent } from "./activity.js";
 export { abbreviateIp, describeUserAgent, deviceType, type DeviceType } from "./device.js";
 export { DEFAULT_STRINGS, type SessionsViewStrings } from "./sessions-strings.js";
-
-/** Options of {@link mountSessionsView}. */
-export interface SessionsViewOptions {
-  /** Heading text (same as `strings.title`). Default "Your sessions". */
-  title?: string;
-  /** Level of the heading, 2-6 (the activity list's is one below). Default 2. */
-  headingLevel?: 2 | 3 | 4 | 5 | 6;
-  /** Any of the component's words, e.g. a translation. See {@link SessionsViewStrings}. */
-  strings?: Partial<SessionsViewStrings>;
-  /** Locale(s) for dates and relative times (`Intl`). Default: the browser's. */
-  locale?: string | readonly string[];
-  /** IANA time zone for dates. Default: the browser's. */
-  timeZone?: string;
-  /**
-   * Your own confirmation (a modal dialog, ...) instead of the inline one:
-   * resolve to false to cancel. It gets the question, e.g. "Sign out Safari
-   * on iPhone? ...". Default: the question and [Sign out] [Cancel] appear in
-   * the panel, next to the button.
-   */
-  confirm?: (message: string) => boolean | Promise<boolean>;
-  /** Clock (tests). Default `Date.now`. */
-  now?: () => number;
-  /** Name of a session's device. Default from its User-Agent, e.g. "Safari on iPhone". */
-  describeSession?: (session: SessionInfo) => string | null;
-  /** Where a session is, e.g. from your own IP lookup ("Berlin, Germany"); null for nothing. */
-  formatLocation?: (session: SessionInfo) => string | null;
-  /** Called with each row after it is built (add a badge, a link, ...). */
-  renderRow?: (row: HTMLLIElement, session: SessionInfo) => void;
-  /** Shows "Don't recognize a session? Sign it out and change your password." with this link. */
-  changePasswordUrl?: string;
-  /** Your own content for that note instead (replaces it). */
-  help?: Node;
-  /** Reload the list every this many seconds while the page is visible; 0 turns it off. Default 60. */
-  refreshIntervalSeconds?: number;
-  /**
-   * Show the "Recent security activity" list (SPEC 4.8) under the sessions.
-   * Default true; `false` renders no list and never calls `securityEvents()`.
-   */
-  activity?: boolean;
-  /** Events per page of the activity list ("Show more" loads the next page). Default 10. */
-  activityLimit?: number;
-  /** Heading of the activity list (same as `strings.activityTitle`). */
-  activityTitle?: string;
-}
-
-/** Handle of a mounted sessions view. */
-export interface SessionsView {
-  /** Fetches the list (and the first page of the activity list) again and re-renders. */
-  reload(): Promise<void>;
-  /** Removes the view, its timers and its listeners. */
-  destroy(): void;
-}
+export { timeAgo } from "./format.js";
+export type { SessionsView, SessionsViewOptions } from "./sessions-options.js";
 
 type HeadingTag = "h2" | "h3" | "h4" | "h5" | "h6";
 
@@ -354,31 +306,19 @@ export function mountSessionsView(root: HTMLElement, client: SessionClient, opti
       return;
     }
     closeConfirm(false);
-    const box = el(doc, "div", action.danger ? "sg-confirm sg-confirm-danger" : "sg-confirm");
-    box.id = uniqueId("sg-confirm");
-    box.setAttribute("role", "group");
-    const question = el(doc, "p", "sg-confirm-question", action.question);
-    question.id = uniqueId("sg-confirm-question");
-    box.setAttribute("aria-labelledby", question.id);
-    const yes = button(doc, "sg-confirm-yes", action.yes);
-    yes.setAttribute("aria-describedby", question.id);
-    const cancel = button(doc, "sg-confirm-cancel", strings.cancel);
-    const buttons = el(doc, "div", "sg-confirm-buttons");
-    buttons.append(yes, cancel);
-    box.append(question, buttons);
-    box.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") {
-        event.preventDefault();
-        closeConfirm(true);
-      }
+    const { box, yes } = confirmBox(doc, {
+      question: action.question,
+      yes: action.yes,
+      cancel: strings.cancel,
+      danger: action.danger,
+      onYes: () => {
+        if (busy || confirmOpen?.box !== box) return;
+        busy = true;
+        closeConfirm(false);
+        void perform(action);
+      },
+      onCancel: () => closeConfirm(true),
     });
-    yes.addEventListener("click", () => {
-      if (busy || confirmOpen?.box !== box) return;
-      busy = true;
-      closeConfirm(false);
-      void perform(action);
-    });
-    cancel.addEventListener("click", () => closeConfirm(true));
     (action.row?.item ?? actions).append(box);
     action.origin.setAttribute("aria-expanded", "true");
     action.origin.setAttribute("aria-controls", box.id);
@@ -565,15 +505,4 @@ function time(iso: string): number {
 
 function isCode(err: unknown, code: string): boolean {
   return typeof err === "object" && err !== null && "code" in err && (err as { code: unknown }).code === code;
-}
-
-/** "just now", "5 minutes ago", "3 hours ago", "2 days ago" (English; the component itself uses `Intl`). */
-export function timeAgo(iso: string, nowMs: number): string {
-  const at = Date.parse(iso);
-  if (Number.isNaN(at)) return "at an unknown time";
-  const seconds = Math.max(0, Math.round((nowMs - at) / 1000));
-  if (seconds < 45) return "just now";
-  const [value, unit] =
-    seconds < 3600 ? [Math.round(seconds / 60), "minute"] : seconds < 86400 ? [Math.round(seconds / 3600), "hour"] : [Math.round(seconds / 86400), "day"];
-  return `${value} ${unit}${value === 1 ? "" : "s"} ago`;
 }
