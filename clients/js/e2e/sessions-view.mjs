@@ -415,6 +415,10 @@ routes:
     await page.evaluate(() => window.demo.view.reload());
     await page.waitForFunction(() => document.querySelectorAll("#sessions .sg-session").length === 3);
     await capture("three-sessions");
+    // Without sessions-view.css: still a usable list.
+    await page.evaluate(() => (document.querySelector('link[href$="sessions-view.css"]').disabled = true));
+    await capture("unstyled");
+    await page.evaluate(() => (document.querySelector('link[href$="sessions-view.css"]').disabled = false));
     const target = process.env.SG_README_SCREENSHOT;
     if (target) {
       await page.setViewportSize({ width: 640, height: 900 });

@@ -287,6 +287,9 @@ export function mountSessionsView(root: HTMLElement, client: SessionClient, opti
   /** Asks (inline, or with `options.confirm`), then signs out. A second ask while one is pending is ignored. */
   const ask = (action: Action): void => {
     if (busy || destroyed) return;
+    // The last result or error is about something else now.
+    status.textContent = "";
+    hideError();
     if (options.confirm !== undefined) {
       const confirmFn = options.confirm;
       busy = true; // claimed now, so a second click cannot start a second confirmation
