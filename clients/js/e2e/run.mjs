@@ -371,6 +371,7 @@ routes:
     check((await tabA.evaluate(() => window.__xss)) === undefined, "XSS payload ran");
 
     await tabA.click(`#sessions .sg-session[data-session-id="${other.session_id}"] .sg-revoke`);
+    await tabA.click("#sessions .sg-confirm-yes"); // the inline confirmation (issue 20)
     await tabA.waitForFunction(() => document.querySelectorAll("#sessions .sg-session").length === 1);
     const status = await tabA.textContent("#sessions .sg-status");
     check(/Signed out/.test(status), `status: ${status}`);
@@ -409,8 +410,19 @@ routes:
   });
 
   await step("sign out everywhere logs both tabs out and revokes the tokens", async () => {
+    // With one session left the component offers no "Sign out everywhere" (issue 20): sign in a second device.
+    const second = await fetch(`${gw}/v1/auth/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: "alice", password: PASSWORD }),
+    });
+    check(second.status === 200, `second device login: ${second.status}`);
+    await tabA.evaluate(() => window.demo.view.reload());
+    await tabA.waitForSelector("#sessions .sg-revoke-all:not([hidden])");
+    await tabA.evaluate(() => window.demo.client.refresh()); // a fresh token, so it is still unexpired when checked below
     const token = (await stored(tabA)).accessToken;
     await tabA.click("#sessions .sg-revoke-all");
+    await tabA.click("#sessions .sg-confirm-yes");
     await tabA.waitForSelector("#login:not([hidden])");
     await waitFor("tab B to be signed out", async () => !(await log(tabB)).signedIn, 5000);
     check(await tabB.isVisible("#login"), "tab B still shows the app");

@@ -209,6 +209,7 @@ test("sessions component: the activity list reloads with the sessions", async (t
   await until("the second page", () => rows(root).length === 4);
 
   root.querySelector(`.sg-session[data-session-id="${otherId}"] .sg-revoke`).click();
+  root.querySelector(".sg-confirm-yes").click();
   await until("the revoked session to go", () => root.querySelectorAll(".sg-session").length === 1);
   await until("the activity list to reload", () => rows(root).length === 2);
   assert.equal(rows(root)[0].text, "Signed out");
@@ -216,14 +217,14 @@ test("sessions component: the activity list reloads with the sessions", async (t
   assert.equal(root.querySelector(".sg-activity-more").hidden, false);
 });
 
-// Proves: a failing activity call is reported in its own status line and does not hide the sessions.
+// Proves: a failing activity call is reported in its own status line, in words (not the parser's message), and does not hide the sessions.
 test("sessions component: an activity error leaves the sessions list alone", async (t) => {
   const { server, client } = await signedIn(t);
   server.behaviour.securityEventsBody = "not json";
   const { root } = await mount(t, client);
   assert.equal(root.querySelectorAll(".sg-session").length, 1);
   assert.equal(root.querySelector(".sg-status").textContent, "");
-  assert.equal(root.querySelector(".sg-activity-status").textContent, "Unexpected security events response.");
+  assert.equal(root.querySelector(".sg-activity-status").textContent, "Recent activity couldn't be loaded. Something went wrong. Try again.");
   assert.equal(rows(root).length, 0);
 });
 

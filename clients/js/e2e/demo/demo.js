@@ -7,6 +7,16 @@ const client = createSessionClient({ baseUrl: location.origin, storage: localSto
 const log = { refresh: 0, localRefresh: 0, ended: [] };
 const demo = { client, log, view: null, ready: false };
 window.demo = demo;
+/** The name the user signed in with (not secret; shared by the tabs like the session). */
+const USER_KEY = "sessiongate-demo.user";
+
+/** What to tell the user when the session ended without them signing out here. */
+const ENDED = {
+  session_revoked: "You were signed out from another device (or by an administrator). Please sign in again.",
+  refresh_token_reused:
+    "For your security, your session was signed out: an old sign-in token was used again. If this wasn't you, change your password.",
+  logged_out: "You signed out in another tab.",
+};
 
 client.on("refresh", (e) => {
   log.refresh++;
@@ -14,7 +24,7 @@ client.on("refresh", (e) => {
 });
 client.on("sessionended", (e) => {
   log.ended.push(e.reason);
-  showBanner(e.message);
+  showBanner(ENDED[e.reason] ?? e.message);
 });
 client.on("statechange", render);
 
@@ -25,24 +35,37 @@ function showBanner(text) {
 
 function render() {
   const signedIn = client.isSignedIn();
+  const wasSignedIn = !$("app").hidden;
   $("login").hidden = signedIn;
   $("app").hidden = !signedIn;
   if (signedIn) {
-    $("status").textContent = `Signed in (session ${client.currentSessionId()}).`;
-    if (demo.view === null) demo.view = mountSessionsView($("sessions"), client);
-  } else if (demo.view !== null) {
-    demo.view.destroy();
-    demo.view = null;
+    const user = localStorage.getItem(USER_KEY);
+    $("status").textContent = user ? `Signed in as ${user}.` : "Signed in.";
+    if (demo.view === null) {
+      demo.view = mountSessionsView($("sessions"), client, { changePasswordUrl: "#change-password" });
+    }
+  } else {
+    if (demo.view !== null) {
+      demo.view.destroy();
+      demo.view = null;
+    }
+    $("result").textContent = "";
+    // Focus the form rather than dropping it to <body> when the app goes away.
+    if (wasSignedIn) $("username").focus();
   }
 }
 
 $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("banner").hidden = true;
+  const username = $("username").value;
   try {
-    await client.login({ username: $("username").value, password: $("password").value });
+    localStorage.setItem(USER_KEY, username);
+    await client.login({ username, password: $("password").value });
   } catch (err) {
     showBanner(err.message);
+  } finally {
+    $("password").value = "";
   }
 });
 
