@@ -12,14 +12,16 @@ use secrecy::ExposeSecret;
 use arc_swap::ArcSwap;
 
 use crate::admin::{Admin, AdminService};
-use crate::cli::redact_url;
 use crate::config::{Config, Store};
+use crate::logging::redact_url;
 use crate::metrics::Metrics;
 use crate::reload::{Built, Fixed, Reloader};
-use crate::revocation::sync::{RevocationFeed, RevocationSync};
+use crate::revocation::sync::RevocationSync;
+use crate::revocation::Loader;
 use crate::revocation::RevocationList;
 use crate::server::Current;
 use crate::shutdown::{Drain, InFlight, ShutdownWatch};
+use crate::store::feed::RevocationFeed;
 use crate::store::redis::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::SessionStore;
@@ -102,12 +104,15 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         revocations: Arc::new(revocations),
     };
     let built = Built::new(&config, &fixed).map_err(anyhow::Error::msg)?;
-    let sessions = built.services.sessions.clone();
-
+    let loader = Loader {
+        list: fixed.revocations.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+    };
     if feed.is_none() {
         // A restart must forget no revocation: load them before serving.
-        let loaded = sessions
-            .load_revocations()
+        let loaded = loader
+            .load()
             .await
             .map_err(|e| anyhow::anyhow!("loading revocations from the store: {e}"))?;
         tracing::info!(revocations = loaded, "revocation list loaded");
@@ -172,7 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     tokio::spawn(Maintenance(reloader.clone()).run(watch.clone()));
     let sync = RevocationSync {
         list: fixed.revocations.clone(),
-        sessions,
+        loader,
         feed,
         resync_every: config.revocation.resync_interval,
         metrics: metrics.clone(),

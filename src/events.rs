@@ -15,23 +15,7 @@ pub mod webhook;
 
 use webhook::Webhook;
 
-pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
-pub const NEW_IP: &str = "new_ip";
-pub const NEW_DEVICE: &str = "new_device";
-pub const SESSION_REVOKED: &str = "session_revoked";
-pub const REVOKE_ALL: &str = "revoke_all";
-pub const LOGIN: &str = "login";
-pub const UPSTREAM_REVOKE: &str = "upstream_revoke";
-
-pub const KINDS: &[&str] = &[
-    REFRESH_TOKEN_REUSE,
-    NEW_IP,
-    NEW_DEVICE,
-    SESSION_REVOKED,
-    REVOKE_ALL,
-    LOGIN,
-    UPSTREAM_REVOKE,
-];
+pub use crate::names::event::*;
 
 /// A new event id: 128 random bits, base64url (22 characters, like session ids).
 pub fn new_id() -> String {

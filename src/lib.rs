@@ -13,6 +13,7 @@ pub mod errors;
 pub mod events;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod proxy;
 pub mod reload;
 pub mod revocation;

@@ -106,3 +106,74 @@ pub fn flush() {
         let _ = out.lock().unwrap_or_else(|p| p.into_inner()).flush();
     }
 }
+
+/// `redis://user:pw@host` -> `redis://user:[redacted]@host`; query values
+/// whose name looks like a credential (`?password=`) are redacted too.
+pub fn redact_url(url: &str) -> String {
+    // The userinfo ends at the last `@` (a password may hold `?`, `/` or `@`
+    // once `${VAR}` is substituted); the query starts after it.
+    let (mut out, rest) = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            (
+                format!("{}{user}:[redacted]@", &url[..scheme_end + 3]),
+                &url[at + 1..],
+            )
+        }
+        _ => (String::new(), url),
+    };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    out.push_str(base);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_credential_name(name) => format!("{name}=[redacted]"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "auth", "key"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("redis://:s3cret@db:6379/0"),
+            "redis://:[redacted]@db:6379/0"
+        );
+        assert_eq!(
+            super::redact_url("rediss://u:p@h"),
+            "rediss://u:[redacted]@h"
+        );
+        assert_eq!(super::redact_url("redis://db:6379"), "redis://db:6379");
+        assert_eq!(
+            super::redact_url("redis://db:6379/0?password=s3cret&protocol=resp3"),
+            "redis://db:6379/0?password=[redacted]&protocol=resp3"
+        );
+        assert_eq!(
+            super::redact_url("redis://:a@db/0?Auth_Token=x"),
+            "redis://:[redacted]@db/0?Auth_Token=[redacted]"
+        );
+        // Raw `?`, `/`, `@` in a substituted password never leak.
+        for pw in ["pa?ss", "a/b?c=d", "x@y?password=1"] {
+            let out = super::redact_url(&format!("redis://:{pw}@redis:6379/0"));
+            assert_eq!(out, "redis://:[redacted]@redis:6379/0", "{pw}");
+        }
+    }
+}

@@ -510,7 +510,7 @@ mod tests {
         let a = write("a.yaml", base);
         let b = write(
             "b.yaml",
-            &format!("{base}server: {{listen: 127.0.0.1:1, shutdown_grace: 1s}}\nstore: {{backend: sqlite, sqlite: {{path: other.db}}}}\nrevocation: {{cache_entries: 5}}\nsessions: {{idle_timeout: 1d}}\n"),
+            &format!("{base}server: {{listen: 127.0.0.1:1, shutdown_grace: 1s}}\nstore: {{backend: sqlite, sqlite: {{path: other.db}}}}\nrevocation: {{cache_entries: 5000}}\nsessions: {{idle_timeout: 1d}}\n"),
         );
         assert_eq!(needs_restart(&a, &a), Vec::<&str>::new());
         assert_eq!(

@@ -7,8 +7,11 @@ pub mod sync;
 mod table;
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
+use crate::store::{SessionStore, StoreError};
 use crate::time::{unix_now, unix_now_ms};
 use table::{key_of, Table};
 
@@ -172,6 +175,37 @@ impl RevocationList {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Fills a [`RevocationList`] from the store's revocation log: at start, on
+/// a resync, and (SQLite) from the recent revocations of other processes.
+#[derive(Clone)]
+pub struct Loader {
+    pub list: Arc<RevocationList>,
+    pub store: Arc<dyn SessionStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Loader {
+    /// Loads revocations whose tokens may still be presented.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        self.load_since(self.list.horizon() * 1000).await
+    }
+
+    /// Adds the revocations written at or after unix ms `since` (by this
+    /// process or another one on the same store, such as the CLI).
+    pub async fn load_since(&self, since: i64) -> Result<usize, StoreError> {
+        let since = since.max(self.list.horizon() * 1000);
+        let call = self.store.revoked_since(since);
+        let rows =
+            crate::store::timed(&self.metrics, self.store.backend(), "revoked_since", call).await?;
+        let n = rows
+            .iter()
+            .filter(|(id, at)| self.list.insert(id, at / 1000))
+            .count();
+        self.metrics.revocation_entries.set(self.list.len() as i64);
+        Ok(n)
     }
 }
 

@@ -16,6 +16,7 @@
 //!   newest first, starting strictly after a [`Position`]: nothing loads all
 //!   of a user's rows.
 
+pub mod feed;
 pub mod redis;
 pub mod sqlite;
 
@@ -115,7 +116,7 @@ impl Scope {
 /// optional field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityEvent {
-    /// Unique and random (`crate::events::new_id`); with `at` it orders a listing.
+    /// Unique and random (sessiongate's `events::new_id`); with `at` it orders a listing.
     pub id: String,
     pub kind: &'static str,
     pub user_id: String,
@@ -161,6 +162,27 @@ impl Position {
 #[derive(Debug, thiserror::Error)]
 #[error("session store unavailable: {0}")]
 pub struct StoreError(pub String);
+
+/// Runs one store call `op`, timing it into `sessiongate_store_duration_seconds`;
+/// a failure is counted in `sessiongate_store_errors_total` and logged once, here.
+pub async fn timed<T>(
+    metrics: &crate::metrics::Metrics,
+    backend: &'static str,
+    op: &'static str,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let start = std::time::Instant::now();
+    let r = call.await;
+    metrics
+        .store_duration
+        .with_label_values(&[op, backend])
+        .observe(start.elapsed().as_secs_f64());
+    if let Err(e) = &r {
+        metrics.store_errors.with_label_values(&[op, backend]).inc();
+        tracing::error!(op, error = %e, "session store call failed");
+    }
+    r
+}
 
 /// Limits that decide whether a session is still usable.
 #[derive(Clone, Copy, Debug)]

@@ -224,7 +224,7 @@ pub struct Webhook {
     pub url: http::Uri,
     /// The HMAC-SHA256 key: the string's bytes, at least 32 of them.
     pub secret: SecretString,
-    /// The event types sent (`crate::events::KINDS` members).
+    /// The event types sent (`crate::names::event::KINDS` members).
     pub types: Vec<&'static str>,
     /// No answer within this is a failed attempt.
     pub timeout: Duration,

@@ -31,7 +31,7 @@ use crate::errors::ApiError;
 use crate::metrics::{Metrics, Route};
 use crate::sessions::Client;
 
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub use crate::names::JWKS_PATH;
 
 /// Shared by every worker, read-only.
 pub struct Gateway {

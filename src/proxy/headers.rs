@@ -1,47 +1,9 @@
 //! Header rules: which client headers never reach the upstream, and the
 //! request id. Names are compared case-insensitively with `_` equal to `-`.
 
-use http::header::HeaderName;
 use http::HeaderValue;
 
-/// Same header name for SPEC 6 purposes: case-insensitive, `_` == `-`.
-pub fn same_name(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            let norm = |c: u8| {
-                if c == b'_' {
-                    b'-'
-                } else {
-                    c.to_ascii_lowercase()
-                }
-            };
-            norm(*x) == norm(*y)
-        })
-}
-
-/// Headers an operator may not choose as identity headers.
-pub fn is_reserved(name: &HeaderName) -> bool {
-    const RESERVED: &[&str] = &[
-        "authorization",
-        "host",
-        "connection",
-        "content-length",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "keep-alive",
-        "proxy-connection",
-        "trailer",
-        "cookie",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-    ];
-    RESERVED
-        .iter()
-        .any(|r| same_name(r.as_bytes(), name.as_str().as_bytes()))
-}
+pub use crate::names::same_name;
 
 /// Headers some frameworks read as "the method is really this one".
 pub const METHOD_OVERRIDE: &[&str] = &[

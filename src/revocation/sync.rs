@@ -10,14 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shutdown::ShutdownWatch;
-use async_trait::async_trait;
-use tokio::sync::mpsc::UnboundedReceiver;
-
-use super::RevocationList;
+use super::{Loader, RevocationList};
 use crate::metrics::Metrics;
-use crate::sessions::Sessions;
-use crate::store::StoreError;
+use crate::shutdown::ShutdownWatch;
+use crate::store::feed::{FeedEvent, RevocationFeed};
 use crate::time::unix_now_ms;
 
 /// How often the broadcast connection is checked; staleness stays below this while all is well.
@@ -27,30 +23,9 @@ const LOCAL_POLL_EVERY: Duration = Duration::from_millis(500);
 /// How far each read reaches back before the previous one started.
 const LOCAL_OVERLAP_MS: i64 = 5_000;
 
-/// What the broadcast connection delivers.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FeedEvent {
-    /// (session id, revoked_at unix ms) from any replica.
-    Revoked(String, i64),
-    /// The connection dropped: broadcasts may have been lost.
-    Gap,
-}
-
-/// A store's broadcast of revocations between replicas.
-#[async_trait]
-pub trait RevocationFeed: Send + Sync {
-    /// Subscribes if needed, then makes one round trip on the subscribed
-    /// connection: on `Ok`, every broadcast sent before the call has been
-    /// delivered to the event receiver.
-    async fn probe(&self) -> Result<(), StoreError>;
-
-    /// The events; the sync task takes them once.
-    fn take_events(&self) -> Option<UnboundedReceiver<FeedEvent>>;
-}
-
 pub struct RevocationSync {
     pub list: Arc<RevocationList>,
-    pub sessions: Arc<Sessions>,
+    pub loader: Loader,
     pub feed: Option<Arc<dyn RevocationFeed>>,
     pub resync_every: Duration,
     pub metrics: Arc<Metrics>,
@@ -68,7 +43,7 @@ impl RevocationSync {
 
     /// Full reload from the store; on success the list is in sync as of `started`.
     async fn resync(&self, started: i64) -> bool {
-        match self.sessions.load_revocations().await {
+        match self.loader.load().await {
             Ok(n) => {
                 tracing::debug!(loaded = n, "revocation list resynced");
                 self.list.mark_synced(started);
@@ -131,7 +106,7 @@ impl RevocationSync {
                 }
                 _ = resync.tick() => {
                     let started = unix_now_ms();
-                    if self.sessions.load_revocations().await.is_ok() && !gap {
+                    if self.loader.load().await.is_ok() && !gap {
                         self.list.mark_synced(started);
                     }
                 }
@@ -156,7 +131,7 @@ impl RevocationSync {
                             let started = unix_now_ms();
                             // A revocation committed late with an earlier
                             // time is still seen: the windows overlap.
-                            if self.sessions.load_revocations_since(since - LOCAL_OVERLAP_MS).await.is_ok() {
+                            if self.loader.load_since(since - LOCAL_OVERLAP_MS).await.is_ok() {
                                 since = started;
                             }
                             self.gauges();

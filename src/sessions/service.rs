@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -193,20 +192,9 @@ impl Sessions {
         op: &'static str,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ApiError> {
-        let start = Instant::now();
-        let r = f.await;
-        self.metrics
-            .store_duration
-            .with_label_values(&[op, self.store.backend()])
-            .observe(start.elapsed().as_secs_f64());
-        r.map_err(|e| {
-            self.metrics
-                .store_errors
-                .with_label_values(&[op, self.store.backend()])
-                .inc();
-            tracing::error!(op, error = %e, "session store call failed");
-            ApiError::StoreUnavailable
-        })
+        crate::store::timed(&self.metrics, self.store.backend(), op, f)
+            .await
+            .map_err(|_| ApiError::StoreUnavailable)
     }
 
     fn signing_key(&self) -> &TokenKey {
@@ -475,29 +463,6 @@ impl Sessions {
         self.metrics
             .revocation_entries
             .set(self.revocations.len() as i64);
-    }
-
-    /// Loads revocations whose tokens may still be presented (at start and on resync).
-    pub async fn load_revocations(&self) -> Result<usize, ApiError> {
-        self.load_revocations_since(self.revocations.horizon() * 1000)
-            .await
-    }
-
-    /// Adds the revocations written at or after unix ms `since` (by this
-    /// process or another one on the same store, such as the CLI).
-    pub async fn load_revocations_since(&self, since: i64) -> Result<usize, ApiError> {
-        let since = since.max(self.revocations.horizon() * 1000);
-        let rows = self
-            .timed("revoked_since", self.store.revoked_since(since))
-            .await?;
-        let n = rows
-            .iter()
-            .filter(|(id, at)| self.revocations.insert(id, at / 1000))
-            .count();
-        self.metrics
-            .revocation_entries
-            .set(self.revocations.len() as i64);
-        Ok(n)
     }
 
     /// Deletes expired sessions, revoked ones no token can use, and old events.

@@ -385,7 +385,7 @@ impl SessionStore for RedisStore {
                 }
                 out.push(SecurityEvent {
                     id: id.to_owned(),
-                    kind: super::sqlite::event_kind(&e.kind),
+                    kind: crate::names::event::kind_of(&e.kind),
                     user_id: user_id.to_owned(),
                     session_id: e.session_id,
                     ip: e.ip,

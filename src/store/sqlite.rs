@@ -461,7 +461,7 @@ const EVENT_COLUMNS: &str =
 fn event_row(r: &Row) -> rusqlite::Result<SecurityEvent> {
     Ok(SecurityEvent {
         id: r.get(0)?,
-        kind: event_kind(&r.get::<_, String>(1)?),
+        kind: crate::names::event::kind_of(&r.get::<_, String>(1)?),
         user_id: r.get(2)?,
         session_id: r.get(3)?,
         ip: r.get(4)?,
@@ -477,13 +477,4 @@ fn event_row(r: &Row) -> rusqlite::Result<SecurityEvent> {
             .as_deref()
             .and_then(Scope::parse),
     })
-}
-
-/// Event kinds are a closed set; map stored text back to the static name.
-pub fn event_kind(s: &str) -> &'static str {
-    crate::events::KINDS
-        .iter()
-        .copied()
-        .find(|k| *k == s)
-        .unwrap_or("unknown")
 }

@@ -113,7 +113,7 @@ pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstr
         None
     } else {
         let name = header_name(&n, "revoke_header", "X-Session-Revoke", p);
-        if crate::proxy::headers::is_reserved(&name) {
+        if crate::names::is_reserved_header(&name) {
             p.add(
                 &n.key_path("revoke_header"),
                 format_args!("`{name}` is a header sessiongate or HTTP itself uses"),

@@ -32,7 +32,7 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
     let taken = ["/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/sessions"]
         .iter()
         .any(|r| path == *r || path.starts_with(&format!("{r}/")))
-        || path == crate::proxy::gateway::JWKS_PATH;
+        || path == crate::names::JWKS_PATH;
     if taken {
         p.add(
             &n.key_path("path"),
@@ -60,7 +60,7 @@ pub(super) fn read_identity_headers(root: &Node, p: &mut Problems) -> IdentityHe
         ("session_id", &h.session_id),
         ("claims", &h.claims),
     ] {
-        if crate::proxy::headers::is_reserved(name) {
+        if crate::names::is_reserved_header(name) {
             p.add(
                 &n.key_path(key),
                 format_args!("`{name}` is a header sessiongate or HTTP manages"),

@@ -66,12 +66,12 @@ pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<Webhook> {
 
 /// `types`: known event types; by default every type but `login`.
 fn read_types(n: &Node, p: &mut Problems) -> Vec<&'static str> {
-    let kinds = crate::events::KINDS;
+    let kinds = crate::names::event::KINDS;
     let Some(list) = n.string_list("types", p) else {
         return kinds
             .iter()
             .copied()
-            .filter(|k| *k != crate::events::LOGIN)
+            .filter(|k| *k != crate::names::event::LOGIN)
             .collect();
     };
     if list.is_empty() {
