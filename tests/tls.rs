@@ -185,3 +185,31 @@ fn a_ca_file_that_is_not_a_certificate_bundle_is_a_config_error_naming_it() {
         );
     }
 }
+
+/// Proves a rewritten `upstream.ca_file` is used without a restart (SPEC 1):
+/// the upstream's CA, added to the file, makes it trusted.
+#[test]
+fn a_changed_ca_file_is_reloaded() {
+    let ca = TestCa::new("upstream CA");
+    let (port, _) = tls_upstream(&ca.server_cert());
+    let other = TestCa::new("some other CA");
+    let sc = sidecar_for_tls_upstream(port, &other, &TestCa::new("system CA"));
+    assert_error(&sc.get("/public/x", None), 502, "upstream_unavailable");
+    sc.cfg
+        .write_file("upstream-ca.pem", &format!("{}{}", other.pem, ca.pem));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sc.get("/public/x", None);
+        if r.status == 200 {
+            assert_eq!(r.text(), "tls-upstream");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CA file was never used: {}\n{}",
+            r.describe(),
+            sc.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
