@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use arc_swap::ArcSwap;
 
 use crate::admin::{Admin, AdminService};
+use crate::auth::keys::TokenKey;
 use crate::config::{Config, Store};
 use crate::logging::redact_url;
 use crate::metrics::Metrics;
@@ -28,13 +29,13 @@ use crate::store::SessionStore;
 
 /// Builds everything and serves until SIGTERM/SIGINT, then drains and exits
 /// the process. Returns only on a start-up failure.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config, keys: Vec<Arc<TokenKey>>) -> anyhow::Result<()> {
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("sg-background")
         .enable_all()
         .build()?;
-    let started = background.block_on(start(config))?;
+    let started = background.block_on(start(config, keys))?;
     background.block_on(async move {
         crate::shutdown::signalled().await;
         let _ = started.shutdown.send(true);
@@ -88,7 +89,7 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
 
 /// Builds everything, binds both listeners and starts serving; background
 /// work runs on the calling runtime.
-pub async fn start(config: Config) -> anyhow::Result<Started> {
+pub async fn start(config: Config, keys: Vec<Arc<TokenKey>>) -> anyhow::Result<Started> {
     let metrics = Arc::new(Metrics::with_request_timeout(
         config.upstream.request_timeout,
     ));
@@ -103,7 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         store: store.clone(),
         revocations: Arc::new(revocations),
     };
-    let built = Built::new(&config, &fixed).map_err(anyhow::Error::msg)?;
+    let built = Built::new(&config, &keys, &fixed).map_err(anyhow::Error::msg)?;
     let loader = Loader {
         list: fixed.revocations.clone(),
         store: store.clone(),

@@ -17,6 +17,7 @@ use crate::metrics::{Metrics, TokenResult};
 use crate::revocation::RevocationList;
 use crate::time::{unix_now, unix_now_ms};
 use cache::TokenCache;
+use keys::TokenKey;
 pub use verify::Verified;
 use verify::Verifier;
 
@@ -43,11 +44,16 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(tokens: &Tokens, revocations: Arc<RevocationList>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        tokens: &Tokens,
+        keys: &[Arc<TokenKey>],
+        revocations: Arc<RevocationList>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let leeway = tokens.leeway.as_secs() as i64;
         let cache = cache::build(tokens.verified_cache_entries, leeway);
         Authenticator {
-            verifier: Verifier::new(tokens),
+            verifier: Verifier::new(tokens, keys),
             cache,
             revocations,
             leeway,

@@ -26,6 +26,7 @@ use secrecy::ExposeSecret;
 
 use crate::admin::operator::Operator;
 use crate::admin::{Admin, AdminSettings};
+use crate::auth::keys::TokenKey;
 use crate::auth::Authenticator;
 use crate::config::{Config, Store};
 use crate::events::webhook::Webhook;
@@ -79,12 +80,13 @@ struct KeepUpstream {
 impl Built {
     /// Blocking: reads the TLS files and may resolve the upstream's name.
     /// The error names the key path.
-    pub fn new(config: &Config, fixed: &Fixed) -> Result<Built, String> {
-        Self::reusing(config, fixed, None)
+    pub fn new(config: &Config, keys: &[Arc<TokenKey>], fixed: &Fixed) -> Result<Built, String> {
+        Self::reusing(config, keys, fixed, None)
     }
 
     fn reusing(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         fixed: &Fixed,
         keep: Option<KeepUpstream>,
     ) -> Result<Built, String> {
@@ -116,6 +118,7 @@ impl Built {
         let sessions = Arc::new(
             Sessions::new(
                 config,
+                keys,
                 fixed.store.clone(),
                 fixed.revocations.clone(),
                 fixed.metrics.clone(),
@@ -124,6 +127,7 @@ impl Built {
         );
         let auth = Arc::new(Authenticator::new(
             &config.tokens,
+            keys,
             fixed.revocations.clone(),
             fixed.metrics.clone(),
         ));
@@ -142,6 +146,7 @@ impl Built {
             .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
         let api = AuthApi::new(
             config,
+            keys,
             sessions.clone(),
             auth.clone(),
             rewrite.clone(),
@@ -251,7 +256,8 @@ impl Reloader {
         let fixed = self.fixed.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let config = crate::config::load(&file).map_err(|e| e.problems)?;
-            let built = Built::reusing(&config, &fixed, Some(keep)).map_err(|e| vec![e])?;
+            let keys = crate::auth::keys::load(&config).map_err(|e| e.problems)?;
+            let built = Built::reusing(&config, &keys, &fixed, Some(keep)).map_err(|e| vec![e])?;
             Ok::<_, Vec<String>>((config, built))
         })
         .await

@@ -102,6 +102,32 @@ fn a_missing_key_file_is_a_bad_config_naming_the_key_path() {
     );
 }
 
+/// Proves a key file that is there but does not parse (the keys are built
+/// outside the config module) still fails `check` and `run` with exit code 2
+/// at the key's path.
+#[test]
+fn a_key_file_that_holds_no_key_is_a_bad_config_for_check_and_run() {
+    let (cfg, _) = config_file(json!({}), "unused.yaml");
+    let garbage = cfg.dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").expect("write");
+    let overrides = json!({"tokens": {"keys": [{"kid": "k1", "alg": "EdDSA", "private_key_file": garbage.to_str().unwrap()}]}});
+    let (_cfg2, path) = config_file(overrides, "garbage-key.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tokens.keys[0].private_key_file") && text.contains("garbage.pem"),
+        "key path not named:\n{text}"
+    );
+    let out = run_cli(&["run", "--config", &path], &[]);
+    let text = output_text(&out);
+    assert_no_panic(&text);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("tokens.keys[0].private_key_file"),
+        "key path not named:\n{text}"
+    );
+}
+
 #[test]
 fn a_yaml_syntax_error_names_the_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,13 +45,19 @@ fn keys() -> &'static Keys {
             audience: "upstream".into(),
             access_ttl: Duration::from_secs(900),
             leeway: Duration::from_secs(LEEWAY as u64),
-            keys: vec![ed.clone(), hs.clone()],
+            keys: Vec::new(),
             verified_cache_entries: 0,
         };
-        let verifier = Verifier::new(&tokens);
+        let keys = [ed.clone(), hs.clone()];
+        let verifier = Verifier::new(&tokens, &keys);
         tokens.verified_cache_entries = 10_000;
         let revocations = Arc::new(RevocationList::new(1000, Duration::from_secs(900)));
-        let cached = Authenticator::new(&tokens, revocations.clone(), Arc::new(Metrics::new()));
+        let cached = Authenticator::new(
+            &tokens,
+            &keys,
+            revocations.clone(),
+            Arc::new(Metrics::new()),
+        );
         Keys {
             verifier,
             cached,

@@ -68,9 +68,9 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(tokens: &Tokens) -> Verifier {
-        let keys = tokens
-            .keys
+    /// Verifies with every key of `keys`, by `kid`.
+    pub fn new(tokens: &Tokens, keys: &[Arc<TokenKey>]) -> Verifier {
+        let keys = keys
             .iter()
             .map(|k| {
                 let mut v = Validation::new(k.alg.jwt());

@@ -3,17 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
 use http::Method;
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use serde_json::Value;
 
 use super::reader::{Node, Problems};
-use crate::auth::keys::{Alg, TokenKey};
+use crate::names::Alg;
 
 mod admin;
 mod network;
@@ -103,9 +102,29 @@ pub struct Tokens {
     pub audience: String,
     pub access_ttl: Duration,
     pub leeway: Duration,
-    /// First signs, all verify.
-    pub keys: Vec<Arc<TokenKey>>,
+    /// First signs, all verify; `auth::keys` builds them.
+    pub keys: Vec<KeySpec>,
     pub verified_cache_entries: u64,
+}
+
+/// One `tokens.keys` entry as the file gives it: its material is read but
+/// not parsed. `auth::keys::build` turns it into a signing key, and a
+/// problem there is reported at [`KeySpec::material_key`].
+#[derive(Clone, Debug)]
+pub struct KeySpec {
+    pub kid: String,
+    pub alg: Alg,
+    pub material: KeyMaterial,
+    /// The key path of the material (`tokens.keys[0].private_key_file`).
+    pub material_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum KeyMaterial {
+    /// `private_key_file`: the file, and the PEM bytes read from it.
+    Pem { file: PathBuf, pem: SecretSlice<u8> },
+    /// `secret` (HS256): its bytes are the key.
+    Secret(SecretString),
 }
 
 #[derive(Clone, Debug)]

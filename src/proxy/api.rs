@@ -17,6 +17,7 @@ use super::login::LoginForwarder;
 use super::query::page_query;
 use super::respond::answer;
 use super::rewrite::Rewrite;
+use crate::auth::keys::TokenKey;
 use crate::auth::{Authenticator, Verified};
 use crate::config::{Config, RefreshCookie, SameSite};
 use crate::errors::ApiError;
@@ -59,6 +60,7 @@ struct RevokeAllBody {
 impl AuthApi {
     pub fn new(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         sessions: Arc<Sessions>,
         auth: Arc<Authenticator>,
         rewrite: Arc<Rewrite>,
@@ -69,7 +71,7 @@ impl AuthApi {
             auth,
             rewrite,
             login,
-            jwks: crate::auth::keys::jwks_json(&config.tokens.keys),
+            jwks: crate::auth::keys::jwks_json(keys),
             max_body: config.server.max_auth_body_bytes,
             body_timeout: config.server.header_read_timeout,
             cookie: config.sessions.refresh_cookie.clone(),

@@ -145,6 +145,7 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         store: Arc<dyn SessionStore>,
         revocations: Arc<RevocationList>,
         metrics: Arc<Metrics>,
@@ -158,7 +159,7 @@ impl Sessions {
         Sessions {
             events: Events::new(store.clone(), metrics.clone()),
             store,
-            keys: config.tokens.keys.clone(),
+            keys: keys.to_vec(),
             issuer: config.tokens.issuer.clone(),
             audience: config.tokens.audience.clone(),
             access_ttl_secs: config.tokens.access_ttl.as_secs() as i64,
