@@ -59,10 +59,11 @@ pub type OpenedStore = (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>);
 pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStore> {
     Ok(match &config.store {
         Store::Sqlite { path } => (
-            Arc::new(
-                SqliteStore::open(path)
-                    .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
-            ),
+            // The message carries the cause: `{e}`, not a context chain that
+            // would print the cause twice.
+            Arc::new(SqliteStore::open(path).map_err(|e| {
+                anyhow::anyhow!("opening the SQLite store at {}: {e}", path.display())
+            })?),
             None,
         ),
         Store::Redis(r) => {

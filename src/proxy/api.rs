@@ -192,7 +192,8 @@ impl AuthApi {
                     .list(&who, q.limit, q.before.as_deref())
                     .await?;
                 // Typed straight to bytes: one page, no intermediate JSON tree.
-                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
+                let body = serde_json::to_vec(&page)
+                    .map_err(|e| ApiError::internal("encoding the sessions page", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "security-events" => {
@@ -204,7 +205,8 @@ impl AuthApi {
                     .sessions
                     .security_events(&who, q.limit, q.before.as_deref())
                     .await?;
-                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
+                let body = serde_json::to_vec(&page)
+                    .map_err(|e| ApiError::internal("encoding the events page", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "sessions/revoke-all" => {
@@ -218,7 +220,7 @@ impl AuthApi {
                     .revoke_all(&who, opts.keep_current, &client)
                     .await?;
                 let body = serde_json::to_vec(&serde_json::json!({ "revoked": n }))
-                    .map_err(|_| ApiError::Internal)?;
+                    .map_err(|e| ApiError::internal("encoding the revoke-all answer", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "logout" => {
@@ -340,7 +342,10 @@ impl AuthApi {
     fn tokens(&self, ctx: &RequestCtx, t: &TokenResponse) -> Response<Body> {
         let body = match serde_json::to_vec(t) {
             Ok(body) => body,
-            Err(_) => return super::respond::error(&ApiError::Internal, ctx),
+            Err(e) => {
+                let e = ApiError::internal("encoding the tokens", e);
+                return super::respond::error(&e, ctx);
+            }
         };
         let extra = self
             .cookie

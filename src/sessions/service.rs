@@ -10,7 +10,7 @@ use super::refresh_token::{self, random_b64};
 use crate::auth::keys::TokenKey;
 use crate::auth::Verified;
 use crate::config::Config;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Internal};
 use crate::events::{self, Events};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
@@ -260,7 +260,12 @@ impl Sessions {
         refresh_key: &TokenKey,
     ) -> Result<TokenResponse, ApiError> {
         let refresh_token =
-            refresh_token::issue(refresh_key, &s.id, s.generation).ok_or(ApiError::Internal)?;
+            refresh_token::issue(refresh_key, &s.id, s.generation).ok_or_else(|| {
+                ApiError::Internal(Internal::new(format!(
+                    "session {} has an id that cannot carry a refresh token",
+                    s.id
+                )))
+            })?;
         Ok(TokenResponse {
             access_token: self.access_token(s)?,
             token_type: "Bearer",
@@ -287,8 +292,7 @@ impl Sessions {
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
         jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| {
-            tracing::error!(error = %e, kid = %key.kid, "signing an access token failed");
-            ApiError::Internal
+            ApiError::internal(format!("signing an access token with kid {}", key.kid), e)
         })
     }
 
