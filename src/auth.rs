@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod keys;
 pub mod routes;
+pub mod sign;
 pub mod verify;
 
 use std::sync::Arc;
