@@ -78,13 +78,11 @@ Try it (needs curl and jq):
 "#,
         dir = dir.path().display()
     );
-    // The store and key must outlive the server, which exits the process
-    // itself: the drain removes them on the way out.
-    let dir = dir.keep();
-    crate::shutdown::remove_on_exit(dir.clone());
+    // The store and key outlive the server: it returns once drained.
     let ran = crate::app::run(config, keys).context("running the demo");
-    if ran.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.path().to_owned();
+    if let Err(e) = dir.close() {
+        eprintln!("sessiongate: could not remove {}: {e}", path.display());
     }
     ran
 }

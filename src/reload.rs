@@ -313,7 +313,7 @@ impl Reloader {
             _ => {}
         }
         self.current.replace(built.live);
-        self.admin.settings.store(Arc::new(built.admin));
+        self.admin.reconfigure(built.admin);
         *state = State { config, services };
     }
 

@@ -33,7 +33,7 @@ const SESSIONS_PAGE: usize = 100;
 const EVENTS_PAGE: usize = 50;
 
 pub struct AuthApi {
-    pub sessions: Arc<Sessions>,
+    pub(super) sessions: Arc<Sessions>,
     auth: Arc<Authenticator>,
     rewrite: Arc<Rewrite>,
     login: Option<LoginForwarder>,

@@ -1,6 +1,11 @@
 //! Section `admin`: the operator API's bearer token (SPEC 9).
 
-use super::*;
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::{resolve, Admin};
+use crate::config::reader::{Node, Problems};
 
 /// A shorter token could be guessed; SPEC 9 asks for at least 32 bytes.
 const MIN_TOKEN_BYTES: usize = 32;

@@ -1,6 +1,11 @@
 //! Sections `server` and `upstream`.
 
-use super::*;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::{header_name, required_file, resolve, socket_addr, Server, Tls, Upstream, SECS};
+use crate::config::reader::{Node, Problems};
 
 pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server {
     let n = root.child(

@@ -1,6 +1,12 @@
 //! Sections `login`, `identity_headers`, `routes`, `rate_limits` and `security_events`.
 
-use super::*;
+use http::Method;
+
+use super::{
+    default_routes, header_name, is_plain_path, AuthPolicy, IdentityHeaders, Login, PathMatch,
+    RateLimit, RateLimits, Route, SecurityEvents, SECS,
+};
+use crate::config::reader::{Node, Problems};
 
 pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
     // `login` omitted (or null) disables login; `login: {}` takes the defaults.

@@ -1,6 +1,13 @@
 //! Sections `sessions`, `store` and `revocation`.
 
-use super::*;
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::{
+    resolve, RedisStore, RefreshCookie, Revocation, SameSite, Sessions, Store, MAX_COUNT, SECS,
+};
+use crate::config::reader::{Node, Problems};
 
 pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
     let n = root.child(

@@ -1,6 +1,13 @@
 //! Section `tokens`: claims, lifetimes and the signing keys.
 
-use super::*;
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::{resolve, valid_kid, KeyMaterial, KeySpec, Tokens, MAX_COUNT, SECS};
+use crate::config::reader::{Node, Problems};
+use crate::names::Alg;
 
 pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
     let n = root.child(

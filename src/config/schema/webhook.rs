@@ -1,6 +1,11 @@
 //! Section `security_events.webhook`: where and how events are POSTed (SPEC 11).
 
-use super::*;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{Webhook, SECS};
+use crate::config::reader::{Node, Problems};
 
 /// A shorter HMAC key could be guessed; SPEC 2 asks for at least 32 bytes.
 const MIN_SECRET_BYTES: usize = 32;
