@@ -10,7 +10,7 @@ use http::HeaderValue;
 use sessiongate::auth::keys::{generate, Alg, TokenKey};
 use sessiongate::auth::verify::Verifier;
 use sessiongate::auth::Authenticator;
-use sessiongate::config::Tokens;
+use sessiongate::config::TokensConfig;
 use sessiongate::metrics::Metrics;
 use sessiongate::revocation::RevocationList;
 use sessiongate::time::unix_now;
@@ -23,8 +23,8 @@ fn key(alg: Alg) -> Arc<TokenKey> {
     })
 }
 
-fn tokens() -> Tokens {
-    Tokens {
+fn tokens() -> TokensConfig {
+    TokensConfig {
         issuer: "sessiongate".into(),
         audience: "upstream".into(),
         access_ttl: Duration::from_secs(900),

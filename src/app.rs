@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::admin::{Admin, AdminService};
 use crate::auth::keys::TokenKey;
-use crate::config::{Config, Store};
+use crate::config::{Config, StoreConfig};
 use crate::logging::redact_url;
 use crate::metrics::Metrics;
 use crate::reload::{Built, Fixed, Reloader};
@@ -61,7 +61,7 @@ pub type OpenedStore = (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>);
 /// The configured store, and (Redis, when `with_feed`) its revocation broadcast.
 pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStore> {
     Ok(match &config.store {
-        Store::Sqlite { path } => (
+        StoreConfig::Sqlite { path } => (
             // The message carries the cause: `{e}`, not a context chain that
             // would print the cause twice.
             Arc::new(SqliteStore::open(path).map_err(|e| {
@@ -69,7 +69,7 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
             })?),
             None,
         ),
-        Store::Redis(r) => {
+        StoreConfig::Redis(r) => {
             let store = RedisStore::open(r, redis::retention(config))
                 .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
             let feed: Option<Arc<dyn RevocationFeed>> = if with_feed {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::config::Tokens;
+use crate::config::TokensConfig;
 use crate::errors::ApiError;
 use crate::metrics::{Metrics, TokenResult};
 use crate::revocation::RevocationList;
@@ -46,7 +46,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(
-        tokens: &Tokens,
+        tokens: &TokensConfig,
         keys: &[Arc<TokenKey>],
         revocations: Arc<RevocationList>,
         metrics: Arc<Metrics>,

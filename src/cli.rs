@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::auth::keys::{self, Alg, TokenKey};
-use crate::config::{self, Config, ConfigError, PathMatch, Store};
+use crate::config::{self, Config, ConfigError, PathMatch, StoreConfig};
 use crate::logging::redact_url;
 
 mod sessions;
@@ -210,10 +210,10 @@ pub fn summary(c: &Config) -> String {
             .map_or("off".to_string(), |k| k.name.clone())
     );
     match &c.store {
-        Store::Sqlite { path } => {
+        StoreConfig::Sqlite { path } => {
             let _ = writeln!(s, "store:           sqlite {}", path.display());
         }
-        Store::Redis(r) => {
+        StoreConfig::Redis(r) => {
             let urls: Vec<String> = r
                 .urls
                 .iter()

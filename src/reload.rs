@@ -28,7 +28,7 @@ use crate::admin::operator::Operator;
 use crate::admin::{Admin, AdminSettings};
 use crate::auth::keys::TokenKey;
 use crate::auth::Authenticator;
-use crate::config::{Config, Store};
+use crate::config::{Config, StoreConfig};
 use crate::events::webhook::Webhook;
 use crate::metrics::Metrics;
 use crate::proxy::api::AuthApi;
@@ -72,7 +72,7 @@ pub struct Services {
 /// A previous build's upstream, kept (with every worker's idle connections
 /// to it) when neither its settings nor its CA file changed.
 struct KeepUpstream {
-    config: crate::config::Upstream,
+    config: crate::config::UpstreamConfig,
     ca: Option<Vec<u8>>,
     upstream: Arc<Upstream>,
 }
@@ -471,10 +471,10 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-fn same_store(a: &Store, b: &Store) -> bool {
+fn same_store(a: &StoreConfig, b: &StoreConfig) -> bool {
     match (a, b) {
-        (Store::Sqlite { path: a }, Store::Sqlite { path: b }) => a == b,
-        (Store::Redis(a), Store::Redis(b)) => {
+        (StoreConfig::Sqlite { path: a }, StoreConfig::Sqlite { path: b }) => a == b,
+        (StoreConfig::Redis(a), StoreConfig::Redis(b)) => {
             a.key_prefix == b.key_prefix
                 && a.urls.len() == b.urls.len()
                 && a.urls

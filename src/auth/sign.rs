@@ -8,7 +8,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::keys::TokenKey;
-use crate::config::Tokens;
+use crate::config::TokensConfig;
 use crate::errors::ApiError;
 use crate::time::unix_now;
 
@@ -33,7 +33,7 @@ pub struct Signer {
 
 impl Signer {
     /// Signs with `keys[0]`; the config guarantees there is one.
-    pub fn new(tokens: &Tokens, keys: &[Arc<TokenKey>]) -> Signer {
+    pub fn new(tokens: &TokensConfig, keys: &[Arc<TokenKey>]) -> Signer {
         Signer {
             key: keys[0].clone(),
             issuer: tokens.issuer.clone(),
@@ -94,7 +94,7 @@ mod tests {
         let keys = [Arc::new(
             TokenKey::from_pem("k1", Alg::EdDSA, pem.as_bytes()).unwrap(),
         )];
-        let tokens = Tokens {
+        let tokens = TokensConfig {
             issuer: "iss".into(),
             audience: "aud".into(),
             access_ttl: Duration::from_secs(60),
@@ -110,7 +110,7 @@ mod tests {
             .unwrap();
         assert_eq!((v.sub.as_str(), v.sid.as_str()), ("alice", "sid-1"));
         assert!(v.claims_header.to_str().unwrap().contains("admin"));
-        let elsewhere = Tokens {
+        let elsewhere = TokensConfig {
             audience: "another".into(),
             ..tokens
         };

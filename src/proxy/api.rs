@@ -19,7 +19,7 @@ use super::respond::answer;
 use super::rewrite::Rewrite;
 use crate::auth::keys::TokenKey;
 use crate::auth::{Authenticator, Verified};
-use crate::config::{Config, RefreshCookie, SameSite};
+use crate::config::{Config, RefreshCookieConfig, SameSite};
 use crate::errors::ApiError;
 use crate::metrics::Route;
 use crate::sessions::ratelimit::RateLimiter;
@@ -41,7 +41,7 @@ pub struct AuthApi {
     max_body: usize,
     /// `server.header_read_timeout`: the whole body must arrive within it too.
     body_timeout: std::time::Duration,
-    cookie: Option<RefreshCookie>,
+    cookie: Option<RefreshCookieConfig>,
     login_limit: RateLimiter,
     refresh_limit: RateLimiter,
 }
@@ -423,7 +423,7 @@ fn from_another_site(req: &HeaderMap) -> bool {
     fetch_site_foreign || origin_matches_host(req) == Some(false)
 }
 
-fn cookie_attributes(c: &RefreshCookie, max_age: Option<u64>) -> String {
+fn cookie_attributes(c: &RefreshCookieConfig, max_age: Option<u64>) -> String {
     let same_site = match c.same_site {
         SameSite::Strict => "Strict",
         SameSite::Lax => "Lax",
@@ -439,11 +439,11 @@ fn cookie_attributes(c: &RefreshCookie, max_age: Option<u64>) -> String {
     s
 }
 
-pub fn set_cookie(c: &RefreshCookie, token: &str) -> Option<HeaderValue> {
+pub fn set_cookie(c: &RefreshCookieConfig, token: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{}={token}{}", c.name, cookie_attributes(c, None))).ok()
 }
 
-fn clear_cookie(c: &RefreshCookie) -> HeaderValue {
+fn clear_cookie(c: &RefreshCookieConfig) -> HeaderValue {
     HeaderValue::from_str(&format!("{}={}", c.name, cookie_attributes(c, Some(0))))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn refresh_cookies_are_http_only_and_scoped() {
-        let c = RefreshCookie {
+        let c = RefreshCookieConfig {
             name: "sg_refresh".into(),
             path: "/v1/auth".into(),
             secure: true,

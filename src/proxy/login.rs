@@ -13,7 +13,7 @@ use super::forward::{unavailable, Forwarder};
 use super::gateway::RequestCtx;
 use super::respond::{answer, X_REQUEST_ID};
 use super::rewrite::{strip_response, Decided, Rewrite};
-use crate::config::{Login, RefreshCookie};
+use crate::config::{LoginConfig, RefreshCookieConfig};
 use crate::errors::ApiError;
 use crate::sessions::{Client, Sessions};
 
@@ -25,14 +25,14 @@ const MAX_CLAIMS_BYTES: usize = crate::auth::cache::MAX_CLAIMS_BYTES;
 const MAX_RELAYED_BODY: usize = 1 << 20;
 
 pub struct LoginForwarder {
-    cfg: Login,
+    cfg: LoginConfig,
     /// `upstream.revoke_header`: never honoured on the login call (SPEC 10),
     /// and not relayed either.
     revoke_header: Option<HeaderName>,
 }
 
 impl LoginForwarder {
-    pub fn new(cfg: Login, revoke_header: Option<HeaderName>) -> Self {
+    pub fn new(cfg: LoginConfig, revoke_header: Option<HeaderName>) -> Self {
         LoginForwarder { cfg, revoke_header }
     }
 
@@ -73,7 +73,7 @@ impl LoginForwarder {
         ctx: &mut RequestCtx,
         body: Bytes,
         client: &Client,
-        cookie: Option<&RefreshCookie>,
+        cookie: Option<&RefreshCookieConfig>,
     ) -> Result<Response<Body>, ApiError> {
         let target =
             self.cfg.upstream_path.parse().map_err(|e| {

@@ -34,7 +34,7 @@ use super::{
     Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
     SessionStore, StoreError,
 };
-use crate::config::RedisStore as RedisConfig;
+use crate::config::RedisConfig;
 use conn::Redis;
 pub use conn::OP_TIMEOUT;
 pub(crate) use layout::Keys;

@@ -5,11 +5,11 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::{resolve, valid_kid, KeyMaterial, KeySpec, Tokens, MAX_COUNT, SECS};
+use super::{resolve, valid_kid, KeyMaterial, KeySpec, TokensConfig, MAX_COUNT, SECS};
 use crate::config::reader::{Node, Problems};
 use crate::names::Alg;
 
-pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
+pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> TokensConfig {
     let n = root.child(
         "tokens",
         &[
@@ -57,7 +57,7 @@ pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens 
             p.add(&n.key_path(key), "must not be empty");
         }
     }
-    Tokens {
+    TokensConfig {
         issuer,
         audience,
         access_ttl,

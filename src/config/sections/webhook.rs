@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{Webhook, SECS};
+use super::{WebhookConfig, SECS};
 use crate::config::reader::{Node, Problems};
 
 /// A shorter HMAC key could be guessed; SPEC 2 asks for at least 32 bytes.
 const MIN_SECRET_BYTES: usize = 32;
 const MAX_QUEUE: u64 = 1_000_000;
 
-pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<Webhook> {
+pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<WebhookConfig> {
     let n = events.child(
         "webhook",
         &["url", "secret", "types", "timeout", "queue"],
@@ -60,7 +60,7 @@ pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<Webhook> {
         p.add(&n.key_path("timeout"), "must be at least 100ms");
     }
     let queue = n.number("queue", 10_000, (1, MAX_QUEUE), p) as usize;
-    Some(Webhook {
+    Some(WebhookConfig {
         url: url?,
         secret: secret?,
         types,

@@ -1,5 +1,7 @@
-//! The validated configuration types, their defaults (SPEC 2), and the reader
-//! that builds them from the YAML tree.
+//! The sections of the config file as validated types (`ServerConfig`,
+//! `TokensConfig`, ...; every section type ends in `Config`), their defaults
+//! (SPEC 2), and the readers that build them from the YAML tree, one file of
+//! `sections/` per group of sections.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,18 +37,18 @@ pub struct Config {
     /// Things that work but should not be left so (`check` prints them,
     /// `run` logs them).
     pub warnings: Vec<String>,
-    pub server: Server,
-    pub upstream: Upstream,
-    pub tokens: Tokens,
-    pub sessions: Sessions,
-    pub store: Store,
-    pub revocation: Revocation,
-    pub login: Option<Login>,
-    pub identity_headers: IdentityHeaders,
-    pub routes: Vec<Route>,
-    pub rate_limits: RateLimits,
-    pub security_events: SecurityEvents,
-    pub admin: Admin,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub tokens: TokensConfig,
+    pub sessions: SessionsConfig,
+    pub store: StoreConfig,
+    pub revocation: RevocationConfig,
+    pub login: Option<LoginConfig>,
+    pub identity_headers: IdentityHeadersConfig,
+    pub routes: Vec<RouteConfig>,
+    pub rate_limits: RateLimitsConfig,
+    pub security_events: SecurityEventsConfig,
+    pub admin: AdminConfig,
     /// Every file the config names (key files, TLS certificate and key,
     /// `ca_file`, the admin token file): a change to one reloads (SPEC 1).
     pub files: Vec<PathBuf>,
@@ -54,12 +56,12 @@ pub struct Config {
 
 /// The operator API (SPEC 9): off unless a token is configured.
 #[derive(Clone, Debug)]
-pub struct Admin {
+pub struct AdminConfig {
     pub token: Option<SecretString>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Server {
+pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub shutdown_grace: Duration,
@@ -69,7 +71,7 @@ pub struct Server {
     pub max_headers: usize,
     pub max_auth_body_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
-    pub tls: Option<Tls>,
+    pub tls: Option<TlsConfig>,
     /// A client's whole request head (and TLS handshake) must arrive within this.
     pub header_read_timeout: Duration,
     /// Also accept HTTP/2: ALPN `h2` with TLS, prior-knowledge h2c without.
@@ -77,13 +79,13 @@ pub struct Server {
 }
 
 #[derive(Clone, Debug)]
-pub struct Tls {
+pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Upstream {
+pub struct UpstreamConfig {
     pub url: String,
     pub tls: bool,
     pub host: String,
@@ -97,7 +99,7 @@ pub struct Upstream {
 }
 
 #[derive(Clone, Debug)]
-pub struct Tokens {
+pub struct TokensConfig {
     pub issuer: String,
     pub audience: String,
     pub access_ttl: Duration,
@@ -128,11 +130,11 @@ pub enum KeyMaterial {
 }
 
 #[derive(Clone, Debug)]
-pub struct Sessions {
+pub struct SessionsConfig {
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
     pub reuse_grace: Duration,
-    pub refresh_cookie: Option<RefreshCookie>,
+    pub refresh_cookie: Option<RefreshCookieConfig>,
     pub cleanup_interval: Duration,
     /// A login beyond this many active sessions of one user ends the least
     /// recently active one (`sessions.max_per_user`, 1 or more).
@@ -140,7 +142,7 @@ pub struct Sessions {
 }
 
 #[derive(Clone, Debug)]
-pub struct RefreshCookie {
+pub struct RefreshCookieConfig {
     pub name: String,
     pub path: String,
     pub secure: bool,
@@ -155,20 +157,20 @@ pub enum SameSite {
 }
 
 #[derive(Clone, Debug)]
-pub enum Store {
+pub enum StoreConfig {
     Sqlite { path: PathBuf },
-    Redis(RedisStore),
+    Redis(RedisConfig),
 }
 
 #[derive(Clone, Debug)]
-pub struct RedisStore {
+pub struct RedisConfig {
     /// One URL, or several for Redis Cluster. They may carry a password.
     pub urls: Vec<SecretString>,
     pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Revocation {
+pub struct RevocationConfig {
     pub cache_entries: u64,
     pub resync_interval: Duration,
     /// With a shared store (Redis): how old the list's last sync may be before
@@ -177,7 +179,7 @@ pub struct Revocation {
 }
 
 #[derive(Clone, Debug)]
-pub struct Login {
+pub struct LoginConfig {
     pub path: String,
     pub upstream_path: String,
     pub subject_header: HeaderName,
@@ -188,14 +190,14 @@ pub struct Login {
 }
 
 #[derive(Clone, Debug)]
-pub struct IdentityHeaders {
+pub struct IdentityHeadersConfig {
     pub user_id: HeaderName,
     pub session_id: HeaderName,
     pub claims: HeaderName,
 }
 
 #[derive(Clone, Debug)]
-pub struct Route {
+pub struct RouteConfig {
     pub matcher: PathMatch,
     pub auth: AuthPolicy,
     /// `None` = every method.
@@ -216,29 +218,29 @@ pub enum AuthPolicy {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct RateLimits {
-    pub login: RateLimit,
-    pub refresh: RateLimit,
+pub struct RateLimitsConfig {
+    pub login: RateLimitConfig,
+    pub refresh: RateLimitConfig,
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct RateLimit {
+pub struct RateLimitConfig {
     pub per_minute: u32,
     pub burst: u32,
 }
 
 #[derive(Clone, Debug)]
-pub struct SecurityEvents {
+pub struct SecurityEventsConfig {
     pub new_ip: bool,
     pub new_device: bool,
     pub retain: Duration,
     /// Where events are POSTed (SPEC 11); `None` when no `url` is set.
-    pub webhook: Option<Webhook>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// `security_events.webhook` (SPEC 11).
 #[derive(Clone, Debug)]
-pub struct Webhook {
+pub struct WebhookConfig {
     /// An `http://` or `https://` URL without credentials.
     pub url: http::Uri,
     /// The HMAC-SHA256 key: the string's bytes, at least 32 of them.
@@ -387,8 +389,8 @@ pub(super) fn header_name(n: &Node, key: &str, default: &str, p: &mut Problems) 
     })
 }
 
-pub fn default_routes() -> Vec<Route> {
-    let r = |prefix: &str, auth| Route {
+pub fn default_routes() -> Vec<RouteConfig> {
+    let r = |prefix: &str, auth| RouteConfig {
         matcher: PathMatch::Prefix(prefix.into()),
         auth,
         methods: None,
