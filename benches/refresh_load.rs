@@ -53,8 +53,9 @@ fn main() -> anyhow::Result<()> {
     let path = dir.path().join("sessiongate.yaml");
     std::fs::write(&path, yaml)?;
     let config = sessiongate::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let keys = sessiongate::auth::keys::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::thread::spawn(move || {
-        if let Err(e) = sessiongate::app::run(config) {
+        if let Err(e) = sessiongate::app::run(config, keys) {
             eprintln!("server failed: {e:#}");
             std::process::exit(1);
         }

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use sessiongate::auth::keys::{generate, Alg, TokenKey};
 use sessiongate::auth::verify::Verifier;
 use sessiongate::auth::Authenticator;
-use sessiongate::config::Tokens;
+use sessiongate::config::TokensConfig;
 use sessiongate::metrics::Metrics;
 use sessiongate::revocation::RevocationList;
 use sessiongate::time::unix_now;
@@ -23,13 +23,13 @@ fn key(alg: Alg) -> Arc<TokenKey> {
     })
 }
 
-fn tokens(k: Arc<TokenKey>) -> Tokens {
-    Tokens {
+fn tokens() -> TokensConfig {
+    TokensConfig {
         issuer: "sessiongate".into(),
         audience: "upstream".into(),
         access_ttl: Duration::from_secs(900),
         leeway: Duration::from_secs(30),
-        keys: vec![k],
+        keys: Vec::new(),
         verified_cache_entries: 100_000,
     }
 }
@@ -48,9 +48,10 @@ fn token(k: &TokenKey) -> String {
 fn bench(c: &mut Criterion) {
     for alg in [Alg::EdDSA, Alg::ES256, Alg::RS256, Alg::HS256] {
         let k = key(alg);
-        let cfg = tokens(k.clone());
+        let cfg = tokens();
+        let keys = [k.clone()];
         let t = token(&k);
-        let verifier = Verifier::new(&cfg);
+        let verifier = Verifier::new(&cfg, &keys);
         c.bench_function(&format!("verify_uncached/{}", alg.name()), |b| {
             b.iter(|| {
                 verifier
@@ -59,7 +60,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         let revocations = Arc::new(RevocationList::new(1_000_000, Duration::from_secs(930)));
-        let auth = Authenticator::new(&cfg, revocations, Arc::new(Metrics::new()));
+        let auth = Authenticator::new(&cfg, &keys, revocations, Arc::new(Metrics::new()));
         let header = HeaderValue::from_str(&format!("Bearer {t}")).expect("header");
         c.bench_function(&format!("authenticate_cached/{}", alg.name()), |b| {
             b.iter(|| {

@@ -28,15 +28,44 @@ use crate::store::SessionStore;
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Admin {
-    pub metrics: Arc<Metrics>,
-    pub store: Arc<dyn SessionStore>,
-    pub revocations: Arc<RevocationList>,
-    pub inflight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn SessionStore>,
+    revocations: Arc<RevocationList>,
+    inflight: Arc<InFlight>,
     /// The client listener (`server.listen`): not ready until it accepts.
-    pub listen: std::net::SocketAddr,
-    pub listening: std::sync::atomic::AtomicBool,
+    listen: std::net::SocketAddr,
+    listening: std::sync::atomic::AtomicBool,
     /// What a reload may change (SPEC 1).
-    pub settings: ArcSwap<AdminSettings>,
+    settings: ArcSwap<AdminSettings>,
+}
+
+impl Admin {
+    /// What the admin listener reports on: the store and revocation list
+    /// for `/readyz` and `/metrics`, the requests in flight, and the client
+    /// listener at `listen`.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        store: Arc<dyn SessionStore>,
+        revocations: Arc<RevocationList>,
+        inflight: Arc<InFlight>,
+        listen: std::net::SocketAddr,
+        settings: AdminSettings,
+    ) -> Admin {
+        Admin {
+            metrics,
+            store,
+            revocations,
+            inflight,
+            listen,
+            listening: Default::default(),
+            settings: ArcSwap::from_pointee(settings),
+        }
+    }
+
+    /// Puts a reloaded config's settings in use for the next request.
+    pub fn reconfigure(&self, settings: AdminSettings) {
+        self.settings.store(Arc::new(settings));
+    }
 }
 
 /// The admin listener's reloadable settings.

@@ -9,10 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use arc_swap::ArcSwap;
-
 use crate::admin::{Admin, AdminService};
-use crate::config::{Config, Store};
+use crate::auth::keys::TokenKey;
+use crate::config::{Config, StoreConfig};
 use crate::logging::redact_url;
 use crate::metrics::Metrics;
 use crate::reload::{Built, Fixed, Reloader};
@@ -26,22 +25,27 @@ use crate::store::redis::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::SessionStore;
 
-/// Builds everything and serves until SIGTERM/SIGINT, then drains and exits
-/// the process. Returns only on a start-up failure.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Builds everything and serves until SIGTERM/SIGINT, then drains. Returns
+/// when drained (the caller exits the process, which ends the workers' last
+/// connections), or at once on a start-up failure.
+pub fn run(config: Config, keys: Vec<Arc<TokenKey>>) -> anyhow::Result<()> {
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("sg-background")
         .enable_all()
         .build()?;
-    let started = background.block_on(start(config))?;
+    let started = background.block_on(start(config, keys))?;
     background.block_on(async move {
         crate::shutdown::signalled().await;
         let _ = started.shutdown.send(true);
         let mut drain = started.drain;
         drain.grace = started.reloader.shutdown_grace();
         drain.run().await
-    })
+    });
+    // Background work (a DNS lookup, a store call) is not waited for: the
+    // drain is over, and the process exits next.
+    background.shutdown_background();
+    Ok(())
 }
 
 /// A started sidecar: what stopping it needs.
@@ -57,14 +61,15 @@ pub type OpenedStore = (Arc<dyn SessionStore>, Option<Arc<dyn RevocationFeed>>);
 /// The configured store, and (Redis, when `with_feed`) its revocation broadcast.
 pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStore> {
     Ok(match &config.store {
-        Store::Sqlite { path } => (
-            Arc::new(
-                SqliteStore::open(path)
-                    .with_context(|| format!("opening the SQLite store at {}", path.display()))?,
-            ),
+        StoreConfig::Sqlite { path } => (
+            // The message carries the cause: `{e}`, not a context chain that
+            // would print the cause twice.
+            Arc::new(SqliteStore::open(path).map_err(|e| {
+                anyhow::anyhow!("opening the SQLite store at {}: {e}", path.display())
+            })?),
             None,
         ),
-        Store::Redis(r) => {
+        StoreConfig::Redis(r) => {
             let store = RedisStore::open(r, redis::retention(config))
                 .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
             let feed: Option<Arc<dyn RevocationFeed>> = if with_feed {
@@ -88,7 +93,7 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
 
 /// Builds everything, binds both listeners and starts serving; background
 /// work runs on the calling runtime.
-pub async fn start(config: Config) -> anyhow::Result<Started> {
+pub async fn start(config: Config, keys: Vec<Arc<TokenKey>>) -> anyhow::Result<Started> {
     let metrics = Arc::new(Metrics::with_request_timeout(
         config.upstream.request_timeout,
     ));
@@ -103,7 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         store: store.clone(),
         revocations: Arc::new(revocations),
     };
-    let built = Built::new(&config, &fixed).map_err(anyhow::Error::msg)?;
+    let built = Built::new(&config, &keys, &fixed).map_err(anyhow::Error::msg)?;
     let loader = Loader {
         list: fixed.revocations.clone(),
         store: store.clone(),
@@ -136,15 +141,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         services,
     } = built;
     let admin = AdminService::bind(
-        Admin {
-            metrics: metrics.clone(),
-            store: store.clone(),
-            revocations: fixed.revocations.clone(),
-            inflight: inflight.clone(),
-            listen: listeners[0].local_addr()?,
-            listening: Default::default(),
-            settings: ArcSwap::from_pointee(admin),
-        },
+        Admin::new(
+            metrics.clone(),
+            store.clone(),
+            fixed.revocations.clone(),
+            inflight.clone(),
+            listeners[0].local_addr()?,
+            admin,
+        ),
         config.server.admin_listen,
     )
     .map_err(|e| {
@@ -174,7 +178,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .spawn()
         .context("installing the SIGHUP handler")?;
     tokio::spawn(async move { admin.run().await });
-    tokio::spawn(Maintenance(reloader.clone()).run(watch.clone()));
+    tokio::spawn(SessionCleanup(reloader.clone()).run(watch.clone()));
+    tokio::spawn(UpstreamRefresh(reloader.clone()).run(watch.clone()));
     let sync = RevocationSync {
         list: fixed.revocations.clone(),
         loader,
@@ -202,14 +207,19 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     })
 }
 
-/// Periodic work on the current config: session cleanup and upstream DNS refresh.
-struct Maintenance(Arc<Reloader>);
+/// How often the background services look at the current config again.
+const RECHECK: Duration = Duration::from_secs(10);
 
-impl Maintenance {
+/// Deletes expired sessions, revoked ones no token can use, and old events
+/// every `sessions.cleanup_interval` of the current config; a reloaded
+/// interval applies within [`RECHECK`].
+struct SessionCleanup(Arc<Reloader>);
+
+impl SessionCleanup {
     async fn run(self, mut shutdown: ShutdownWatch) {
         let mut every = self.0.cleanup_interval();
         let mut cleanup = tokio::time::interval(every);
-        let mut resolve = tokio::time::interval(Duration::from_secs(10));
+        let mut recheck = tokio::time::interval(RECHECK);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -218,11 +228,28 @@ impl Maintenance {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "session cleanup failed; will retry"),
                 },
-                _ = resolve.tick() => {
+                _ = recheck.tick() => {
                     if self.0.cleanup_interval() != every {
                         every = self.0.cleanup_interval();
                         cleanup = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves the current upstream's name again every [`RECHECK`] when it has
+/// one (or has no address yet), so a moved upstream is followed.
+struct UpstreamRefresh(Arc<Reloader>);
+
+impl UpstreamRefresh {
+    async fn run(self, mut shutdown: ShutdownWatch) {
+        let mut resolve = tokio::time::interval(RECHECK);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = resolve.tick() => {
                     let upstream = self.0.upstream();
                     if upstream.needs_resolving() || upstream.addr().is_none() {
                         // getaddrinfo blocks: keep it off the runtime's workers.

@@ -5,18 +5,20 @@
 pub mod cache;
 pub mod keys;
 pub mod routes;
+pub mod sign;
 pub mod verify;
 
 use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::config::Tokens;
+use crate::config::TokensConfig;
 use crate::errors::ApiError;
 use crate::metrics::{Metrics, TokenResult};
 use crate::revocation::RevocationList;
 use crate::time::{unix_now, unix_now_ms};
 use cache::TokenCache;
+use keys::TokenKey;
 pub use verify::Verified;
 use verify::Verifier;
 
@@ -43,11 +45,16 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(tokens: &Tokens, revocations: Arc<RevocationList>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        tokens: &TokensConfig,
+        keys: &[Arc<TokenKey>],
+        revocations: Arc<RevocationList>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let leeway = tokens.leeway.as_secs() as i64;
         let cache = cache::build(tokens.verified_cache_entries, leeway);
         Authenticator {
-            verifier: Verifier::new(tokens),
+            verifier: Verifier::new(tokens, keys),
             cache,
             revocations,
             leeway,

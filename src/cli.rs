@@ -1,13 +1,14 @@
 //! The command line (SPEC 1): `run`, `check`, `keygen`, `demo`; `--config`
 //! alone means `run`. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::auth::keys::{self, Alg};
-use crate::config::{self, Config, PathMatch, Store};
+use crate::auth::keys::{self, Alg, TokenKey};
+use crate::config::{self, Config, ConfigError, PathMatch, StoreConfig};
 use crate::logging::redact_url;
 
 mod sessions;
@@ -58,8 +59,8 @@ pub fn main() -> i32 {
     let config_path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command.unwrap_or(Command::Run) {
         Command::Keygen { alg, kid } => keygen(&alg, kid.as_deref()),
-        Command::Check => match config::load(&config_path) {
-            Ok(c) => {
+        Command::Check => match load(&config_path) {
+            Ok((c, _)) => {
                 print!("{}", summary(&c));
                 for w in &c.warnings {
                     eprintln!("warning: {w}");
@@ -73,12 +74,12 @@ pub fn main() -> i32 {
         },
         Command::Run => {
             crate::logging::init();
-            match config::load(&config_path) {
-                Ok(c) => {
+            match load(&config_path) {
+                Ok((c, keys)) => {
                     for w in &c.warnings {
                         tracing::warn!("config: {w}");
                     }
-                    serve(c)
+                    serve(c, keys)
                 }
                 Err(e) => {
                     eprint!("sessiongate: {e}");
@@ -102,8 +103,16 @@ pub fn main() -> i32 {
     }
 }
 
-pub fn serve(c: Config) -> i32 {
-    match crate::app::run(c) {
+/// The config at `path` and the keys it names: a key that does not load is
+/// a config problem (exit code 2) like any other.
+fn load(path: &Path) -> Result<(Config, Vec<Arc<TokenKey>>), ConfigError> {
+    let config = config::load(path)?;
+    let keys = keys::load(&config)?;
+    Ok((config, keys))
+}
+
+pub fn serve(c: Config, keys: Vec<Arc<TokenKey>>) -> i32 {
+    match crate::app::run(c, keys) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "sessiongate could not start");
@@ -201,10 +210,10 @@ pub fn summary(c: &Config) -> String {
             .map_or("off".to_string(), |k| k.name.clone())
     );
     match &c.store {
-        Store::Sqlite { path } => {
+        StoreConfig::Sqlite { path } => {
             let _ = writeln!(s, "store:           sqlite {}", path.display());
         }
-        Store::Redis(r) => {
+        StoreConfig::Redis(r) => {
             let urls: Vec<String> = r
                 .urls
                 .iter()

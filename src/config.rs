@@ -2,10 +2,10 @@
 //! with its path, and turn it into the typed [`Config`] the rest of the code uses.
 
 mod reader;
-mod schema;
+mod sections;
 pub mod values;
 
-pub use schema::*;
+pub use sections::*;
 
 use std::path::{Path, PathBuf};
 
@@ -63,7 +63,7 @@ pub fn load_with_env(
     } else {
         base_dir
     };
-    let mut config = schema::read(&tree, &base_dir, &mut problems);
+    let mut config = sections::read(&tree, &base_dir, &mut problems);
     if problems.errors.is_empty() {
         config.file = path.to_owned();
         config.warnings = problems.warnings;

@@ -44,6 +44,7 @@ pub fn run() -> anyhow::Result<()> {
     let path = dir.path().join("sessiongate.yaml");
     std::fs::write(&path, yaml)?;
     let config = crate::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let keys = crate::auth::keys::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = format!("http://127.0.0.1:{port}");
     println!(
         r#"
@@ -77,13 +78,11 @@ Try it (needs curl and jq):
 "#,
         dir = dir.path().display()
     );
-    // The store and key must outlive the server, which exits the process
-    // itself: the drain removes them on the way out.
-    let dir = dir.keep();
-    crate::shutdown::remove_on_exit(dir.clone());
-    let ran = crate::app::run(config).context("running the demo");
-    if ran.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+    // The store and key outlive the server: it returns once drained.
+    let ran = crate::app::run(config, keys).context("running the demo");
+    let path = dir.path().to_owned();
+    if let Err(e) = dir.close() {
+        eprintln!("sessiongate: could not remove {}: {e}", path.display());
     }
     ran
 }

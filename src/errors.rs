@@ -3,6 +3,7 @@
 //! `WWW-Authenticate`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiError {
@@ -19,12 +20,60 @@ pub enum ApiError {
     Forbidden(&'static str),
     PayloadTooLarge,
     HeadersTooLarge,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     StoreUnavailable,
     UpstreamUnavailable(Cow<'static, str>),
     UpstreamTimeout,
-    Internal,
+    /// A 500: the client sees only "internal"; the cause is logged once,
+    /// where the error becomes an answer.
+    Internal(Internal),
 }
+
+/// What failed inside sessiongate, and the error under it.
+#[derive(Clone, Debug)]
+pub struct Internal {
+    what: Cow<'static, str>,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Internal {
+    pub fn new(what: impl Into<Cow<'static, str>>) -> Internal {
+        Internal {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    pub fn because(
+        what: impl Into<Cow<'static, str>>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Internal {
+        Internal {
+            what: what.into(),
+            cause: Some(Arc::from(cause.into())),
+        }
+    }
+}
+
+impl std::fmt::Display for Internal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+/// Two internal errors are alike when they say the same thing.
+impl PartialEq for Internal {
+    fn eq(&self, other: &Internal) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Internal {}
 
 impl ApiError {
     pub fn status(&self) -> u16 {
@@ -41,7 +90,7 @@ impl ApiError {
             StoreUnavailable => 503,
             UpstreamUnavailable(_) => 502,
             UpstreamTimeout => 504,
-            Internal => 500,
+            Internal(_) => 500,
         }
     }
 
@@ -64,7 +113,7 @@ impl ApiError {
             StoreUnavailable => "store_unavailable",
             UpstreamUnavailable(_) => "upstream_unavailable",
             UpstreamTimeout => "upstream_timeout",
-            Internal => "internal",
+            Internal(_) => "internal",
         }
     }
 
@@ -88,7 +137,7 @@ impl ApiError {
             StoreUnavailable => "The session store is unavailable. Please try again shortly.".into(),
             UpstreamUnavailable(why) => why.clone(),
             UpstreamTimeout => "The upstream service did not answer in time.".into(),
-            Internal => "Something went wrong on our side.".into(),
+            Internal(_) => "Something went wrong on our side.".into(),
         }
     }
 
@@ -119,7 +168,26 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {}
+impl ApiError {
+    /// A 500 for `what`, which failed with `cause`.
+    pub fn internal(
+        what: impl Into<Cow<'static, str>>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ApiError {
+        ApiError::Internal(Internal::because(what, cause))
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::Internal(Internal {
+                cause: Some(cause), ..
+            }) => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -149,5 +217,23 @@ mod tests {
         .unwrap();
         assert_eq!(v["error"], "rate_limited");
         assert!(v["message"].as_str().unwrap().len() > 10);
+    }
+
+    /// Proves the cause of a 500 stays with the error (for the log line) and
+    /// never reaches the client's body.
+    #[test]
+    fn an_internal_error_keeps_its_cause_out_of_the_body() {
+        let cause = std::io::Error::other("disk on fire");
+        let e = ApiError::internal("writing the page", cause);
+        let ApiError::Internal(why) = &e else {
+            panic!("not internal")
+        };
+        assert_eq!(why.to_string(), "writing the page: disk on fire");
+        assert!(std::error::Error::source(&e).is_some());
+        let body = String::from_utf8(e.body()).unwrap();
+        assert!(
+            !body.contains("disk") && body.contains("internal"),
+            "{body}"
+        );
     }
 }

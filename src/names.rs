@@ -1,9 +1,10 @@
 //! Names more than one layer needs, in a leaf module so that the config
 //! can check against them without importing the layers that use them: the
 //! JWKS path, the headers an operator may not take for identity headers, and
-//! the security event kinds (SPEC 8).
+//! the security event kinds (SPEC 8), the signing algorithms of a token key.
 
 use http::HeaderName;
+use jsonwebtoken::Algorithm;
 
 /// Where the JWKS is served (SPEC 4.7); no route may claim it.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -70,5 +71,45 @@ pub mod event {
     /// The static name of stored kind text; `"unknown"` for text that is none.
     pub fn kind_of(s: &str) -> &'static str {
         KINDS.iter().copied().find(|k| *k == s).unwrap_or("unknown")
+    }
+}
+
+/// The algorithm of a token key (`tokens.keys[].alg`): fixed by the config,
+/// never taken from a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alg {
+    EdDSA,
+    ES256,
+    RS256,
+    HS256,
+}
+
+impl Alg {
+    pub fn from_name(s: &str) -> Option<Alg> {
+        match s {
+            "EdDSA" => Some(Alg::EdDSA),
+            "ES256" => Some(Alg::ES256),
+            "RS256" => Some(Alg::RS256),
+            "HS256" => Some(Alg::HS256),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::EdDSA => "EdDSA",
+            Alg::ES256 => "ES256",
+            Alg::RS256 => "RS256",
+            Alg::HS256 => "HS256",
+        }
+    }
+
+    pub fn jwt(self) -> Algorithm {
+        match self {
+            Alg::EdDSA => Algorithm::EdDSA,
+            Alg::ES256 => Algorithm::ES256,
+            Alg::RS256 => Algorithm::RS256,
+            Alg::HS256 => Algorithm::HS256,
+        }
     }
 }

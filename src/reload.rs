@@ -26,8 +26,9 @@ use secrecy::ExposeSecret;
 
 use crate::admin::operator::Operator;
 use crate::admin::{Admin, AdminSettings};
+use crate::auth::keys::TokenKey;
 use crate::auth::Authenticator;
-use crate::config::{Config, Store};
+use crate::config::{Config, StoreConfig};
 use crate::events::webhook::Webhook;
 use crate::metrics::Metrics;
 use crate::proxy::api::AuthApi;
@@ -71,7 +72,7 @@ pub struct Services {
 /// A previous build's upstream, kept (with every worker's idle connections
 /// to it) when neither its settings nor its CA file changed.
 struct KeepUpstream {
-    config: crate::config::Upstream,
+    config: crate::config::UpstreamConfig,
     ca: Option<Vec<u8>>,
     upstream: Arc<Upstream>,
 }
@@ -79,12 +80,13 @@ struct KeepUpstream {
 impl Built {
     /// Blocking: reads the TLS files and may resolve the upstream's name.
     /// The error names the key path.
-    pub fn new(config: &Config, fixed: &Fixed) -> Result<Built, String> {
-        Self::reusing(config, fixed, None)
+    pub fn new(config: &Config, keys: &[Arc<TokenKey>], fixed: &Fixed) -> Result<Built, String> {
+        Self::reusing(config, keys, fixed, None)
     }
 
     fn reusing(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         fixed: &Fixed,
         keep: Option<KeepUpstream>,
     ) -> Result<Built, String> {
@@ -116,6 +118,7 @@ impl Built {
         let sessions = Arc::new(
             Sessions::new(
                 config,
+                keys,
                 fixed.store.clone(),
                 fixed.revocations.clone(),
                 fixed.metrics.clone(),
@@ -124,6 +127,7 @@ impl Built {
         );
         let auth = Arc::new(Authenticator::new(
             &config.tokens,
+            keys,
             fixed.revocations.clone(),
             fixed.metrics.clone(),
         ));
@@ -142,6 +146,7 @@ impl Built {
             .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
         let api = AuthApi::new(
             config,
+            keys,
             sessions.clone(),
             auth.clone(),
             rewrite.clone(),
@@ -251,7 +256,8 @@ impl Reloader {
         let fixed = self.fixed.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let config = crate::config::load(&file).map_err(|e| e.problems)?;
-            let built = Built::reusing(&config, &fixed, Some(keep)).map_err(|e| vec![e])?;
+            let keys = crate::auth::keys::load(&config).map_err(|e| e.problems)?;
+            let built = Built::reusing(&config, &keys, &fixed, Some(keep)).map_err(|e| vec![e])?;
             Ok::<_, Vec<String>>((config, built))
         })
         .await
@@ -307,7 +313,7 @@ impl Reloader {
             _ => {}
         }
         self.current.replace(built.live);
-        self.admin.settings.store(Arc::new(built.admin));
+        self.admin.reconfigure(built.admin);
         *state = State { config, services };
     }
 
@@ -465,10 +471,10 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-fn same_store(a: &Store, b: &Store) -> bool {
+fn same_store(a: &StoreConfig, b: &StoreConfig) -> bool {
     match (a, b) {
-        (Store::Sqlite { path: a }, Store::Sqlite { path: b }) => a == b,
-        (Store::Redis(a), Store::Redis(b)) => {
+        (StoreConfig::Sqlite { path: a }, StoreConfig::Sqlite { path: b }) => a == b,
+        (StoreConfig::Redis(a), StoreConfig::Redis(b)) => {
             a.key_prefix == b.key_prefix
                 && a.urls.len() == b.urls.len()
                 && a.urls

@@ -209,6 +209,118 @@ impl Loader {
     }
 }
 
+/// Why sessions are revoked: the `reason` label of
+/// `sessiongate_sessions_revoked_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    User,
+    RevokeAll,
+    Logout,
+    Reuse,
+    /// A login beyond `sessions.max_per_user`.
+    Limit,
+    /// The operator API (SPEC 9).
+    Admin,
+    /// The upstream's revoke header (SPEC 10).
+    Upstream,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::User => "user",
+            Reason::RevokeAll => "revoke_all",
+            Reason::Logout => "logout",
+            Reason::Reuse => "reuse",
+            Reason::Limit => "limit",
+            Reason::Admin => "admin",
+            Reason::Upstream => "upstream",
+        }
+    }
+}
+
+/// Revokes sessions: the store write, the list entry that stops their
+/// tokens at once, and the metrics that count them. Times are unix ms.
+#[derive(Clone)]
+pub struct Revoker {
+    list: Arc<RevocationList>,
+    store: Arc<dyn SessionStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Revoker {
+    pub fn new(
+        list: Arc<RevocationList>,
+        store: Arc<dyn SessionStore>,
+        metrics: Arc<Metrics>,
+    ) -> Revoker {
+        Revoker {
+            list,
+            store,
+            metrics,
+        }
+    }
+
+    /// Revokes session `id`: the store first (a revocation that is not
+    /// written must not be reported as done), then the list. `Ok(false)`: it
+    /// had ended already; its tokens stop all the same, uncounted.
+    pub async fn revoke(&self, id: &str, reason: Reason, now: i64) -> Result<bool, StoreError> {
+        let call = self.store.revoke(id, now);
+        let changed =
+            crate::store::timed(&self.metrics, self.store.backend(), "revoke", call).await?;
+        if changed {
+            self.listed(&[id.to_owned()], reason, now);
+        } else {
+            self.stop_tokens(id, now);
+        }
+        Ok(changed)
+    }
+
+    /// Revokes every active session of `user_id` but `except`: the ids revoked.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: Reason,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let call = self.store.revoke_user(user_id, except, now);
+        let ids =
+            crate::store::timed(&self.metrics, self.store.backend(), "revoke_user", call).await?;
+        self.listed(&ids, reason, now);
+        Ok(ids)
+    }
+
+    /// Puts `ids` on the list at once and counts them; their store write is
+    /// the caller's (done already, or, for a reused token, still to come).
+    pub fn listed(&self, ids: &[String], reason: Reason, now: i64) {
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            self.list.insert(id, now / 1000);
+        }
+        self.metrics
+            .sessions_revoked
+            .with_label_values(&[reason.label()])
+            .inc_by(ids.len() as u64);
+        self.metrics.revocation_entries.set(self.list.len() as i64);
+    }
+
+    /// Stops the tokens of a session that ended before (or is no longer in
+    /// the store); nothing is counted.
+    pub fn stop_tokens(&self, id: &str, now: i64) {
+        self.list.insert(id, now / 1000);
+    }
+
+    /// Drops the entries no token can match any more.
+    pub fn sweep(&self) {
+        self.metrics
+            .revocation_entries
+            .set(self.list.sweep() as i64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

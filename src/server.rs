@@ -110,23 +110,26 @@ pub fn start_workers(
     listeners: Vec<std::net::TcpListener>,
     shutdown: ShutdownWatch,
 ) -> std::io::Result<()> {
-    for (i, listener) in listeners.into_iter().enumerate() {
+    // Each runtime and its listener are made here, so that a failure is a
+    // start-up error rather than a worker thread that ends the process.
+    let mut ready = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in_runtime = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        ready.push((rt, listener));
+    }
+    for (i, (rt, listener)) in ready.into_iter().enumerate() {
         let current = current.clone();
         let count = inflight.worker();
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name(format!("sg-worker-{i}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start a worker runtime");
-                        std::process::exit(1);
-                    }
-                };
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&rt, worker(current, count, listener, shutdown));
             })?;
@@ -173,16 +176,9 @@ impl Worker {
 async fn worker(
     current: Arc<Current>,
     count: Arc<WorkerCount>,
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     mut global: ShutdownWatch,
 ) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "client listener unusable");
-            std::process::exit(1);
-        }
-    };
     let (local_tx, local_rx) = tokio::sync::watch::channel(false);
     let generation = current.generation();
     let live = current.load();

@@ -83,8 +83,8 @@ pub async fn signalled() {
     }
 }
 
-/// After shutdown began: waits for in-flight requests (at most `grace`),
-/// flushes the store, and exits the process with 0.
+/// After shutdown began: waits for in-flight requests (at most `grace`) and
+/// flushes the store. What is still running ends with the process.
 pub struct Drain {
     pub inflight: Arc<InFlight>,
     pub grace: Duration,
@@ -94,7 +94,7 @@ pub struct Drain {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Drain {
-    pub async fn run(&self) -> ! {
+    pub async fn run(&self) {
         self.inflight.draining.store(true, Ordering::Release);
         let deadline = Instant::now() + self.grace;
         // Let accept loops notice the broadcast before counting.
@@ -115,28 +115,5 @@ impl Drain {
             Err(_) => tracing::warn!("flushing the store at shutdown timed out"),
         }
         tracing::info!("sessiongate stopped");
-        crate::logging::flush();
-        remove_scratch_dirs();
-        std::process::exit(0);
-    }
-}
-
-static SCRATCH_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-/// A directory to delete when the process stops after draining (`demo`'s
-/// temporary store and key: the process exits without unwinding).
-pub fn remove_on_exit(dir: std::path::PathBuf) {
-    SCRATCH_DIRS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(dir);
-}
-
-fn remove_scratch_dirs() {
-    let dirs = std::mem::take(&mut *SCRATCH_DIRS.lock().unwrap_or_else(|p| p.into_inner()));
-    for dir in dirs {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            eprintln!("sessiongate: could not remove {}: {e}", dir.display());
-        }
     }
 }

@@ -159,9 +159,41 @@ impl Position {
     }
 }
 
+/// Why a store call failed, with the backend's own error as its source. The
+/// message carries the cause too, so one log line or CLI message says it all.
 #[derive(Debug, thiserror::Error)]
-#[error("session store unavailable: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// SQLite refused or failed.
+    #[error("session store unavailable: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A Redis command or connection failed.
+    #[error("session store unavailable: redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Something the store needs around its backend (a folder, a file, a
+    /// runtime, a task) failed while doing `what`.
+    #[error("session store unavailable: {what}: {source}")]
+    Io {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store holds or answered something this sessiongate cannot use, or
+    /// cannot answer in time.
+    #[error("session store unavailable: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// `source` failed while doing `what`.
+    pub fn io(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Io {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
 
 /// Runs one store call `op`, timing it into `sessiongate_store_duration_seconds`;
 /// a failure is counted in `sessiongate_store_errors_total` and logged once, here.

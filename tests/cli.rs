@@ -36,6 +36,14 @@ fn check(path: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// `run` with a config it must refuse: returns at once.
+fn run_refused(path: &str) -> (Option<i32>, String) {
+    let out = run_cli(&["run", "--config", path], &[]);
+    let text = output_text(&out);
+    assert_no_panic(&text);
+    (out.status.code(), text)
+}
+
 #[test]
 fn check_accepts_a_valid_config_and_exits_0() {
     let (_cfg, path) = config_file(json!({}), "valid.yaml");
@@ -78,10 +86,8 @@ fn an_unknown_key_makes_check_exit_2_naming_the_file_and_key_path() {
 #[test]
 fn an_unknown_key_makes_run_exit_2_at_once_naming_the_key_path() {
     let (_cfg, path) = config_file(json!({"upstream": {"colour": "blue"}}), "bad-run.yaml");
-    let out = run_cli(&["run", "--config", &path], &[]);
-    let text = output_text(&out);
-    assert_no_panic(&text);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let (code, text) = run_refused(&path);
+    assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("upstream.colour"),
         "key path not named:\n{text}"
@@ -95,6 +101,30 @@ fn a_missing_key_file_is_a_bad_config_naming_the_key_path() {
     let overrides = json!({"tokens": {"keys": [{"kid": "k1", "alg": "EdDSA", "private_key_file": missing.to_str().unwrap()}]}});
     let (_cfg2, path) = config_file(overrides, "missing-key.yaml");
     let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tokens.keys[0].private_key_file"),
+        "key path not named:\n{text}"
+    );
+}
+
+/// Proves a key file that is there but does not parse (the keys are built
+/// outside the config module) still fails `check` and `run` with exit code 2
+/// at the key's path.
+#[test]
+fn a_key_file_that_holds_no_key_is_a_bad_config_for_check_and_run() {
+    let (cfg, _) = config_file(json!({}), "unused.yaml");
+    let garbage = cfg.dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").expect("write");
+    let overrides = json!({"tokens": {"keys": [{"kid": "k1", "alg": "EdDSA", "private_key_file": garbage.to_str().unwrap()}]}});
+    let (_cfg2, path) = config_file(overrides, "garbage-key.yaml");
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("tokens.keys[0].private_key_file") && text.contains("garbage.pem"),
+        "key path not named:\n{text}"
+    );
+    let (code, text) = run_refused(&path);
     assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("tokens.keys[0].private_key_file"),

@@ -9,11 +9,11 @@ mod fuzz_support;
 use http::Method;
 use proptest::prelude::*;
 use sessiongate::auth::routes::RouteTable;
-use sessiongate::config::{AuthPolicy, PathMatch, Route};
+use sessiongate::config::{AuthPolicy, PathMatch, RouteConfig};
 use sessiongate::proxy::path::normalize;
 
 fn table() -> RouteTable {
-    let r = |m: PathMatch, auth, methods: Option<Vec<Method>>| Route {
+    let r = |m: PathMatch, auth, methods: Option<Vec<Method>>| RouteConfig {
         matcher: m,
         auth,
         methods,

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use sessiongate::auth::keys::{generate, Alg, TokenKey};
 use sessiongate::auth::verify::{Verified, Verifier};
 use sessiongate::auth::Authenticator;
-use sessiongate::config::Tokens;
+use sessiongate::config::TokensConfig;
 use sessiongate::errors::ApiError;
 use sessiongate::metrics::Metrics;
 use sessiongate::revocation::RevocationList;
@@ -40,18 +40,24 @@ fn keys() -> &'static Keys {
         let pem = generate(Alg::EdDSA).expect("an Ed25519 key");
         let ed = Arc::new(TokenKey::from_pem("k1", Alg::EdDSA, pem.as_bytes()).expect("PEM"));
         let hs = Arc::new(TokenKey::from_secret("k2", &[7u8; 32]).expect("secret"));
-        let mut tokens = Tokens {
+        let mut tokens = TokensConfig {
             issuer: "sessiongate".into(),
             audience: "upstream".into(),
             access_ttl: Duration::from_secs(900),
             leeway: Duration::from_secs(LEEWAY as u64),
-            keys: vec![ed.clone(), hs.clone()],
+            keys: Vec::new(),
             verified_cache_entries: 0,
         };
-        let verifier = Verifier::new(&tokens);
+        let keys = [ed.clone(), hs.clone()];
+        let verifier = Verifier::new(&tokens, &keys);
         tokens.verified_cache_entries = 10_000;
         let revocations = Arc::new(RevocationList::new(1000, Duration::from_secs(900)));
-        let cached = Authenticator::new(&tokens, revocations.clone(), Arc::new(Metrics::new()));
+        let cached = Authenticator::new(
+            &tokens,
+            &keys,
+            revocations.clone(),
+            Arc::new(Metrics::new()),
+        );
         Keys {
             verifier,
             cached,

@@ -129,7 +129,7 @@ fn sqlite() -> Fresh {
 }
 
 fn redis_on(server: RedisServer, urls: usize, prefix: &str) -> Fresh {
-    let config = sessiongate::config::RedisStore {
+    let config = sessiongate::config::RedisConfig {
         urls: vec![server.url().into(); urls],
         key_prefix: prefix.into(),
     };
@@ -212,7 +212,7 @@ async fn every_call_fails_in_time(store: &dyn SessionStore) {
 async fn a_stopped_redis_fails_every_call_within_the_bound_and_recovery_needs_no_reopen() {
     let mut server = RedisServer::start();
     let port = server.port;
-    let config = sessiongate::config::RedisStore {
+    let config = sessiongate::config::RedisConfig {
         urls: vec![server.url().into()],
         key_prefix: "down:".into(),
     };
@@ -254,7 +254,7 @@ async fn a_stopped_redis_fails_every_call_within_the_bound_and_recovery_needs_no
 async fn a_redis_that_never_answered_fails_every_call_within_the_bound() {
     // A free port nobody listens on: connection refused, again and again.
     let port = common::free_port();
-    let config = sessiongate::config::RedisStore {
+    let config = sessiongate::config::RedisConfig {
         urls: vec![format!("redis://127.0.0.1:{port}/").into()],
         key_prefix: "never:".into(),
     };

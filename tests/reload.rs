@@ -161,6 +161,36 @@ fn an_invalid_change_keeps_the_running_config_and_is_counted() {
     assert_eq!(sc.get(PRIVATE, Some(&token)).status, 200);
 }
 
+/// Proves a key file that is there but does not parse (the keys are built
+/// outside the config module) still refuses the reload at its key path and
+/// keeps the running keys.
+#[test]
+fn a_key_file_that_holds_no_key_refuses_the_reload() {
+    let up = Upstream::start();
+    let mut sc = Sidecar::start(&up, json!({}));
+    let token = s(&sc.login("alice"), "access_token");
+    let not_a_key = sc.dir().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "this is no PEM\n").expect("write");
+    let mut bad = sc.cfg.config.clone();
+    bad["tokens"]["keys"][0]["private_key_file"] = json!(not_a_key);
+    std::fs::write(sc.cfg.path(), common::yaml::to_yaml(&bad)).expect("write");
+    wait_logged(
+        &sc,
+        &[
+            "tokens.keys[0].private_key_file",
+            "not-a-key.pem: not a PEM file",
+        ],
+        "the unparsable key's path is logged",
+    );
+    assert_eq!(sc.metric(RELOADS, &[("result", "ok")]), 0.0);
+    assert_eq!(
+        sc.get(PRIVATE, Some(&token)).status,
+        200,
+        "the old keys stay"
+    );
+    assert_eq!(sc.stop(), Some(0));
+}
+
 #[test]
 fn sighup_reloads_and_does_not_stop_the_process() {
     let up = Upstream::start();

@@ -260,7 +260,8 @@ async fn read_body(body: Incoming) -> Result<Vec<u8>, ApiError> {
 }
 
 fn json(status: u16, value: &impl serde::Serialize) -> Result<Response<Vec<u8>>, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|_| ApiError::Internal)?;
+    let body =
+        serde_json::to_vec(value).map_err(|e| ApiError::internal("encoding an answer", e))?;
     Ok(reply(status, body))
 }
 
@@ -277,7 +278,9 @@ fn reply(status: u16, body: Vec<u8>) -> Response<Vec<u8>> {
 
 /// SPEC 4's JSON error; a 401 challenges for the admin realm (SPEC 9).
 pub fn error(e: &ApiError) -> Response<Vec<u8>> {
-    if e.status() >= 500 {
+    if let ApiError::Internal(why) = e {
+        tracing::error!(error = %why, "operator API request failed");
+    } else if e.status() >= 500 {
         tracing::warn!(error = e.code(), "operator API request failed");
     }
     let mut resp = reply(e.status(), e.body());

@@ -1,52 +1,18 @@
-//! Token keys: loading PEM files and HS256 secrets, generating new keys
-//! (`keygen`), and the public JWKS. The algorithm of a key is fixed here and
-//! never taken from a token.
+//! Token keys: building them from the config's key specs (PEM files and
+//! HS256 secrets), generating new keys (`keygen`), and the public JWKS. The
+//! algorithm of a key is fixed by the config and never taken from a token.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretBox};
 use serde_json::json;
+use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alg {
-    EdDSA,
-    ES256,
-    RS256,
-    HS256,
-}
-
-impl Alg {
-    pub fn from_name(s: &str) -> Option<Alg> {
-        match s {
-            "EdDSA" => Some(Alg::EdDSA),
-            "ES256" => Some(Alg::ES256),
-            "RS256" => Some(Alg::RS256),
-            "HS256" => Some(Alg::HS256),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::EdDSA => "EdDSA",
-            Alg::ES256 => "ES256",
-            Alg::RS256 => "RS256",
-            Alg::HS256 => "HS256",
-        }
-    }
-
-    pub fn jwt(self) -> Algorithm {
-        match self {
-            Alg::EdDSA => Algorithm::EdDSA,
-            Alg::ES256 => Algorithm::ES256,
-            Alg::RS256 => Algorithm::RS256,
-            Alg::HS256 => Algorithm::HS256,
-        }
-    }
-}
+use crate::config::{Config, ConfigError, KeyMaterial, KeySpec};
+pub use crate::names::Alg;
 
 /// One configured key. Private material lives only in `encoding` and `refresh_mac_key`.
 pub struct TokenKey {
@@ -170,6 +136,40 @@ impl TokenKey {
     }
 }
 
+/// The keys of `tokens.keys`, in order (the first signs). A key that does not
+/// parse is a problem of the config at its key path, as a missing file is.
+pub fn load(config: &Config) -> Result<Vec<Arc<TokenKey>>, ConfigError> {
+    let mut keys = Vec::new();
+    let mut problems = Vec::new();
+    for spec in &config.tokens.keys {
+        match build(spec) {
+            Ok(k) => keys.push(Arc::new(k)),
+            Err(e) => problems.push(format!("{}: {e}", spec.material_key)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(keys)
+    } else {
+        Err(ConfigError {
+            file: config.file.clone(),
+            problems,
+        })
+    }
+}
+
+/// The key a spec describes.
+pub fn build(spec: &KeySpec) -> Result<TokenKey, String> {
+    match &spec.material {
+        KeyMaterial::Secret(secret) => {
+            TokenKey::from_secret(&spec.kid, secret.expose_secret().as_bytes())
+        }
+        KeyMaterial::Pem { file, pem } => {
+            TokenKey::from_pem(&spec.kid, spec.alg, pem.expose_secret())
+                .map_err(|e| format!("{}: {e}", file.display()))
+        }
+    }
+}
+
 fn with_meta(mut jwk: serde_json::Value, kid: &str, alg: Alg) -> serde_json::Value {
     if let Some(m) = jwk.as_object_mut() {
         m.insert("kid".into(), kid.into());
@@ -199,7 +199,7 @@ fn derive_mac_key(ikm: &[u8], kid: &str) -> SecretBox<[u8; 32]> {
 }
 
 /// `GET /.well-known/jwks.json` body: every public key, never an HS256 secret.
-pub fn jwks_json(keys: &[std::sync::Arc<TokenKey>]) -> Vec<u8> {
+pub fn jwks_json(keys: &[Arc<TokenKey>]) -> Vec<u8> {
     let keys: Vec<&serde_json::Value> = keys.iter().filter_map(|k| k.jwk.as_ref()).collect();
     serde_json::to_vec(&json!({ "keys": keys })).expect("JWKS serializes")
 }

@@ -3,14 +3,14 @@
 
 use http::Method;
 
-use crate::config::{AuthPolicy, PathMatch, Route};
+use crate::config::{AuthPolicy, PathMatch, RouteConfig};
 
 pub struct RouteTable {
-    routes: Vec<Route>,
+    routes: Vec<RouteConfig>,
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<Route>) -> Self {
+    pub fn new(routes: Vec<RouteConfig>) -> Self {
         RouteTable { routes }
     }
 
@@ -76,8 +76,8 @@ mod tests {
     use super::*;
     use crate::config::default_routes;
 
-    fn rule(prefix: &str, auth: AuthPolicy, methods: Option<Vec<Method>>) -> Route {
-        Route {
+    fn rule(prefix: &str, auth: AuthPolicy, methods: Option<Vec<Method>>) -> RouteConfig {
+        RouteConfig {
             matcher: PathMatch::Prefix(prefix.into()),
             auth,
             methods,
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn exact_rules_match_only_the_path() {
-        let t = RouteTable::new(vec![Route {
+        let t = RouteTable::new(vec![RouteConfig {
             matcher: PathMatch::Exact("/status".into()),
             auth: AuthPolicy::None,
             methods: None,

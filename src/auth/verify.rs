@@ -12,7 +12,7 @@ use jsonwebtoken::Validation;
 use serde::Deserialize;
 
 use super::keys::TokenKey;
-use crate::config::Tokens;
+use crate::config::TokensConfig;
 use crate::errors::ApiError;
 
 /// A token larger than this is refused before any parsing.
@@ -68,9 +68,9 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(tokens: &Tokens) -> Verifier {
-        let keys = tokens
-            .keys
+    /// Verifies with every key of `keys`, by `kid`.
+    pub fn new(tokens: &TokensConfig, keys: &[Arc<TokenKey>]) -> Verifier {
+        let keys = keys
             .iter()
             .map(|k| {
                 let mut v = Validation::new(k.alg.jwt());

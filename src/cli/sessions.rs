@@ -10,7 +10,8 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
-use crate::config::{self, Config};
+use crate::auth::keys::TokenKey;
+use crate::config::Config;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
@@ -144,8 +145,8 @@ where
     F: FnOnce(Sessions) -> Fut,
     Fut: std::future::Future<Output = Result<(), ApiError>>,
 {
-    let config = match config::load(config_path) {
-        Ok(c) => c,
+    let (config, keys) = match super::load(config_path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprint!("sessiongate: {e}");
             return EXIT_CONFIG;
@@ -162,7 +163,7 @@ where
         }
     };
     runtime.block_on(async {
-        let sessions = match open(&config) {
+        let sessions = match open(&config, &keys) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("sessiongate: {e:#}");
@@ -187,13 +188,14 @@ where
     })
 }
 
-fn open(config: &Config) -> anyhow::Result<Sessions> {
+fn open(config: &Config, keys: &[Arc<TokenKey>]) -> anyhow::Result<Sessions> {
     let (store, _) = crate::app::open_store(config, false)?;
     let lifetime = config.tokens.access_ttl + config.tokens.leeway;
     // This process serves no tokens: its own list only carries the writes.
     let revocations = Arc::new(RevocationList::new(1024, lifetime));
     Ok(Sessions::new(
         config,
+        keys,
         store,
         revocations,
         Arc::new(Metrics::new()),

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 
-use crate::config::Webhook as Config;
+use crate::config::WebhookConfig as Config;
 use crate::metrics::{Delivery, Metrics};
 use crate::shutdown::ShutdownWatch;
 use crate::store::{By, Scope, SecurityEvent};

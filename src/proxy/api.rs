@@ -17,8 +17,9 @@ use super::login::LoginForwarder;
 use super::query::page_query;
 use super::respond::answer;
 use super::rewrite::Rewrite;
+use crate::auth::keys::TokenKey;
 use crate::auth::{Authenticator, Verified};
-use crate::config::{Config, RefreshCookie, SameSite};
+use crate::config::{Config, RefreshCookieConfig, SameSite};
 use crate::errors::ApiError;
 use crate::metrics::Route;
 use crate::sessions::ratelimit::RateLimiter;
@@ -32,7 +33,7 @@ const SESSIONS_PAGE: usize = 100;
 const EVENTS_PAGE: usize = 50;
 
 pub struct AuthApi {
-    pub sessions: Arc<Sessions>,
+    pub(super) sessions: Arc<Sessions>,
     auth: Arc<Authenticator>,
     rewrite: Arc<Rewrite>,
     login: Option<LoginForwarder>,
@@ -40,7 +41,7 @@ pub struct AuthApi {
     max_body: usize,
     /// `server.header_read_timeout`: the whole body must arrive within it too.
     body_timeout: std::time::Duration,
-    cookie: Option<RefreshCookie>,
+    cookie: Option<RefreshCookieConfig>,
     login_limit: RateLimiter,
     refresh_limit: RateLimiter,
 }
@@ -59,6 +60,7 @@ struct RevokeAllBody {
 impl AuthApi {
     pub fn new(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         sessions: Arc<Sessions>,
         auth: Arc<Authenticator>,
         rewrite: Arc<Rewrite>,
@@ -69,7 +71,7 @@ impl AuthApi {
             auth,
             rewrite,
             login,
-            jwks: crate::auth::keys::jwks_json(&config.tokens.keys),
+            jwks: crate::auth::keys::jwks_json(keys),
             max_body: config.server.max_auth_body_bytes,
             body_timeout: config.server.header_read_timeout,
             cookie: config.sessions.refresh_cookie.clone(),
@@ -190,7 +192,8 @@ impl AuthApi {
                     .list(&who, q.limit, q.before.as_deref())
                     .await?;
                 // Typed straight to bytes: one page, no intermediate JSON tree.
-                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
+                let body = serde_json::to_vec(&page)
+                    .map_err(|e| ApiError::internal("encoding the sessions page", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "security-events" => {
@@ -202,7 +205,8 @@ impl AuthApi {
                     .sessions
                     .security_events(&who, q.limit, q.before.as_deref())
                     .await?;
-                let body = serde_json::to_vec(&page).map_err(|_| ApiError::Internal)?;
+                let body = serde_json::to_vec(&page)
+                    .map_err(|e| ApiError::internal("encoding the events page", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "sessions/revoke-all" => {
@@ -216,7 +220,7 @@ impl AuthApi {
                     .revoke_all(&who, opts.keep_current, &client)
                     .await?;
                 let body = serde_json::to_vec(&serde_json::json!({ "revoked": n }))
-                    .map_err(|_| ApiError::Internal)?;
+                    .map_err(|e| ApiError::internal("encoding the revoke-all answer", e))?;
                 Ok(answer(200, body, vec![], ctx))
             }
             "logout" => {
@@ -338,7 +342,10 @@ impl AuthApi {
     fn tokens(&self, ctx: &RequestCtx, t: &TokenResponse) -> Response<Body> {
         let body = match serde_json::to_vec(t) {
             Ok(body) => body,
-            Err(_) => return super::respond::error(&ApiError::Internal, ctx),
+            Err(e) => {
+                let e = ApiError::internal("encoding the tokens", e);
+                return super::respond::error(&e, ctx);
+            }
         };
         let extra = self
             .cookie
@@ -416,7 +423,7 @@ fn from_another_site(req: &HeaderMap) -> bool {
     fetch_site_foreign || origin_matches_host(req) == Some(false)
 }
 
-fn cookie_attributes(c: &RefreshCookie, max_age: Option<u64>) -> String {
+fn cookie_attributes(c: &RefreshCookieConfig, max_age: Option<u64>) -> String {
     let same_site = match c.same_site {
         SameSite::Strict => "Strict",
         SameSite::Lax => "Lax",
@@ -432,11 +439,11 @@ fn cookie_attributes(c: &RefreshCookie, max_age: Option<u64>) -> String {
     s
 }
 
-pub fn set_cookie(c: &RefreshCookie, token: &str) -> Option<HeaderValue> {
+pub fn set_cookie(c: &RefreshCookieConfig, token: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("{}={token}{}", c.name, cookie_attributes(c, None))).ok()
 }
 
-fn clear_cookie(c: &RefreshCookie) -> HeaderValue {
+fn clear_cookie(c: &RefreshCookieConfig) -> HeaderValue {
     HeaderValue::from_str(&format!("{}={}", c.name, cookie_attributes(c, Some(0))))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -462,7 +469,7 @@ mod tests {
 
     #[test]
     fn refresh_cookies_are_http_only_and_scoped() {
-        let c = RefreshCookie {
+        let c = RefreshCookieConfig {
             name: "sg_refresh".into(),
             path: "/v1/auth".into(),
             secure: true,

@@ -27,7 +27,7 @@ use super::rewrite::{asks_upgrade, strip_response, Decided, Rewrite};
 use crate::auth::routes::RouteTable;
 use crate::auth::{Authenticator, Verified};
 use crate::config::{AuthPolicy, Config};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Internal};
 use crate::metrics::{Metrics, Route};
 use crate::sessions::Client;
 
@@ -121,13 +121,10 @@ impl Gateway {
         {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => respond::error(&e, &ctx),
-            Err(_) => {
-                tracing::error!(
-                    request_id = ctx.request_id.to_str().unwrap_or("-"),
-                    "request handling panicked"
-                );
-                respond::error(&ApiError::Internal, &ctx)
-            }
+            Err(_) => respond::error(
+                &ApiError::Internal(Internal::new("request handling panicked")),
+                &ctx,
+            ),
         };
         self.finish(&ctx, &method, &uri, resp.status().as_u16());
         resp

@@ -13,7 +13,7 @@ use super::forward::{unavailable, Forwarder};
 use super::gateway::RequestCtx;
 use super::respond::{answer, X_REQUEST_ID};
 use super::rewrite::{strip_response, Decided, Rewrite};
-use crate::config::{Login, RefreshCookie};
+use crate::config::{LoginConfig, RefreshCookieConfig};
 use crate::errors::ApiError;
 use crate::sessions::{Client, Sessions};
 
@@ -25,14 +25,14 @@ const MAX_CLAIMS_BYTES: usize = crate::auth::cache::MAX_CLAIMS_BYTES;
 const MAX_RELAYED_BODY: usize = 1 << 20;
 
 pub struct LoginForwarder {
-    cfg: Login,
+    cfg: LoginConfig,
     /// `upstream.revoke_header`: never honoured on the login call (SPEC 10),
     /// and not relayed either.
     revoke_header: Option<HeaderName>,
 }
 
 impl LoginForwarder {
-    pub fn new(cfg: Login, revoke_header: Option<HeaderName>) -> Self {
+    pub fn new(cfg: LoginConfig, revoke_header: Option<HeaderName>) -> Self {
         LoginForwarder { cfg, revoke_header }
     }
 
@@ -73,13 +73,12 @@ impl LoginForwarder {
         ctx: &mut RequestCtx,
         body: Bytes,
         client: &Client,
-        cookie: Option<&RefreshCookie>,
+        cookie: Option<&RefreshCookieConfig>,
     ) -> Result<Response<Body>, ApiError> {
-        let target = self
-            .cfg
-            .upstream_path
-            .parse()
-            .map_err(|_| ApiError::Internal)?;
+        let target =
+            self.cfg.upstream_path.parse().map_err(|e| {
+                ApiError::internal("the login.upstream_path as a request target", e)
+            })?;
         rewrite.apply(
             &mut head,
             Some(target),
@@ -107,7 +106,8 @@ impl LoginForwarder {
         let subject = valid_subject(subject)?;
         let claims = valid_claims(resp.headers().get(&self.cfg.claims_header))?;
         let tokens = sessions.login(&subject, claims, client).await?;
-        let body = serde_json::to_vec(&tokens).map_err(|_| ApiError::Internal)?;
+        let body = serde_json::to_vec(&tokens)
+            .map_err(|e| ApiError::internal("encoding the tokens", e))?;
         let extra = cookie
             .and_then(|c| set_cookie(c, &tokens.refresh_token))
             .map(|v| (SET_COOKIE, v))
@@ -196,7 +196,7 @@ fn valid_claims(v: Option<&HeaderValue>) -> Result<String, ApiError> {
     }
     match serde_json::from_slice::<serde_json::Value>(v.as_bytes()) {
         Ok(serde_json::Value::Object(m)) => {
-            serde_json::to_string(&m).map_err(|_| ApiError::Internal)
+            serde_json::to_string(&m).map_err(|e| ApiError::internal("re-encoding the claims", e))
         }
         Ok(_) => Err(bad_upstream("the claims header is JSON but not an object")),
         Err(_) => Err(bad_upstream("the claims header is not JSON")),

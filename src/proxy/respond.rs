@@ -42,7 +42,15 @@ pub fn answer(
 }
 
 /// `err` as SPEC 4's JSON error, with `WWW-Authenticate` / `Retry-After` where due.
+/// A 500's cause is logged here, once, with the request id.
 pub fn error(err: &ApiError, ctx: &RequestCtx) -> Response<Body> {
+    if let ApiError::Internal(why) = err {
+        tracing::error!(
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            error = %why,
+            "internal error"
+        );
+    }
     let mut extra = Vec::new();
     if let Some(challenge) = err.www_authenticate() {
         if let Ok(v) = HeaderValue::from_str(&challenge) {

@@ -21,7 +21,7 @@ use super::client::ClientInfo;
 use super::headers::{same_name, FORWARDING_CLAIMS, REROUTING};
 use super::respond::X_REQUEST_ID;
 use crate::auth::Verified;
-use crate::config::IdentityHeaders;
+use crate::config::IdentityHeadersConfig;
 use crate::errors::ApiError;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -48,7 +48,7 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 pub struct Rewrite {
-    pub identity: IdentityHeaders,
+    pub identity: IdentityHeadersConfig,
     /// The client listener has TLS (`X-Forwarded-Proto`).
     pub tls: bool,
     /// sessiongate's own refresh cookie, never passed on to the upstream.

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use crate::config;
 
 pub struct Upstream {
-    cfg: config::Upstream,
+    cfg: config::UpstreamConfig,
     addr: ArcSwapOption<SocketAddr>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     authority: http::HeaderValue,
@@ -39,7 +39,7 @@ pub enum ConnectError {
 
 impl Upstream {
     /// Fails only when the TLS settings (`ca_file`) cannot be used.
-    pub fn new(cfg: &config::Upstream) -> Result<Arc<Upstream>, String> {
+    pub fn new(cfg: &config::UpstreamConfig) -> Result<Arc<Upstream>, String> {
         let tls = if cfg.tls {
             let config = crate::tls::upstream_client_config(cfg.ca_file.as_deref())
                 .map_err(|e| format!("upstream.ca_file: {e}"))?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use crate::config::RateLimit;
+use crate::config::RateLimitConfig;
 
 pub struct RateLimiter {
     per_sec: f64,
@@ -20,7 +20,7 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    pub fn new(limit: RateLimit) -> Self {
+    pub fn new(limit: RateLimitConfig) -> Self {
         RateLimiter {
             per_sec: f64::from(limit.per_minute) / 60.0,
             burst: f64::from(limit.burst),
@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_the_rate_applies_per_ip() {
-        let rl = RateLimiter::new(RateLimit {
+        let rl = RateLimiter::new(RateLimitConfig {
             per_minute: 60,
             burst: 3,
         });

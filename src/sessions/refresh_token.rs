@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
 use crate::auth::keys::TokenKey;
+use crate::auth::sign::random_b64;
 
 const VERSION: u8 = 1;
 pub const SESSION_ID_BYTES: usize = 16;
@@ -84,12 +85,6 @@ pub fn verify<'k>(token: &str, keys: impl IntoIterator<Item = &'k TokenKey>) -> 
 /// A new random session id: 128 bits, base64url (22 characters).
 pub fn new_session_id() -> String {
     random_b64::<SESSION_ID_BYTES>()
-}
-
-pub fn random_b64<const N: usize>() -> String {
-    let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
-    B64.encode(b)
 }
 
 #[cfg(test)]

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::refresh_token::{self, random_b64};
+use super::refresh_token;
 use crate::auth::keys::TokenKey;
+use crate::auth::sign::Signer;
 use crate::auth::Verified;
 use crate::config::Config;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Internal};
 use crate::events::{self, Events};
 use crate::metrics::Metrics;
-use crate::revocation::RevocationList;
+use crate::revocation::{Reason, RevocationList, Revoker};
 use crate::store::{
     Activity, By, Lifetimes, RotateOutcome, Scope, SecurityEvent, SessionRecord, SessionStore,
     StoreError,
@@ -84,67 +85,32 @@ pub struct SessionPage {
     pub next: Option<String>,
 }
 
-#[derive(Serialize)]
-struct AccessClaims<'a> {
-    iss: &'a str,
-    aud: &'a str,
-    sub: &'a str,
-    sid: &'a str,
-    iat: i64,
-    exp: i64,
-    jti: String,
-    ext: serde_json::Value,
-}
-
-/// Why a session is being revoked (the `reason` label).
-#[derive(Clone, Copy)]
-pub enum Reason {
-    User,
-    RevokeAll,
-    Logout,
-    Reuse,
-    /// A login beyond `sessions.max_per_user`.
-    Limit,
-    /// The operator API (SPEC 9).
-    Admin,
-    /// The upstream's revoke header (SPEC 10).
-    Upstream,
-}
-
-impl Reason {
-    fn label(self) -> &'static str {
-        match self {
-            Reason::User => "user",
-            Reason::RevokeAll => "revoke_all",
-            Reason::Logout => "logout",
-            Reason::Reuse => "reuse",
-            Reason::Limit => "limit",
-            Reason::Admin => "admin",
-            Reason::Upstream => "upstream",
-        }
-    }
-}
-
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
+    /// Every key: the first MACs new refresh tokens and cursors, all check them.
     keys: Vec<Arc<TokenKey>>,
-    issuer: String,
-    audience: String,
-    access_ttl_secs: i64,
+    signer: Signer,
     lifetimes: Lifetimes,
     max_per_user: usize,
     reuse_grace_ms: i64,
     notice_new_ip: bool,
     notice_new_device: bool,
     events_retain_ms: i64,
-    revocations: Arc<RevocationList>,
+    revoker: Revoker,
     events: Events,
     metrics: Arc<Metrics>,
+}
+
+/// A failed store call as the client sees it; `store::timed` logged and
+/// counted it with its cause.
+fn unavailable(_logged: StoreError) -> ApiError {
+    ApiError::StoreUnavailable
 }
 
 impl Sessions {
     pub fn new(
         config: &Config,
+        keys: &[Arc<TokenKey>],
         store: Arc<dyn SessionStore>,
         revocations: Arc<RevocationList>,
         metrics: Arc<Metrics>,
@@ -157,11 +123,8 @@ impl Sessions {
         }
         Sessions {
             events: Events::new(store.clone(), metrics.clone()),
-            store,
-            keys: config.tokens.keys.clone(),
-            issuer: config.tokens.issuer.clone(),
-            audience: config.tokens.audience.clone(),
-            access_ttl_secs: config.tokens.access_ttl.as_secs() as i64,
+            keys: keys.to_vec(),
+            signer: Signer::new(&config.tokens, keys),
             lifetimes: Lifetimes {
                 idle_ms: config.sessions.idle_timeout.as_millis() as i64,
                 absolute_ms: config.sessions.absolute_lifetime.as_millis() as i64,
@@ -171,7 +134,8 @@ impl Sessions {
             notice_new_ip: config.security_events.new_ip,
             notice_new_device: config.security_events.new_device,
             events_retain_ms: config.security_events.retain.as_millis() as i64,
-            revocations,
+            revoker: Revoker::new(revocations, store.clone(), metrics.clone()),
+            store,
             metrics,
         }
     }
@@ -194,7 +158,7 @@ impl Sessions {
     ) -> Result<T, ApiError> {
         crate::store::timed(&self.metrics, self.store.backend(), op, f)
             .await
-            .map_err(|_| ApiError::StoreUnavailable)
+            .map_err(unavailable)
     }
 
     fn signing_key(&self) -> &TokenKey {
@@ -238,7 +202,7 @@ impl Sessions {
         self.metrics.sessions_created.inc();
         self.event(events::LOGIN, &record.user_id, &record.id, client, now)
             .await;
-        self.revoke_sessions(&ended, Reason::Limit, now);
+        self.revoker.listed(&ended, Reason::Limit, now);
         for id in &ended {
             self.event_by(
                 events::SESSION_REVOKED,
@@ -259,35 +223,18 @@ impl Sessions {
         refresh_key: &TokenKey,
     ) -> Result<TokenResponse, ApiError> {
         let refresh_token =
-            refresh_token::issue(refresh_key, &s.id, s.generation).ok_or(ApiError::Internal)?;
+            refresh_token::issue(refresh_key, &s.id, s.generation).ok_or_else(|| {
+                ApiError::Internal(Internal::new(format!(
+                    "session {} has an id that cannot carry a refresh token",
+                    s.id
+                )))
+            })?;
         Ok(TokenResponse {
-            access_token: self.access_token(s)?,
+            access_token: self.signer.sign(&s.user_id, &s.id, &s.claims)?,
             token_type: "Bearer",
-            expires_in: self.access_ttl_secs as u64,
+            expires_in: self.signer.ttl_secs() as u64,
             refresh_token,
             session_id: s.id.clone(),
-        })
-    }
-
-    fn access_token(&self, s: &SessionRecord) -> Result<String, ApiError> {
-        let key = self.signing_key();
-        let iat = unix_now_ms() / 1000;
-        let claims = AccessClaims {
-            iss: &self.issuer,
-            aud: &self.audience,
-            sub: &s.user_id,
-            sid: &s.id,
-            iat,
-            exp: iat + self.access_ttl_secs,
-            jti: random_b64::<16>(),
-            ext: serde_json::from_str(&s.claims).unwrap_or_else(|_| serde_json::json!({})),
-        };
-        let mut header = jsonwebtoken::Header::new(key.alg.jwt());
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| {
-            tracing::error!(error = %e, kid = %key.kid, "signing an access token failed");
-            ApiError::Internal
         })
     }
 
@@ -375,7 +322,8 @@ impl Sessions {
                 .ok_or(ApiError::InvalidRefreshToken)?;
             return Ok((self.token_response(current, key)?, "grace"));
         }
-        self.revoke_sessions(std::slice::from_ref(&current.id), Reason::Reuse, now);
+        self.revoker
+            .listed(std::slice::from_ref(&current.id), Reason::Reuse, now);
         self.timed("revoke", self.store.revoke(&current.id, now))
             .await?;
         self.event(
@@ -448,23 +396,6 @@ impl Sessions {
             .await;
     }
 
-    /// Puts `ids` on the revocation list at once and counts them; the store write is the caller's.
-    fn revoke_sessions(&self, ids: &[String], reason: Reason, now: i64) {
-        if ids.is_empty() {
-            return;
-        }
-        for id in ids {
-            self.revocations.insert(id, now / 1000);
-        }
-        self.metrics
-            .sessions_revoked
-            .with_label_values(&[reason.label()])
-            .inc_by(ids.len() as u64);
-        self.metrics
-            .revocation_entries
-            .set(self.revocations.len() as i64);
-    }
-
     /// Deletes expired sessions, revoked ones no token can use, and old events.
     pub async fn cleanup(&self) -> Result<u64, ApiError> {
         let now = unix_now_ms();
@@ -480,9 +411,7 @@ impl Sessions {
                 ),
             )
             .await?;
-        self.metrics
-            .revocation_entries
-            .set(self.revocations.sweep() as i64);
+        self.revoker.sweep();
         Ok(n)
     }
 }

@@ -34,7 +34,7 @@ use super::{
     Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
     SessionStore, StoreError,
 };
-use crate::config::RedisStore as RedisConfig;
+use crate::config::RedisConfig;
 use conn::Redis;
 pub use conn::OP_TIMEOUT;
 pub(crate) use layout::Keys;
@@ -90,7 +90,7 @@ impl RedisStore {
     /// The session hash (with its TTL) and the user's `sessions` set; the live index is the caller's.
     async fn create_hash(&self, s: &SessionRecord) -> Result<(), StoreError> {
         if !valid_id(&s.id) {
-            return Err(StoreError(
+            return Err(StoreError::Invalid(
                 "redis: a session id may not contain { or }".into(),
             ));
         }
@@ -138,7 +138,9 @@ impl RedisStore {
                 when.parse().unwrap_or(at),
                 user.clone(),
             ))),
-            _ => Err(StoreError("redis: unexpected revoke answer".into())),
+            _ => Err(StoreError::Invalid(
+                "redis: unexpected revoke answer".into(),
+            )),
         }
     }
 }

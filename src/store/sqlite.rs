@@ -43,7 +43,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::io(format!("cannot create {}", dir.display()), e))?;
         }
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
@@ -57,7 +57,7 @@ impl SqliteStore {
             .map_err(err)?;
         migrate(&mut conn)?;
         let file =
-            file_identity(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+            file_identity(path).map_err(|e| StoreError::io(path.display().to_string(), e))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -78,23 +78,25 @@ impl SqliteStore {
         let (path, file) = (self.path.clone(), self.file);
         tokio::task::spawn_blocking(move || {
             if file_identity(&path).ok() != Some(file) {
-                return Err(StoreError(format!(
+                return Err(StoreError::Invalid(format!(
                     "the database file {} was deleted or replaced while in use; restart sessiongate",
                     path.display()
                 )));
             }
             let mut guard = conn
                 .lock()
-                .map_err(|_| StoreError("the SQLite connection was poisoned by a panic".into()))?;
+                .map_err(|_| {
+                    StoreError::Invalid("the SQLite connection was poisoned by a panic".into())
+                })?;
             f(&mut guard).map_err(err)
         })
         .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::io("store task failed", e))?
     }
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::Sqlite(e)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -103,7 +105,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(err)?;
     let version = usize::try_from(version).unwrap_or(usize::MAX);
     if version > MIGRATIONS.len() {
-        return Err(StoreError(format!(
+        return Err(StoreError::Invalid(format!(
             "the database has schema version {version}, newer than this sessiongate knows ({})",
             MIGRATIONS.len()
         )));

@@ -88,18 +88,18 @@ impl Sessions {
         client: &Client,
         now: i64,
     ) -> Result<(), ApiError> {
-        // Store first: a revocation that is not written must not be reported as done.
-        let changed = self.timed("revoke", self.store.revoke(&s.id, now)).await?;
+        let changed = self
+            .revoker
+            .revoke(&s.id, reason, now)
+            .await
+            .map_err(unavailable)?;
         if changed {
-            self.revoke_sessions(std::slice::from_ref(&s.id), reason, now);
             let by = Some(match reason {
                 Reason::Admin => By::Admin,
                 _ => By::User,
             });
             self.event_by(events::SESSION_REVOKED, &s.user_id, &s.id, client, now, by)
                 .await;
-        } else {
-            self.revocations.insert(&s.id, now / 1000);
         }
         Ok(())
     }
@@ -114,9 +114,10 @@ impl Sessions {
         let now = unix_now_ms();
         let except = keep_current.then_some(who.sid.as_str());
         let ids = self
-            .timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
-            .await?;
-        self.revoke_sessions(&ids, Reason::RevokeAll, now);
+            .revoker
+            .revoke_user(&who.sub, except, Reason::RevokeAll, now)
+            .await
+            .map_err(unavailable)?;
         let by = Some(By::User);
         self.event_by(events::REVOKE_ALL, &who.sub, &who.sid, client, now, by)
             .await;
@@ -133,7 +134,7 @@ impl Sessions {
             }
             _ => {
                 // Not in the store (cleaned up): still make sure its tokens stop.
-                self.revocations.insert(&who.sid, now / 1000);
+                self.revoker.stop_tokens(&who.sid, now);
                 Ok(())
             }
         }

@@ -31,9 +31,10 @@ impl Sessions {
     ) -> Result<usize, ApiError> {
         let now = unix_now_ms();
         let ids = self
-            .timed("revoke_user", self.store.revoke_user(user_id, None, now))
-            .await?;
-        self.revoke_sessions(&ids, Reason::Admin, now);
+            .revoker
+            .revoke_user(user_id, None, Reason::Admin, now)
+            .await
+            .map_err(unavailable)?;
         if !ids.is_empty() {
             self.events
                 .record(SecurityEvent {

@@ -18,13 +18,12 @@ impl Sessions {
         let now = unix_now_ms();
         let ids = match scope {
             Scope::Current => {
+                // Already ended, or cleaned up: its tokens still stop.
                 let changed = self
-                    .timed("revoke", self.store.revoke(&who.sid, now))
-                    .await?;
-                if !changed {
-                    // Already ended, or cleaned up: its tokens still stop here.
-                    self.revocations.insert(&who.sid, now / 1000);
-                }
+                    .revoker
+                    .revoke(&who.sid, Reason::Upstream, now)
+                    .await
+                    .map_err(unavailable)?;
                 if changed {
                     vec![who.sid.clone()]
                 } else {
@@ -33,11 +32,12 @@ impl Sessions {
             }
             Scope::Others | Scope::All => {
                 let except = (scope == Scope::Others).then_some(who.sid.as_str());
-                self.timed("revoke_user", self.store.revoke_user(&who.sub, except, now))
-                    .await?
+                self.revoker
+                    .revoke_user(&who.sub, except, Reason::Upstream, now)
+                    .await
+                    .map_err(unavailable)?
             }
         };
-        self.revoke_sessions(&ids, Reason::Upstream, now);
         self.events
             .record(SecurityEvent {
                 id: events::new_id(),

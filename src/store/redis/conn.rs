@@ -52,7 +52,7 @@ pub enum Handle {
 
 fn err(e: redis::RedisError) -> StoreError {
     // RedisError texts name the failing command or the I/O error, never a URL.
-    StoreError(format!("redis: {e}"))
+    StoreError::Redis(e)
 }
 
 /// The client spawns its reconnection tasks where it is built; the sidecar is
@@ -68,7 +68,7 @@ fn io_runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
         .thread_name("redis-io")
         .enable_all()
         .build()
-        .map_err(|e| StoreError(format!("cannot start the Redis I/O runtime: {e}")))?;
+        .map_err(|e| StoreError::io("cannot start the Redis I/O runtime", e))?;
     Ok(RT.get_or_init(|| rt))
 }
 
@@ -81,10 +81,9 @@ impl Redis {
         let infos = urls
             .iter()
             .map(|u| {
-                let info = u
-                    .expose_secret()
-                    .into_connection_info()
-                    .map_err(|_| StoreError("store.redis.url: not a valid Redis URL".into()))?;
+                let info = u.expose_secret().into_connection_info().map_err(|_| {
+                    StoreError::Invalid("store.redis.url: not a valid Redis URL".into())
+                })?;
                 Ok(match resp3 {
                     true => {
                         let settings = info
@@ -156,7 +155,7 @@ impl Redis {
         tokio::time::timeout(OP_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| {
-                Err(StoreError(format!(
+                Err(StoreError::Invalid(format!(
                     "redis: `{op}` got no answer within {OP_TIMEOUT:?}"
                 )))
             })

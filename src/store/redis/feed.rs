@@ -11,7 +11,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::conn::Redis;
 use super::Keys;
-use crate::config::RedisStore as RedisConfig;
+use crate::config::RedisConfig;
 use crate::store::feed::{FeedEvent, RevocationFeed};
 use crate::store::StoreError;
 

@@ -41,7 +41,7 @@ pub(super) fn record(
     let mut take = |k: &str| h.remove(k).unwrap_or_default();
     let num = |v: String, k: &str| {
         v.parse::<i64>()
-            .map_err(|_| StoreError(format!("redis: session {id} has a bad `{k}`")))
+            .map_err(|_| StoreError::Invalid(format!("redis: session {id} has a bad `{k}`")))
     };
     let revoked_at = take("revoked_at");
     Ok(SessionRecord {
@@ -98,11 +98,11 @@ pub(super) struct StoredEvent {
 /// ids are `<16-digit sequence><json>`: the sequence serves as their id.
 pub(super) fn event_member(id: &str, e: &StoredEvent) -> Result<String, StoreError> {
     if id.is_empty() || id.contains('\0') {
-        return Err(StoreError(
+        return Err(StoreError::Invalid(
             "redis: an event id may not be empty or hold NUL".into(),
         ));
     }
-    let json = serde_json::to_string(e).map_err(|e| StoreError(format!("event encoding: {e}")))?;
+    let json = serde_json::to_string(e).map_err(|e| StoreError::io("event encoding", e))?;
     Ok(format!("{id}\0{json}"))
 }
 

@@ -1,8 +1,14 @@
 //! Sections `login`, `identity_headers`, `routes`, `rate_limits` and `security_events`.
 
-use super::*;
+use http::Method;
 
-pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
+use super::{
+    default_routes, header_name, is_plain_path, AuthPolicy, IdentityHeadersConfig, LoginConfig,
+    PathMatch, RateLimitConfig, RateLimitsConfig, RouteConfig, SecurityEventsConfig, SECS,
+};
+use crate::config::reader::{Node, Problems};
+
+pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<LoginConfig> {
     // `login` omitted (or null) disables login; `login: {}` takes the defaults.
     if !root.has("login") || root.get("login").is_none() {
         return None;
@@ -39,7 +45,7 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
             format_args!("{path} is one of sessiongate's own routes (SPEC 4)"),
         );
     }
-    Some(Login {
+    Some(LoginConfig {
         path,
         upstream_path,
         subject_header: header_name(&n, "subject_header", "X-Session-Subject", p),
@@ -48,9 +54,9 @@ pub(super) fn read_login(root: &Node, p: &mut Problems) -> Option<Login> {
     })
 }
 
-pub(super) fn read_identity_headers(root: &Node, p: &mut Problems) -> IdentityHeaders {
+pub(super) fn read_identity_headers(root: &Node, p: &mut Problems) -> IdentityHeadersConfig {
     let n = root.child("identity_headers", &["user_id", "session_id", "claims"], p);
-    let h = IdentityHeaders {
+    let h = IdentityHeadersConfig {
         user_id: header_name(&n, "user_id", "X-Auth-User-Id", p),
         session_id: header_name(&n, "session_id", "X-Auth-Session-Id", p),
         claims: header_name(&n, "claims", "X-Auth-Claims", p),
@@ -70,7 +76,7 @@ pub(super) fn read_identity_headers(root: &Node, p: &mut Problems) -> IdentityHe
     h
 }
 
-pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<Route> {
+pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<RouteConfig> {
     let Some(items) = root.list("routes", p) else {
         return default_routes();
     };
@@ -127,7 +133,7 @@ pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<Route> {
                 "an empty list matches no request; omit `methods` to match every method",
             );
         }
-        routes.push(Route {
+        routes.push(RouteConfig {
             matcher,
             auth,
             methods,
@@ -136,28 +142,28 @@ pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<Route> {
     routes
 }
 
-pub(super) fn read_rate_limits(root: &Node, p: &mut Problems) -> RateLimits {
+pub(super) fn read_rate_limits(root: &Node, p: &mut Problems) -> RateLimitsConfig {
     let n = root.child("rate_limits", &["login", "refresh"], p);
     let limit = |key: &str, per_minute: u64, burst: u64, p: &mut Problems| {
         let c = n.child(key, &["per_minute", "burst"], p);
-        RateLimit {
+        RateLimitConfig {
             per_minute: c.number("per_minute", per_minute, (1, 10_000_000), p) as u32,
             burst: c.number("burst", burst, (1, 10_000_000), p) as u32,
         }
     };
-    RateLimits {
+    RateLimitsConfig {
         login: limit("login", 30, 10, p),
         refresh: limit("refresh", 120, 30, p),
     }
 }
 
-pub(super) fn read_security_events(root: &Node, p: &mut Problems) -> SecurityEvents {
+pub(super) fn read_security_events(root: &Node, p: &mut Problems) -> SecurityEventsConfig {
     let n = root.child(
         "security_events",
         &["new_ip", "new_device", "retain", "webhook"],
         p,
     );
-    SecurityEvents {
+    SecurityEventsConfig {
         new_ip: n.boolean("new_ip", true, p),
         new_device: n.boolean("new_device", true, p),
         retain: n.duration("retain", SECS(30 * 86_400), p),

@@ -1,8 +1,16 @@
 //! Sections `sessions`, `store` and `revocation`.
 
-use super::*;
+use std::path::Path;
 
-pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
+use secrecy::SecretString;
+
+use super::{
+    resolve, RedisConfig, RefreshCookieConfig, RevocationConfig, SameSite, SessionsConfig,
+    StoreConfig, MAX_COUNT, SECS,
+};
+use crate::config::reader::{Node, Problems};
+
+pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> SessionsConfig {
     let n = root.child(
         "sessions",
         &[
@@ -49,7 +57,7 @@ pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
                 "same_site: None requires secure: true",
             );
         }
-        RefreshCookie {
+        RefreshCookieConfig {
             name,
             path,
             secure,
@@ -68,7 +76,7 @@ pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
             p.add(&n.key_path(key), "must be at least 1s");
         }
     }
-    Sessions {
+    SessionsConfig {
         idle_timeout,
         absolute_lifetime,
         reuse_grace: n.duration("reuse_grace", SECS(10), p),
@@ -82,7 +90,7 @@ pub(super) fn read_sessions(root: &Node, p: &mut Problems) -> Sessions {
 /// The largest `sessions.max_per_user`: a login beyond the cap reads this many index entries.
 const MAX_PER_USER: u64 = 100_000;
 
-pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
+pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> StoreConfig {
     let n = root.child("store", &["backend", "sqlite", "redis"], p);
     let sqlite = n.child("sqlite", &["path"], p);
     let redis = n.child("redis", &["url", "key_prefix"], p);
@@ -92,7 +100,7 @@ pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
         .unwrap_or_else(|| vec![(redis.key_path("url"), "redis://127.0.0.1:6379/0".into())]);
     let key_prefix = redis.string("key_prefix", "sg:", p);
     match n.string("backend", "sqlite", p).as_str() {
-        "sqlite" => Store::Sqlite { path: sqlite_path },
+        "sqlite" => StoreConfig::Sqlite { path: sqlite_path },
         "redis" => {
             if urls.is_empty() {
                 p.add(&redis.key_path("url"), "needs at least one URL");
@@ -109,7 +117,7 @@ pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
                     "must not contain { or } (used for hash tags)",
                 );
             }
-            Store::Redis(RedisStore {
+            StoreConfig::Redis(RedisConfig {
                 urls: urls
                     .into_iter()
                     .map(|(_, u)| SecretString::from(u))
@@ -122,12 +130,12 @@ pub(super) fn read_store(root: &Node, base: &Path, p: &mut Problems) -> Store {
                 &n.key_path("backend"),
                 format_args!("`{other}`: expected sqlite or redis"),
             );
-            Store::Sqlite { path: sqlite_path }
+            StoreConfig::Sqlite { path: sqlite_path }
         }
     }
 }
 
-pub(super) fn read_revocation(root: &Node, p: &mut Problems) -> Revocation {
+pub(super) fn read_revocation(root: &Node, p: &mut Problems) -> RevocationConfig {
     let n = root.child(
         "revocation",
         &["cache_entries", "resync_interval", "max_staleness"],
@@ -142,7 +150,7 @@ pub(super) fn read_revocation(root: &Node, p: &mut Problems) -> Revocation {
         // The list is re-confirmed every 500ms; a tighter bound would flap.
         p.add(&n.key_path("max_staleness"), "must be at least 2s");
     }
-    Revocation {
+    RevocationConfig {
         cache_entries: n.number("cache_entries", 1_000_000, (1000, MAX_COUNT), p),
         resync_interval,
         max_staleness,

@@ -1,8 +1,15 @@
 //! Section `tokens`: claims, lifetimes and the signing keys.
 
-use super::*;
+use std::path::Path;
 
-pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens {
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::{resolve, valid_kid, KeyMaterial, KeySpec, TokensConfig, MAX_COUNT, SECS};
+use crate::config::reader::{Node, Problems};
+use crate::names::Alg;
+
+pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> TokensConfig {
     let n = root.child(
         "tokens",
         &[
@@ -15,7 +22,7 @@ pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens 
         ],
         p,
     );
-    let mut keys: Vec<Arc<TokenKey>> = Vec::new();
+    let mut keys: Vec<KeySpec> = Vec::new();
     match n.list("keys", p) {
         None => p.add(&n.key_path("keys"), "is required: at least one signing key"),
         Some(items) if items.is_empty() => {
@@ -30,7 +37,7 @@ pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens 
                             format_args!("kid `{}` is used twice", k.kid),
                         );
                     }
-                    keys.push(Arc::new(k));
+                    keys.push(k);
                 }
             }
         }
@@ -50,7 +57,7 @@ pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens 
             p.add(&n.key_path(key), "must not be empty");
         }
     }
-    Tokens {
+    TokensConfig {
         issuer,
         audience,
         access_ttl,
@@ -60,7 +67,7 @@ pub(super) fn read_tokens(root: &Node, base: &Path, p: &mut Problems) -> Tokens 
     }
 }
 
-pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -> Option<TokenKey> {
+pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -> Option<KeySpec> {
     let n = Node::open(
         Some(v),
         path,
@@ -102,10 +109,11 @@ pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -
     };
     let file = n.opt_string("private_key_file", p);
     let secret = n.opt_string("secret", p);
-    let result = match (alg, file, secret) {
-        (Alg::HS256, None, Some(secret)) => {
-            TokenKey::from_secret(&kid, secret.as_bytes()).map_err(|e| (n.key_path("secret"), e))
-        }
+    let material = match (alg, file, secret) {
+        (Alg::HS256, None, Some(secret)) => Ok((
+            n.key_path("secret"),
+            KeyMaterial::Secret(SecretString::from(secret)),
+        )),
         (Alg::HS256, _, None) => Err((n.key_path("secret"), "is required for HS256".into())),
         (Alg::HS256, Some(_), Some(_)) => Err((
             n.key_path("private_key_file"),
@@ -128,12 +136,13 @@ pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -
                 );
             }
             match std::fs::read(&path) {
-                Ok(pem) => TokenKey::from_pem(&kid, alg, &pem).map_err(|e| {
-                    (
-                        n.key_path("private_key_file"),
-                        format!("{}: {e}", path.display()),
-                    )
-                }),
+                Ok(pem) => Ok((
+                    n.key_path("private_key_file"),
+                    KeyMaterial::Pem {
+                        file: path,
+                        pem: pem.into(),
+                    },
+                )),
                 Err(e) => Err((
                     n.key_path("private_key_file"),
                     format!("cannot read {}: {e}", path.display()),
@@ -141,5 +150,11 @@ pub(super) fn read_key(v: &Value, path: String, base: &Path, p: &mut Problems) -
             }
         }
     };
-    result.map_err(|(path, e)| p.add(&path, e)).ok()
+    let (material_key, material) = material.map_err(|(path, e)| p.add(&path, e)).ok()?;
+    Some(KeySpec {
+        kid,
+        alg,
+        material,
+        material_key,
+    })
 }

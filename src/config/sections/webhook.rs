@@ -1,12 +1,17 @@
 //! Section `security_events.webhook`: where and how events are POSTed (SPEC 11).
 
-use super::*;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{WebhookConfig, SECS};
+use crate::config::reader::{Node, Problems};
 
 /// A shorter HMAC key could be guessed; SPEC 2 asks for at least 32 bytes.
 const MIN_SECRET_BYTES: usize = 32;
 const MAX_QUEUE: u64 = 1_000_000;
 
-pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<Webhook> {
+pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<WebhookConfig> {
     let n = events.child(
         "webhook",
         &["url", "secret", "types", "timeout", "queue"],
@@ -55,7 +60,7 @@ pub(super) fn read_webhook(events: &Node, p: &mut Problems) -> Option<Webhook> {
         p.add(&n.key_path("timeout"), "must be at least 100ms");
     }
     let queue = n.number("queue", 10_000, (1, MAX_QUEUE), p) as usize;
-    Some(Webhook {
+    Some(WebhookConfig {
         url: url?,
         secret: secret?,
         types,

@@ -1,19 +1,20 @@
-//! The validated configuration types, their defaults (SPEC 2), and the reader
-//! that builds them from the YAML tree.
+//! The sections of the config file as validated types (`ServerConfig`,
+//! `TokensConfig`, ...; every section type ends in `Config`), their defaults
+//! (SPEC 2), and the readers that build them from the YAML tree, one file of
+//! `sections/` per group of sections.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
 use http::Method;
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use serde_json::Value;
 
 use super::reader::{Node, Problems};
-use crate::auth::keys::{Alg, TokenKey};
+use crate::names::Alg;
 
 mod admin;
 mod network;
@@ -36,18 +37,18 @@ pub struct Config {
     /// Things that work but should not be left so (`check` prints them,
     /// `run` logs them).
     pub warnings: Vec<String>,
-    pub server: Server,
-    pub upstream: Upstream,
-    pub tokens: Tokens,
-    pub sessions: Sessions,
-    pub store: Store,
-    pub revocation: Revocation,
-    pub login: Option<Login>,
-    pub identity_headers: IdentityHeaders,
-    pub routes: Vec<Route>,
-    pub rate_limits: RateLimits,
-    pub security_events: SecurityEvents,
-    pub admin: Admin,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub tokens: TokensConfig,
+    pub sessions: SessionsConfig,
+    pub store: StoreConfig,
+    pub revocation: RevocationConfig,
+    pub login: Option<LoginConfig>,
+    pub identity_headers: IdentityHeadersConfig,
+    pub routes: Vec<RouteConfig>,
+    pub rate_limits: RateLimitsConfig,
+    pub security_events: SecurityEventsConfig,
+    pub admin: AdminConfig,
     /// Every file the config names (key files, TLS certificate and key,
     /// `ca_file`, the admin token file): a change to one reloads (SPEC 1).
     pub files: Vec<PathBuf>,
@@ -55,12 +56,12 @@ pub struct Config {
 
 /// The operator API (SPEC 9): off unless a token is configured.
 #[derive(Clone, Debug)]
-pub struct Admin {
+pub struct AdminConfig {
     pub token: Option<SecretString>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Server {
+pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub shutdown_grace: Duration,
@@ -70,7 +71,7 @@ pub struct Server {
     pub max_headers: usize,
     pub max_auth_body_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
-    pub tls: Option<Tls>,
+    pub tls: Option<TlsConfig>,
     /// A client's whole request head (and TLS handshake) must arrive within this.
     pub header_read_timeout: Duration,
     /// Also accept HTTP/2: ALPN `h2` with TLS, prior-knowledge h2c without.
@@ -78,13 +79,13 @@ pub struct Server {
 }
 
 #[derive(Clone, Debug)]
-pub struct Tls {
+pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Upstream {
+pub struct UpstreamConfig {
     pub url: String,
     pub tls: bool,
     pub host: String,
@@ -98,22 +99,42 @@ pub struct Upstream {
 }
 
 #[derive(Clone, Debug)]
-pub struct Tokens {
+pub struct TokensConfig {
     pub issuer: String,
     pub audience: String,
     pub access_ttl: Duration,
     pub leeway: Duration,
-    /// First signs, all verify.
-    pub keys: Vec<Arc<TokenKey>>,
+    /// First signs, all verify; `auth::keys` builds them.
+    pub keys: Vec<KeySpec>,
     pub verified_cache_entries: u64,
 }
 
+/// One `tokens.keys` entry as the file gives it: its material is read but
+/// not parsed. `auth::keys::build` turns it into a signing key, and a
+/// problem there is reported at [`KeySpec::material_key`].
 #[derive(Clone, Debug)]
-pub struct Sessions {
+pub struct KeySpec {
+    pub kid: String,
+    pub alg: Alg,
+    pub material: KeyMaterial,
+    /// The key path of the material (`tokens.keys[0].private_key_file`).
+    pub material_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum KeyMaterial {
+    /// `private_key_file`: the file, and the PEM bytes read from it.
+    Pem { file: PathBuf, pem: SecretSlice<u8> },
+    /// `secret` (HS256): its bytes are the key.
+    Secret(SecretString),
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionsConfig {
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
     pub reuse_grace: Duration,
-    pub refresh_cookie: Option<RefreshCookie>,
+    pub refresh_cookie: Option<RefreshCookieConfig>,
     pub cleanup_interval: Duration,
     /// A login beyond this many active sessions of one user ends the least
     /// recently active one (`sessions.max_per_user`, 1 or more).
@@ -121,7 +142,7 @@ pub struct Sessions {
 }
 
 #[derive(Clone, Debug)]
-pub struct RefreshCookie {
+pub struct RefreshCookieConfig {
     pub name: String,
     pub path: String,
     pub secure: bool,
@@ -136,20 +157,20 @@ pub enum SameSite {
 }
 
 #[derive(Clone, Debug)]
-pub enum Store {
+pub enum StoreConfig {
     Sqlite { path: PathBuf },
-    Redis(RedisStore),
+    Redis(RedisConfig),
 }
 
 #[derive(Clone, Debug)]
-pub struct RedisStore {
+pub struct RedisConfig {
     /// One URL, or several for Redis Cluster. They may carry a password.
     pub urls: Vec<SecretString>,
     pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Revocation {
+pub struct RevocationConfig {
     pub cache_entries: u64,
     pub resync_interval: Duration,
     /// With a shared store (Redis): how old the list's last sync may be before
@@ -158,7 +179,7 @@ pub struct Revocation {
 }
 
 #[derive(Clone, Debug)]
-pub struct Login {
+pub struct LoginConfig {
     pub path: String,
     pub upstream_path: String,
     pub subject_header: HeaderName,
@@ -169,14 +190,14 @@ pub struct Login {
 }
 
 #[derive(Clone, Debug)]
-pub struct IdentityHeaders {
+pub struct IdentityHeadersConfig {
     pub user_id: HeaderName,
     pub session_id: HeaderName,
     pub claims: HeaderName,
 }
 
 #[derive(Clone, Debug)]
-pub struct Route {
+pub struct RouteConfig {
     pub matcher: PathMatch,
     pub auth: AuthPolicy,
     /// `None` = every method.
@@ -197,29 +218,29 @@ pub enum AuthPolicy {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct RateLimits {
-    pub login: RateLimit,
-    pub refresh: RateLimit,
+pub struct RateLimitsConfig {
+    pub login: RateLimitConfig,
+    pub refresh: RateLimitConfig,
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct RateLimit {
+pub struct RateLimitConfig {
     pub per_minute: u32,
     pub burst: u32,
 }
 
 #[derive(Clone, Debug)]
-pub struct SecurityEvents {
+pub struct SecurityEventsConfig {
     pub new_ip: bool,
     pub new_device: bool,
     pub retain: Duration,
     /// Where events are POSTed (SPEC 11); `None` when no `url` is set.
-    pub webhook: Option<Webhook>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// `security_events.webhook` (SPEC 11).
 #[derive(Clone, Debug)]
-pub struct Webhook {
+pub struct WebhookConfig {
     /// An `http://` or `https://` URL without credentials.
     pub url: http::Uri,
     /// The HMAC-SHA256 key: the string's bytes, at least 32 of them.
@@ -368,8 +389,8 @@ pub(super) fn header_name(n: &Node, key: &str, default: &str, p: &mut Problems) 
     })
 }
 
-pub fn default_routes() -> Vec<Route> {
-    let r = |prefix: &str, auth| Route {
+pub fn default_routes() -> Vec<RouteConfig> {
+    let r = |prefix: &str, auth| RouteConfig {
         matcher: PathMatch::Prefix(prefix.into()),
         auth,
         methods: None,

@@ -1,8 +1,15 @@
 //! Sections `server` and `upstream`.
 
-use super::*;
+use std::path::Path;
 
-pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server {
+use ipnet::IpNet;
+
+use super::{
+    header_name, required_file, resolve, socket_addr, ServerConfig, TlsConfig, UpstreamConfig, SECS,
+};
+use crate::config::reader::{Node, Problems};
+
+pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> ServerConfig {
     let n = root.child(
         "server",
         &[
@@ -37,7 +44,7 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
     }
     let tls = n.get("tls").map(|_| {
         let t = n.child("tls", &["cert_file", "key_file"], p);
-        Tls {
+        TlsConfig {
             cert_file: required_file(&t, "cert_file", base, p),
             key_file: required_file(&t, "key_file", base, p),
         }
@@ -47,7 +54,7 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
     if header_read_timeout.is_zero() {
         p.add(&n.key_path("header_read_timeout"), "must be more than 0s");
     }
-    Server {
+    ServerConfig {
         listen,
         admin_listen,
         shutdown_grace: n.duration("shutdown_grace", SECS(10), p),
@@ -66,7 +73,7 @@ pub(super) fn read_server(root: &Node, base: &Path, p: &mut Problems) -> Server 
     }
 }
 
-pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstream {
+pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> UpstreamConfig {
     let n = root.child(
         "upstream",
         &[
@@ -121,7 +128,7 @@ pub(super) fn read_upstream(root: &Node, base: &Path, p: &mut Problems) -> Upstr
         }
         Some(name)
     };
-    Upstream {
+    UpstreamConfig {
         url,
         tls,
         host,
