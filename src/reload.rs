@@ -16,169 +16,25 @@
 //! reload's, so a touch or an unrelated file in the same directory costs a
 //! few small reads and nothing else.
 
-use std::collections::HashSet;
+mod build;
+mod watch;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notify::Watcher;
 use secrecy::ExposeSecret;
 
-use crate::admin::operator::Operator;
-use crate::admin::{Admin, AdminSettings};
-use crate::auth::keys::TokenKey;
-use crate::auth::Authenticator;
+pub use build::{Built, Fixed, Services};
+
+use crate::admin::Admin;
 use crate::config::{Config, StoreConfig};
-use crate::events::webhook::Webhook;
-use crate::metrics::Metrics;
-use crate::proxy::api::AuthApi;
-use crate::proxy::gateway::Gateway;
-use crate::proxy::login::LoginForwarder;
-use crate::proxy::rewrite::Rewrite;
 use crate::proxy::upstream::Upstream;
-use crate::revocation::RevocationList;
-use crate::server::{Current, Live};
+use crate::server::Current;
 use crate::sessions::Sessions;
 use crate::shutdown::ShutdownWatch;
-use crate::store::SessionStore;
-
-/// Events closer together than this are one change (a certificate and its
-/// key written one after the other).
-const SETTLE: Duration = Duration::from_millis(300);
-
-/// What lives as long as the process: a reload builds on it, never replaces it.
-#[derive(Clone)]
-pub struct Fixed {
-    pub metrics: Arc<Metrics>,
-    pub store: Arc<dyn SessionStore>,
-    pub revocations: Arc<RevocationList>,
-}
-
-/// Everything built from one config that a reload replaces.
-pub struct Built {
-    pub live: Live,
-    pub admin: AdminSettings,
-    pub services: Services,
-}
-
-/// The rest of a [`Built`]: what background work uses.
-pub struct Services {
-    pub sessions: Arc<Sessions>,
-    pub webhook: Option<Arc<Webhook>>,
-    /// The `upstream.ca_file` content it was built with.
-    upstream_ca: Option<Vec<u8>>,
-}
-
-/// A previous build's upstream, kept (with every worker's idle connections
-/// to it) when neither its settings nor its CA file changed.
-struct KeepUpstream {
-    config: crate::config::UpstreamConfig,
-    ca: Option<Vec<u8>>,
-    upstream: Arc<Upstream>,
-}
-
-impl Built {
-    /// Blocking: reads the TLS files and may resolve the upstream's name.
-    /// The error names the key path.
-    pub fn new(config: &Config, keys: &[Arc<TokenKey>], fixed: &Fixed) -> Result<Built, String> {
-        Self::reusing(config, keys, fixed, None)
-    }
-
-    fn reusing(
-        config: &Config,
-        keys: &[Arc<TokenKey>],
-        fixed: &Fixed,
-        keep: Option<KeepUpstream>,
-    ) -> Result<Built, String> {
-        let upstream_ca =
-            match &config.upstream.ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    format!("upstream.ca_file: cannot read {}: {e}", path.display())
-                })?),
-                None => None,
-            };
-        let upstream = match keep {
-            Some(k) if k.config == config.upstream && k.ca == upstream_ca => k.upstream,
-            _ => Upstream::new(&config.upstream)?,
-        };
-        let webhook = match &config.security_events.webhook {
-            Some(w) => Some(
-                Webhook::new(w, fixed.metrics.clone())
-                    .map_err(|e| format!("security_events.webhook.{e}"))?,
-            ),
-            None => None,
-        };
-        let tls = match &config.server.tls {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-                crate::tls::server_config(&t.cert_file, &t.key_file, config.server.http2)
-                    .map_err(|e| format!("server.tls: {e}"))?,
-            ))),
-            None => None,
-        };
-        let sessions = Arc::new(
-            Sessions::new(
-                config,
-                keys,
-                fixed.store.clone(),
-                fixed.revocations.clone(),
-                fixed.metrics.clone(),
-            )
-            .with_webhook(webhook.clone()),
-        );
-        let auth = Arc::new(Authenticator::new(
-            &config.tokens,
-            keys,
-            fixed.revocations.clone(),
-            fixed.metrics.clone(),
-        ));
-        let rewrite = Arc::new(Rewrite {
-            identity: config.identity_headers.clone(),
-            tls: config.server.tls.is_some(),
-            refresh_cookie: config
-                .sessions
-                .refresh_cookie
-                .as_ref()
-                .map(|c| c.name.clone()),
-        });
-        let login = config
-            .login
-            .clone()
-            .map(|l| LoginForwarder::new(l, config.upstream.revoke_header.clone()));
-        let api = AuthApi::new(
-            config,
-            keys,
-            sessions.clone(),
-            auth.clone(),
-            rewrite.clone(),
-            login,
-        );
-        let server = &config.server;
-        Ok(Built {
-            live: Live {
-                gateway: Gateway::new(config, auth, api, rewrite, fixed.metrics.clone()),
-                upstream,
-                tls,
-                http2: server.http2,
-                header_read_timeout: server.header_read_timeout,
-                max_headers: server.max_headers,
-                max_header_bytes: server.max_header_bytes,
-            },
-            admin: AdminSettings {
-                operator: config
-                    .admin
-                    .token
-                    .as_ref()
-                    .map(|t| Operator::new(t, sessions.clone())),
-                head_timeout: server.header_read_timeout,
-            },
-            services: Services {
-                sessions,
-                webhook,
-                upstream_ca,
-            },
-        })
-    }
-}
+use build::KeepUpstream;
+use watch::{concerns, fingerprint, DirWatch, SETTLE};
 
 /// Keeps the running config current: answers SIGHUP and file changes.
 pub struct Reloader {
@@ -372,85 +228,6 @@ impl Reloader {
     }
 }
 
-/// Whether a change to `paths` may concern `files`: one of them, or the
-/// `..data` link swap of a Kubernetes volume in one of their directories.
-fn concerns(paths: &[PathBuf], files: &[PathBuf]) -> bool {
-    paths.iter().any(|p| {
-        files.contains(p)
-            || (p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".."))
-                && files.iter().any(|f| f.parent() == p.parent()))
-    })
-}
-
-/// Each file's SHA-256 (`None`: unreadable), read off the runtime.
-async fn fingerprint(files: Vec<PathBuf>) -> Vec<Option<Vec<u8>>> {
-    let read = move || {
-        files
-            .iter()
-            .map(|f| {
-                let bytes = std::fs::read(f).ok()?;
-                Some(
-                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
-                        .as_ref()
-                        .to_vec(),
-                )
-            })
-            .collect()
-    };
-    tokio::task::spawn_blocking(read).await.unwrap_or_default()
-}
-
-/// Watches directories and sends the paths of each change.
-struct DirWatch {
-    watcher: Option<notify::RecommendedWatcher>,
-    dirs: HashSet<PathBuf>,
-}
-
-impl DirWatch {
-    fn new(tx: tokio::sync::mpsc::UnboundedSender<Vec<PathBuf>>) -> DirWatch {
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                let _ = tx.send(event.paths);
-            }
-        });
-        let watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the config's files; reload with SIGHUP");
-                None
-            }
-        };
-        DirWatch {
-            watcher,
-            dirs: HashSet::new(),
-        }
-    }
-
-    /// Adds the directories of `files` not watched yet.
-    fn watch(&mut self, files: &[PathBuf]) {
-        let Some(watcher) = &mut self.watcher else {
-            return;
-        };
-        for dir in files.iter().filter_map(|f| f.parent()) {
-            if self.dirs.contains(dir) {
-                continue;
-            }
-            match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    self.dirs.insert(dir.to_owned());
-                }
-                Err(e) => tracing::warn!(
-                    dir = %dir.display(),
-                    error = %e,
-                    "cannot watch a config directory; reload with SIGHUP"
-                ),
-            }
-        }
-    }
-}
-
 /// The key paths whose change a reload cannot apply, compared with the
 /// config the process started with.
 fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
@@ -489,20 +266,6 @@ fn same_store(a: &StoreConfig, b: &StoreConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_kubernetes_volume_swap_concerns_the_files_in_that_directory() {
-        let files = [
-            PathBuf::from("/etc/sg/tls.crt"),
-            PathBuf::from("/c/sg.yaml"),
-        ];
-        let is = |p: &str| concerns(&[PathBuf::from(p)], &files);
-        assert!(is("/etc/sg/tls.crt"));
-        assert!(is("/etc/sg/..data"));
-        assert!(is("/c/sg.yaml"));
-        assert!(!is("/c/sessiongate.db-wal"), "the store next to the config");
-        assert!(!is("/other/..data"));
-    }
 
     #[test]
     fn only_listeners_store_threads_and_revocation_need_a_restart() {

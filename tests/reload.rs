@@ -38,9 +38,18 @@ fn wait_reloads(sc: &Sidecar, result: &str, n: f64) {
     }
 }
 
+/// Replaces the running sidecar's config file with `text` the way editors
+/// and Kubernetes do (a new file renamed over the old one), so no reload
+/// can read it half-written and count an extra refusal.
+fn replace_config(sc: &Sidecar, text: &str) {
+    let tmp = sc.dir().join(".sessiongate.yaml.new");
+    std::fs::write(&tmp, text).expect("write the new config");
+    std::fs::rename(&tmp, sc.cfg.path()).expect("rename it into place");
+}
+
 /// Rewrites the running sidecar's config file from `sc.cfg.config`.
 fn rewrite(sc: &Sidecar) {
-    sc.cfg.write();
+    replace_config(sc, &common::yaml::to_yaml(&sc.cfg.config));
 }
 
 /// Waits until the logs contain every one of `needles` (they are flushed
@@ -132,7 +141,7 @@ fn an_invalid_change_keeps_the_running_config_and_is_counted() {
     let good = sc.cfg.config.clone();
     let mut bad = good.clone();
     bad["tokens"]["keys"][0]["private_key_file"] = json!(sc.dir().join("gone.pem"));
-    std::fs::write(sc.cfg.path(), common::yaml::to_yaml(&bad)).expect("write");
+    replace_config(&sc, &common::yaml::to_yaml(&bad));
     wait_reloads(&sc, "error", 1.0);
     wait_logged(
         &sc,
@@ -149,12 +158,12 @@ fn an_invalid_change_keeps_the_running_config_and_is_counted() {
     assert_eq!(s(&sc.login("bob"), "token_type"), "Bearer");
 
     // A YAML syntax error: refused too.
-    std::fs::write(sc.cfg.path(), "upstream: [unclosed\n").expect("write");
+    replace_config(&sc, "upstream: [unclosed\n");
     wait_reloads(&sc, "error", 2.0);
     assert_eq!(sc.get(PRIVATE, Some(&token)).status, 200);
 
     // The same file again is no new change; fixing it reloads.
-    std::fs::write(sc.cfg.path(), common::yaml::to_yaml(&good)).expect("write");
+    replace_config(&sc, &common::yaml::to_yaml(&good));
     wait_reloads(&sc, "ok", 1.0);
     assert_eq!(sc.metric(RELOADS, &[("result", "error")]), 2.0);
     assert_eq!(sc.metric(last_ok, &[]), 1.0);
@@ -173,7 +182,7 @@ fn a_key_file_that_holds_no_key_refuses_the_reload() {
     std::fs::write(&not_a_key, "this is no PEM\n").expect("write");
     let mut bad = sc.cfg.config.clone();
     bad["tokens"]["keys"][0]["private_key_file"] = json!(not_a_key);
-    std::fs::write(sc.cfg.path(), common::yaml::to_yaml(&bad)).expect("write");
+    replace_config(&sc, &common::yaml::to_yaml(&bad));
     wait_logged(
         &sc,
         &[
