@@ -867,6 +867,7 @@ class Client implements SessionClient {
       // Refreshing with them would be a reuse and end the session; the marker
       // lock that tab still holds says so, consistently, so wait instead.
       const wouldRefresh = before !== null && (before.accessToken === stale || !this.#usable(before));
+      if (wouldRefresh && this.#superseded(before)) return this.#onSuperseded(before);
       if (wouldRefresh && (await this.#rotatedElsewhere(before.accessToken))) {
         return this.#awaitTokensNewerThan(before.accessToken);
       }
@@ -1077,8 +1078,10 @@ class Client implements SessionClient {
 
   /** This tab holds spent tokens: take the current ones if they show up, else sign this tab (only) out. */
   async #onSuperseded(stale: TokenState): Promise<TokenState> {
-    // Shared storage can show the ledger entry before the tokens it names.
-    const fresh = await this.#awaitTokensNewerThan(stale.accessToken, FOLLOW_MS).catch(() => null);
+    // Shared storage can show the ledger entry before the tokens it names
+    // (longer while the refreshing tab's marker says the rotation is recent).
+    const wait = (await this.#rotatedElsewhere(stale.accessToken)) ? ROTATED_MARK_MS : FOLLOW_MS;
+    const fresh = await this.#awaitTokensNewerThan(stale.accessToken, wait).catch(() => null);
     if (fresh !== null) return fresh;
     const had = this.#signedIn || this.#read() !== null;
     this.#forget(stale);
