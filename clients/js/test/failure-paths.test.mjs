@@ -234,3 +234,78 @@ test("the BroadcastChannel carries no token, only change signals", async (t) => 
     for (const token of tokens) assert.ok(!message.includes(token), `a token was broadcast: ${message.slice(0, 40)}…`);
   }
 });
+
+// ---- 6. timers, 401 codes, logout racing a refresh ----------------------------------
+
+// Proves a token living longer than setTimeout's 24.8-day limit is not refreshed at once.
+test("a 30-day token is not refreshed right away (setTimeout overflow)", async (t) => {
+  const { server, make } = await setup(t, { accessTtl: 30 * 86400 });
+  const { client } = make();
+  await client.login({ username: "alice", password: "pw" });
+  await sleep(300);
+  assert.equal(server.refreshCount(), 0);
+});
+
+// Proves only a 401 token_expired triggers refresh-and-retry; invalid_token is returned as is.
+test("a 401 invalid_token is returned as is, without a refresh", async (t) => {
+  const { server, make } = await setup(t);
+  const storage = fakeStorage();
+  const { client, events } = make({ storage });
+  await client.login({ username: "alice", password: "pw" });
+  storage.setItem(KEY, JSON.stringify({ ...stored(storage), accessToken: "at-forged" }));
+  const res = await client.fetch("/api/x");
+  assert.equal(res.status, 401);
+  assert.equal((await res.json()).error, "invalid_token");
+  assert.equal(server.refreshCount(), 0);
+  assert.equal(client.isSignedIn(), true);
+  assert.deepEqual(events, []);
+});
+
+// Proves a logout in one tab waits for another tab's refresh and ends the session with its tokens: the other tab sees "logged_out", not a revocation.
+test("logout while another tab refreshes: the refresh finishes first, the other tab sees logged_out", async (t) => {
+  const { server, make } = await setup(t, { refreshDelayMs: 150 });
+  const storage = fakeStorage();
+  const locks = fakeLocks();
+  const a = make({ storage, locks });
+  const b = make({ storage, locks });
+  await a.client.login({ username: "alice", password: "pw" });
+  await sleep(20);
+  const refreshing = a.client.refresh();
+  await sleep(20); // tab A holds the lock, its request is at the server
+  assert.equal(await b.client.logout(), true);
+  await refreshing;
+  await sleep(50);
+  assert.deepEqual(a.events.map((e) => e.reason), ["logged_out"]);
+  assert.equal(a.client.isSignedIn(), false);
+  assert.equal(reused(server), 0);
+  assert.deepEqual(server.events.filter((e) => e.type === "revoked").map((e) => e.reason), ["logout"]);
+});
+
+// Proves a logout with an access token the server no longer takes falls back to the refresh token and still ends the session.
+test("logout falls back to the refresh token when the server refuses the access token", async (t) => {
+  const { server, make } = await setup(t);
+  const { client } = make();
+  const { sessionId } = await client.login({ username: "alice", password: "pw" });
+  server.expireAccessTokens(); // the client's clock still calls it valid
+  assert.equal(await client.logout(), true);
+  assert.equal(server.sessions.get(sessionId).revoked, true);
+  assert.equal(reused(server), 0);
+});
+
+// ---- 7. the default storage survives a reload -----------------------------------------
+
+// Proves the default storage is localStorage when the page has it: a reload keeps the session.
+test("default storage: a reloaded page is still signed in", async (t) => {
+  const localStorage = fakeStorage();
+  globalThis.localStorage = localStorage;
+  t.after(() => delete globalThis.localStorage);
+  const { make } = await setup(t);
+  const { client } = make({ storage: undefined });
+  const { sessionId } = await client.login({ username: "alice", password: "pw" });
+  assert.ok(localStorage.getItem(KEY), "tokens not in localStorage");
+  client.close();
+  const reloaded = make({ storage: undefined }).client;
+  assert.equal(await reloaded.resume(), true);
+  assert.equal(reloaded.currentSessionId(), sessionId);
+  assert.equal((await reloaded.fetch("/api/x")).status, 200);
+});

@@ -10,7 +10,7 @@ export function faultyFetch(inner = fetch) {
   /** Every request the client made: {method, path, at, authorization, body}. */
   const attempts = [];
   const fn = async (input, init) => {
-    const req = new Request(input, init);
+    const req = new Request(input instanceof Request ? input.clone() : input, init);
     const path = new URL(req.url).pathname;
     attempts.push({
       method: req.method, path, at: Date.now(),
