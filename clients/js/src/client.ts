@@ -1222,8 +1222,8 @@ class Client implements SessionClient {
     for (;;) {
       if (this.#closed) return;
       const current = this.#read();
-      if (current !== null && current.obtainedAt > obtainedAt) return;
-      if (current !== null && current.obtainedAt === obtainedAt) {
+      if (current !== null && current.obtainedAt >= obtainedAt) {
+        if (current.obtainedAt > obtainedAt) return; // This tab holds newer ones: old news.
         this.#schedule(current);
         const wasSignedIn = this.#signedIn;
         this.#signedIn = true;

@@ -84,11 +84,13 @@ test("epoch guard: tokens from a refresh that outlived a sign-out are not stored
   const { make } = await setup(t);
   const faults = faultyFetch();
   const storage = fakeStorage();
-  const { client } = make({ storage, fetch: faults.fetch });
+  // No channel, no locks: the refresh request leaves at once.
+  const { client } = make({ storage, fetch: faults.fetch, channelName: null, locks: null });
   await client.login({ username: "alice", password: "pw" });
   faults.on(REFRESH, late(200));
   const refreshing = client.refresh().catch((err) => err);
   await sleep(50);
+  assert.equal(faults.count(REFRESH), 1, "the refresh request was sent");
   await client.revokeAll(); // signs out while the refresh answer is on its way
   const outcome = await refreshing;
   assert.equal(outcome?.code, "not_signed_in");

@@ -240,10 +240,17 @@ test("the BroadcastChannel carries no token, only change signals", async (t) => 
 // Proves a token living longer than setTimeout's 24.8-day limit is not refreshed at once.
 test("a 30-day token is not refreshed right away (setTimeout overflow)", async (t) => {
   const { server, make } = await setup(t, { accessTtl: 30 * 86400 });
+  const delays = [];
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = (fn, ms, ...args) => (delays.push(ms ?? 0), realSetTimeout(fn, ms, ...args));
+  t.after(() => (globalThis.setTimeout = realSetTimeout));
   const { client } = make();
   await client.login({ username: "alice", password: "pw" });
   await sleep(300);
+  globalThis.setTimeout = realSetTimeout;
   assert.equal(server.refreshCount(), 0);
+  assert.ok(delays.every((ms) => ms <= 2 ** 31 - 1), "a delay setTimeout can't hold was set");
+  assert.ok(delays.length < 50, `the timer spins: ${delays.length} timeouts in 300 ms`);
 });
 
 // Proves only a 401 token_expired triggers refresh-and-retry; invalid_token is returned as is.
