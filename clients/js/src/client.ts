@@ -1137,8 +1137,9 @@ class Client implements SessionClient {
         const current = this.#read();
         if (current === null) return;
         const backoff = Math.min(30_000, 1000 * 2 ** this.#retryAttempt++);
-        const wait = err instanceof SessionError && err.retryAfter !== null ? err.retryAfter * 1000 : backoff;
-        this.#schedule(current, wait);
+        // A Retry-After (this one, or one still running) says how long exactly.
+        const retryAfterMs = this.#notBefore - Date.now();
+        this.#schedule(current, retryAfterMs > 0 ? retryAfterMs : backoff);
       },
     );
   }
