@@ -626,8 +626,9 @@ async function restoredTabScenario(browser, upPort) {
     const tabA = await openDemo(context, url, errors, "A");
     await signIn(tabA);
     const snapshot = await tabA.evaluate((key) => sessionStorage.getItem(key), KEY);
-    // Tab A refreshes in the background while the other tab is discarded.
-    await waitFor("three refreshes in tab A", async () => (await demoLog(tabA)).localRefresh >= 3, 5 * ACCESS_TTL_S * 1000);
+    // Tab A refreshes in the background while the other tab is discarded,
+    // until its 10 s "rotated" marker for the snapshot's tokens is gone.
+    await waitFor("four refreshes in tab A", async () => (await demoLog(tabA)).localRefresh >= 4, 6 * ACCESS_TTL_S * 1000);
     const restored = await context.newPage();
     restored.on("pageerror", (err) => errors.push(`restored: ${err.message}`));
     await restored.addInitScript(([key, value]) => {
