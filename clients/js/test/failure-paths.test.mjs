@@ -316,3 +316,36 @@ test("default storage: a reloaded page is still signed in", async (t) => {
   assert.equal(reloaded.currentSessionId(), sessionId);
   assert.equal((await reloaded.fetch("/api/x")).status, 200);
 });
+
+// Proves the election (no Web Locks) tolerates a rival's claim that arrives 100 ms late: this tab waits instead of refreshing too.
+test("election without Web Locks: a rival claim 100 ms late still wins, this tab does not refresh", async (t) => {
+  const { server, make } = await setup(t);
+  const channelName = `election-${process.pid}`;
+  const rival = new BroadcastChannel(channelName);
+  t.after(() => rival.close());
+  rival.onmessage = (e) => {
+    // A busy tab: its claim (lowest id) goes out 100 ms after ours arrived.
+    if (e.data?.type === "claim") setTimeout(() => rival.postMessage({ type: "claim", from: "0000" }), 100);
+  };
+  const storage = fakeStorage();
+  const { client } = make({ storage, channelName, locks: null });
+  await client.login({ username: "alice", password: "pw" });
+  const refreshing = client.refresh().catch((err) => err);
+  await sleep(600);
+  assert.equal(server.refreshCount(), 0, "both tabs would have refreshed with the same token");
+  // The rival finishes: it wrote new tokens to the shared storage and says so.
+  const res = await fetch(`${server.url}/v1/auth/refresh`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: stored(storage).refreshToken }),
+  });
+  const body = await res.json();
+  const now = Date.now();
+  const state = { accessToken: body.access_token, expiresAt: now + body.expires_in * 1000, obtainedAt: now, sessionId: body.session_id, refreshToken: body.refresh_token };
+  storage.setItem(KEY, JSON.stringify(state));
+  rival.postMessage({ type: "changed", from: "0000", sessionId: state.sessionId, obtainedAt: now });
+  await refreshing;
+  assert.equal(stored(storage).accessToken, state.accessToken);
+  assert.equal(server.refreshCount(), 1);
+  assert.equal(reused(server), 0);
+});
