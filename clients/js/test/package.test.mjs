@@ -1,0 +1,37 @@
+// The package as an app installs it: both entry points in both module
+// formats, no runtime dependencies, and the bundler hints.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const pkg = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+
+// Proves `import` and `require` of the package name resolve to working builds with the same API.
+test("ESM and CommonJS entry points export the same API", async () => {
+  const esm = await import("@sessiongate/client");
+  const cjs = require("@sessiongate/client");
+  for (const name of ["createSessionClient", "createMemoryStorage", "SessionError", "END_MESSAGES", "describeUserAgent", "describeSecurityEvent"]) {
+    assert.equal(typeof esm[name], typeof cjs[name], name);
+    assert.notEqual(typeof cjs[name], "undefined", name);
+  }
+  const client = cjs.createSessionClient({ baseUrl: "https://app.example.test", channelName: null });
+  assert.equal(client.isSignedIn(), false);
+  client.close();
+  assert.equal(typeof (await import("@sessiongate/client/sessions-view")).mountSessionsView, "function");
+  assert.equal(typeof require("@sessiongate/client/sessions-view").mountSessionsView, "function");
+});
+
+// Proves the core stays free of runtime dependencies and tree-shakable.
+test("no runtime dependencies, sideEffects false, types for every entry point", () => {
+  assert.equal(pkg.dependencies, undefined);
+  assert.equal(pkg.peerDependencies, undefined);
+  assert.equal(pkg.sideEffects, false);
+  for (const entry of Object.values(pkg.exports)) {
+    if (typeof entry === "string") continue;
+    for (const file of [entry.types, entry.import, entry.require]) {
+      assert.ok(fs.existsSync(new URL(`../${file}`, import.meta.url)), `${file} missing`);
+    }
+  }
+});
