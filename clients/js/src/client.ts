@@ -1258,7 +1258,7 @@ class Client implements SessionClient {
 function defaultLocks(): LockManagerLike | null {
   if (typeof navigator === "undefined") return null;
   const locks = (navigator as { locks?: LockManagerLike }).locks;
-  return locks !== undefined && typeof locks.request === "function" ? locks : null;
+  return locks != null && typeof locks.request === "function" ? locks : null;
 }
 
 function notSignedIn(): SessionError {

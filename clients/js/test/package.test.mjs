@@ -23,10 +23,16 @@ test("ESM and CommonJS entry points export the same API", async () => {
   assert.equal(typeof require("@sessiongate/client/sessions-view").mountSessionsView, "function");
 });
 
-// Proves the core stays free of runtime dependencies and tree-shakable.
+// Proves the core stays free of runtime dependencies (React only for the optional ./react entry) and tree-shakable.
 test("no runtime dependencies, sideEffects false, types for every entry point", () => {
   assert.equal(pkg.dependencies, undefined);
-  assert.equal(pkg.peerDependencies, undefined);
+  assert.deepEqual(Object.keys(pkg.peerDependencies ?? {}), ["react"]);
+  assert.equal(pkg.peerDependenciesMeta.react.optional, true);
+  for (const file of fs.readdirSync(new URL("../dist/", import.meta.url))) {
+    if (!file.endsWith(".js") || file === "react.js") continue;
+    const code = fs.readFileSync(new URL(`../dist/${file}`, import.meta.url), "utf8");
+    assert.ok(!/from\s+["'](?!\.)/.test(code), `dist/${file} imports a package`);
+  }
   assert.equal(pkg.sideEffects, false);
   for (const entry of Object.values(pkg.exports)) {
     if (typeof entry === "string") continue;
