@@ -40,9 +40,9 @@ let passed = 0;
 let failed = 0;
 
 const watchdog = setTimeout(() => {
-  console.error("e2e: timed out after 240 s");
+  console.error("e2e: timed out after 360 s");
   void finish(1);
-}, 240_000);
+}, 360_000);
 
 async function finish(code) {
   clearTimeout(watchdog);
@@ -435,7 +435,241 @@ routes:
   });
 }
 
-main().then(
+// ---- issue 18: cookie mode and a restored tab (own sessiongate instances, own browser) ----
+
+const OUT_DIR = path.join(here, "out");
+const KEY = "sessiongate.session";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts one more sessiongate with its own key, store and ports; `sessions` is YAML for its `sessions:` block. */
+async function startGateway(name, upPort, sessions) {
+  const [gwPort, adminPort] = [await freePort(), await freePort()];
+  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+  const key = execFileSync(SG_BIN, ["keygen", "--alg", "EdDSA", "--kid", "k1"], { encoding: "utf8" });
+  fs.writeFileSync(path.join(dir, "k1.pem"), key, { mode: 0o600 });
+  const configPath = path.join(dir, "sessiongate.yaml");
+  fs.writeFileSync(
+    configPath,
+    `server:
+  listen: 127.0.0.1:${gwPort}
+  admin_listen: 127.0.0.1:${adminPort}
+upstream:
+  url: http://127.0.0.1:${upPort}
+tokens:
+  access_ttl: ${ACCESS_TTL_S}s
+  leeway: 0s
+  keys:
+    - kid: k1
+      alg: EdDSA
+      private_key_file: k1.pem
+sessions:
+${sessions}
+store:
+  backend: sqlite
+  sqlite:
+    path: ${path.join(dir, "sessiongate.db")}
+login: {}
+routes:
+  - { prefix: /app/, auth: none }
+  - { prefix: /, auth: required }
+`,
+  );
+  const logPath = path.join(dir, "sessiongate.log");
+  const logFd = fs.openSync(logPath, "w");
+  const proc = spawn(SG_BIN, ["run", "--config", configPath], { stdio: ["ignore", logFd, logFd] });
+  let exited = null;
+  proc.on("exit", (code, signal) => (exited = { code, signal }));
+  cleanups.push(async () => {
+    if (exited === null) {
+      proc.kill("SIGTERM");
+      await waitFor(`sessiongate (${name}) to stop`, () => exited !== null, 12_000).catch(() => proc.kill("SIGKILL"));
+    }
+    if (failed > 0) {
+      const log = fs.readFileSync(logPath, "utf8").split("\n").slice(-20).join("\n");
+      console.log(`--- last lines of the sessiongate (${name}) log ---\n${log}`);
+    }
+  });
+  const admin = `http://127.0.0.1:${adminPort}`;
+  await waitFor(`sessiongate (${name}) /readyz`, async () => {
+    if (exited !== null) throw new Error(`sessiongate (${name}) exited: ${JSON.stringify(exited)}`);
+    return fetch(`${admin}/readyz`).then((r) => r.status === 200, () => false);
+  }, 30_000, 200);
+  return { gw: `http://127.0.0.1:${gwPort}`, admin };
+}
+
+async function openDemo(context, url, errors, name) {
+  const page = await context.newPage();
+  page.on("pageerror", (err) => errors.push(`${name}: ${err.message}`));
+  await page.goto(url);
+  await page.waitForFunction(() => window.demo?.ready === true);
+  return page;
+}
+
+async function signIn(page) {
+  await page.fill("#username", "alice");
+  await page.fill("#password", PASSWORD);
+  await page.click("#sign-in");
+  await page.waitForSelector("#app:not([hidden])");
+}
+
+const demoLog = (page) => page.evaluate(() => ({ ...window.demo.log, signedIn: window.demo.client.isSignedIn() }));
+
+async function shot(page, file) {
+  await page.screenshot({ path: path.join(OUT_DIR, file), fullPage: true });
+}
+
+async function issue18Scenarios() {
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+  const upPort = await freePort();
+  const upstream = await startUpstream(upPort);
+  cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic"],
+  });
+  cleanups.push(() => browser.close());
+  await cookieModeScenario(browser, upPort);
+  await restoredTabScenario(browser, upPort);
+}
+
+/** Cookie mode (HttpOnly refresh cookie): forced 401 -> refresh -> retry, the real session_expired, logout. */
+async function cookieModeScenario(browser, upPort) {
+  const ABSOLUTE_S = 25;
+  const { gw, admin } = await startGateway(
+    "cookie",
+    upPort,
+    `  reuse_grace: 0s
+  absolute_lifetime: ${ABSOLUTE_S}s
+  refresh_cookie: { name: sg_refresh, path: /v1/auth, secure: false, same_site: Strict }`,
+  );
+  const context = await browser.newContext();
+  cleanups.push(() => context.close());
+  const errors = [];
+  const url = `${gw}/app/?cookie`;
+  const page = await openDemo(context, url, errors, "cookie");
+  let signedInAt = 0;
+
+  await step("cookie mode: login keeps the refresh token out of JavaScript (screenshot)", async () => {
+    await signIn(page);
+    signedInAt = Date.now();
+    const state = await page.evaluate((key) => JSON.parse(localStorage.getItem(key)), KEY);
+    check(state.refreshToken === null, "a refresh token is in localStorage");
+    check(!(await page.evaluate(() => document.cookie)).includes("sg_refresh"), "the refresh cookie is readable from JavaScript");
+    const cookie = (await context.cookies(`${gw}/v1/auth/refresh`)).find((c) => c.name === "sg_refresh");
+    check(cookie && cookie.httpOnly, `refresh cookie: ${JSON.stringify(cookie && { ...cookie, value: "…" })}`);
+    await page.waitForSelector("#sessions .sg-session");
+    await shot(page, "cookie-signed-in.png");
+  });
+
+  await step("cookie mode: a 401 token_expired from the server is refreshed with the cookie and retried", async () => {
+    // The client's clock says the token is good for an hour; the server's says it expired.
+    await page.evaluate((key) => {
+      window.demo.client.close(); // no background refresh: the first call must meet the 401
+      const state = JSON.parse(localStorage.getItem(key));
+      localStorage.setItem(key, JSON.stringify({ ...state, expiresAt: Date.now() + 3_600_000 }));
+    }, KEY);
+    await sleep((ACCESS_TTL_S + 1) * 1000);
+    const seen = [];
+    page.on("response", (r) => {
+      const p = new URL(r.url()).pathname;
+      if (p === "/api/whoami" || p === "/v1/auth/refresh") seen.push(`${r.request().method()} ${p} ${r.status()}`);
+    });
+    const rotatedBefore = await metric(admin, "sessiongate_refresh_total", { result: "rotated" });
+    const result = await page.evaluate(async () => {
+      const res = await window.demo.client.fetch("/api/whoami");
+      return `${res.status} ${await res.text()}`;
+    });
+    check(result.startsWith("200") && result.includes("user-alice"), `call: ${result}`);
+    check(
+      JSON.stringify(seen) === JSON.stringify(["GET /api/whoami 401", "POST /v1/auth/refresh 200", "GET /api/whoami 200"]),
+      `requests: ${seen.join(", ")}`,
+    );
+    check((await metric(admin, "sessiongate_refresh_total", { result: "rotated" })) === rotatedBefore + 1, "not exactly one rotation");
+  });
+
+  await step("cookie mode: the server's session_expired reaches the user as its message (screenshot)", async () => {
+    await page.goto(url); // a fresh client on the same session (localStorage + cookie)
+    await page.waitForFunction(() => window.demo?.ready === true);
+    check(await page.isVisible("#app"), "the reload did not resume the session");
+    const left = signedInAt + ABSOLUTE_S * 1000 - Date.now();
+    await page.waitForSelector("#banner:not([hidden])", { timeout: left + 3 * ACCESS_TTL_S * 1000 });
+    const banner = await page.textContent("#banner");
+    check(banner === "Your session has expired. Please sign in again.", `banner: ${banner}`);
+    check(await page.isVisible("#login"), "the login form is not shown");
+    check((await demoLog(page)).ended.includes("session_expired"), "no session_expired event");
+    await shot(page, "cookie-session-expired.png");
+  });
+
+  await step("cookie mode: logout reports whether the server ended the session; a failed one is finished on reload", async () => {
+    await signIn(page);
+    check(await page.evaluate(() => window.demo.client.logout()), "logout() said the server did not end the session");
+    check(!(await context.cookies(`${gw}/v1/auth/refresh`)).some((c) => c.name === "sg_refresh"), "the refresh cookie survived the logout");
+
+    await signIn(page);
+    const token = await page.evaluate((key) => JSON.parse(localStorage.getItem(key)).accessToken, KEY);
+    await context.setOffline(true);
+    const ended = await page.evaluate(() => window.demo.client.logout());
+    await context.setOffline(false);
+    check(ended === false, "logout() claimed success while offline");
+    check((await context.cookies(`${gw}/v1/auth/refresh`)).some((c) => c.name === "sg_refresh"), "setup: the cookie should still be there");
+    await page.goto(url);
+    await page.waitForFunction(() => window.demo?.ready === true);
+    check(await page.isVisible("#login"), "the reload resumed the session the user signed out of");
+    const res = await fetch(`${gw}/api/whoami`, { headers: { Authorization: `Bearer ${token}` } });
+    check(res.status === 401 && (await res.json()).error === "session_revoked", `the old session still works: ${res.status}`);
+    check(errors.length === 0, `page errors: ${errors.join("; ")}`);
+  });
+}
+
+/**
+ * A tab restored from per-tab storage (sessionStorage, as after Memory Saver
+ * discarded it) with tokens other tabs have rotated since: it must not spend
+ * them (reuse_grace 0s would revoke the session in every tab).
+ */
+async function restoredTabScenario(browser, upPort) {
+  const { gw, admin } = await startGateway("restored", upPort, "  reuse_grace: 0s");
+  const context = await browser.newContext();
+  cleanups.push(() => context.close());
+  const errors = [];
+  const url = `${gw}/app/?storage=session`;
+
+  await step("restored tab: an outdated per-tab copy of the tokens is never spent (screenshot)", async () => {
+    const tabA = await openDemo(context, url, errors, "A");
+    await signIn(tabA);
+    const snapshot = await tabA.evaluate((key) => sessionStorage.getItem(key), KEY);
+    // Tab A refreshes in the background while the other tab is discarded,
+    // until its 10 s "rotated" marker for the snapshot's tokens is gone.
+    await waitFor("four refreshes in tab A", async () => (await demoLog(tabA)).localRefresh >= 4, 6 * ACCESS_TTL_S * 1000);
+    const restored = await context.newPage();
+    restored.on("pageerror", (err) => errors.push(`restored: ${err.message}`));
+    await restored.addInitScript(([key, value]) => {
+      if (!sessionStorage.getItem("e2e.restored")) {
+        sessionStorage.setItem(key, value);
+        sessionStorage.setItem("e2e.restored", "1");
+      }
+    }, [KEY, snapshot]);
+    await restored.goto(url);
+    await restored.waitForFunction(() => window.demo?.ready === true);
+    await restored.waitForSelector("#banner:not([hidden])");
+    const banner = await restored.textContent("#banner");
+    check(banner === "Your session continued in another tab. Please sign in again here.", `banner: ${banner}`);
+    check((await demoLog(restored)).ended.join() === "superseded", `ended: ${(await demoLog(restored)).ended}`);
+    await shot(restored, "restored-tab.png");
+    const reused = await metric(admin, "sessiongate_refresh_total", { result: "reused" });
+    check(reused === 0, `the restored tab presented a spent refresh token (${reused})`);
+    await tabA.click("#call");
+    await tabA.waitForFunction(() => /^\d/.test(document.querySelector("#result").textContent));
+    check((await tabA.textContent("#result")).startsWith("200"), "tab A lost its session");
+    check((await demoLog(tabA)).ended.length === 0, "tab A saw its session end");
+    await shot(tabA, "restored-tab-other-tab.png");
+    check(errors.length === 0, `page errors: ${errors.join("; ")}`);
+  });
+}
+
+main()
+  .then(() => issue18Scenarios())
+  .then(
   () => finish(0),
   (err) => {
     if (failed === 0) {

@@ -7,6 +7,13 @@
  *   theft) and revoked the whole session.
  * - `invalid_refresh_token`: the server does not know the refresh token (or, in
  *   cookie mode, no refresh cookie was sent).
+ * - `refresh_rejected`: the server refused the refresh for another reason that
+ *   trying again will not fix (any other 4xx, e.g. a 403 `invalid_request` for
+ *   a cookie refresh sent from another origin); the event's `code` names it.
+ * - `superseded`: this tab held a copy of the tokens that another tab had
+ *   already refreshed (a duplicated or restored tab with per-tab storage);
+ *   spending it would have been a reuse that ends the session everywhere, so
+ *   only this tab was signed out.
  * - `logged_out`: the user signed out in another tab.
  */
 export type SessionEndReason =
@@ -14,6 +21,8 @@ export type SessionEndReason =
   | "session_revoked"
   | "refresh_token_reused"
   | "invalid_refresh_token"
+  | "refresh_rejected"
+  | "superseded"
   | "logged_out";
 
 /** Messages an app can show as they are. */
@@ -22,6 +31,8 @@ export const END_MESSAGES: Readonly<Record<SessionEndReason, string>> = {
   session_revoked: "Your session was signed out. Please sign in again.",
   refresh_token_reused: "For your security, your session was signed out. Please sign in again.",
   invalid_refresh_token: "Your session has expired. Please sign in again.",
+  refresh_rejected: "Your session could not be continued. Please sign in again.",
+  superseded: "Your session continued in another tab. Please sign in again here.",
   logged_out: "You have been signed out.",
 };
 
@@ -89,11 +100,30 @@ export async function readServerError(res: Response): Promise<{ code: string; me
 export async function errorFromResponse(res: Response, fallbackCode?: string): Promise<SessionError> {
   const { code, message } = await readServerError(res);
   const finalCode = fallbackCode !== undefined && code.startsWith("http_") ? fallbackCode : code;
-  return new SessionError(finalCode, message, { status: res.status, retryAfter: parseRetryAfter(res) });
+  return new SessionError(finalCode, message, { status: res.status, retryAfter: parseRetryAfter(res.headers) });
 }
 
-function parseRetryAfter(res: Response): number | null {
-  const value = res.headers.get("Retry-After");
+/** Builds a SessionError from a failed response whose body was already read. */
+export function errorFromBody(res: Response, body: unknown): SessionError {
+  let code = `http_${res.status}`;
+  let message = `Request failed with status ${res.status}.`;
+  if (isRecord(body)) {
+    if (typeof body.error === "string" && body.error !== "") code = body.error;
+    if (typeof body.message === "string" && body.message !== "") message = body.message;
+  }
+  return new SessionError(code, message, { status: res.status, retryAfter: parseRetryAfter(res.headers) });
+}
+
+/**
+ * Whether a failed refresh may succeed later as it is: no answer, a timeout,
+ * 408, 425, 429 or a 5xx. Any other 4xx will be refused again.
+ */
+export function isTransient(status: number): boolean {
+  return status === 0 || status === 408 || status === 425 || status === 429 || status >= 500;
+}
+
+function parseRetryAfter(headers: Headers): number | null {
+  const value = headers.get("Retry-After");
   if (value === null) return null;
   const seconds = Number(value);
   if (Number.isFinite(seconds) && seconds >= 0) return seconds;

@@ -5,6 +5,7 @@
 export {
   createSessionClient,
   type FetchLike,
+  type GetAccessTokenOptions,
   type LockManagerLike,
   type LoginResult,
   type RefreshEvent,
@@ -17,6 +18,7 @@ export {
   type SessionClientOptions,
   type SessionEndedEvent,
   type SessionInfo,
+  type SessionSnapshot,
   type StateChangeEvent,
   type UpstreamRevokeScope,
 } from "./client.js";

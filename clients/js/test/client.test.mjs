@@ -263,11 +263,13 @@ test("cookie mode: resume without a cookie is a quiet 'signed out'", async (t) =
   assert.deepEqual(events, []);
 });
 
-test("two tabs sharing a BroadcastChannel (no Web Locks) refresh once; the other gets the tokens", async (t) => {
+// Proves the election over the channel (no Web Locks) lets one tab refresh and the other follow through shared storage.
+test("two tabs sharing a BroadcastChannel (no Web Locks) refresh once; the other follows via shared storage", async (t) => {
   const { server, make } = await setup(t, { refreshDelayMs: 50 });
-  // Per-tab storage, like sessionStorage or memory: tokens only travel by channel.
-  const a = make({ locks: null });
-  const b = make({ locks: null });
+  // Shared storage, like localStorage: the channel only says "changed".
+  const storage = fakeStorage();
+  const a = make({ locks: null, storage });
+  const b = make({ locks: null, storage });
   const bStates = [];
   b.client.on("statechange", (e) => bStates.push(e.signedIn));
   await a.client.login({ username: "alice", password: "pw" });

@@ -3,7 +3,14 @@ import { createSessionClient } from "./dist/index.js";
 import { mountSessionsView } from "./dist/sessions-view.js";
 
 const $ = (id) => document.getElementById(id);
-const client = createSessionClient({ baseUrl: location.origin, storage: localStorage });
+const params = new URLSearchParams(location.search);
+const client = createSessionClient({
+  baseUrl: location.origin,
+  // ?cookie: the refresh token is an HttpOnly cookie (sessions.refresh_cookie).
+  refreshCookie: params.has("cookie"),
+  // Default storage: localStorage. ?storage=session keeps the tokens per tab.
+  ...(params.get("storage") === "session" ? { storage: sessionStorage } : {}),
+});
 const log = { refresh: 0, localRefresh: 0, ended: [] };
 const demo = { client, log, view: null, ready: false };
 window.demo = demo;
@@ -78,7 +85,9 @@ $("call").addEventListener("click", async () => {
   }
 });
 
-$("logout").addEventListener("click", () => void client.logout());
+$("logout").addEventListener("click", async () => {
+  if (!(await client.logout())) showBanner("You are signed out here, but the server could not be reached to end the session.");
+});
 
 try {
   await client.resume();

@@ -332,9 +332,15 @@ export function fakeLocks() {
     get granted() {
       return granted;
     },
-    request(name, callback) {
+    // As navigator.locks: request(name, callback) or request(name, {signal}, callback).
+    request(name, options, callback) {
+      if (typeof options === "function") [options, callback] = [{}, options];
       const prev = tails.get(name) ?? Promise.resolve();
+      const signal = options.signal;
+      let mine = false;
       const run = prev.then(async () => {
+        if (signal?.aborted) throw signal.reason ?? new Error("aborted");
+        mine = true;
         granted++;
         held.set(name, (held.get(name) ?? 0) + 1);
         try {
@@ -346,7 +352,15 @@ export function fakeLocks() {
         }
       });
       tails.set(name, run.catch(() => undefined));
-      return run;
+      if (!signal) return run;
+      // An aborted wait rejects at once, as in browsers; the queue moves on without it.
+      return new Promise((resolve, reject) => {
+        const onAbort = () => {
+          if (!mine) reject(signal.reason ?? new Error("aborted"));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        run.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      });
     },
     async query() {
       return { held: [...held.keys()].map((name) => ({ name, mode: "exclusive" })), pending: [] };
