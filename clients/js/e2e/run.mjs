@@ -5,164 +5,26 @@
 //
 // Needs Debian's chromium (/usr/bin/chromium, or $CHROMIUM). Exits non-zero,
 // with a message, when the binary or the browser is missing.
-import http from "node:http";
-import net from "node:net";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { spawn, execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import {
+  CHROMIUM,
+  PASSWORD,
+  check,
+  createHarness,
+  here,
+  requirePrerequisites,
+  startSessiongate,
+  startUpstream,
+  waitFor,
+} from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const pkgDir = path.resolve(here, "..");
-const SG_BIN = process.env.SG_BIN ?? path.resolve(pkgDir, "../../target/release/sessiongate");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ACCESS_TTL_S = 5;
-const PASSWORD = "correct horse";
 
-function fail(message) {
-  console.error(`e2e: ${message}`);
-  process.exit(1);
-}
-
-if (!fs.existsSync(SG_BIN)) {
-  fail(`sessiongate binary not found at ${SG_BIN}. Build it (cargo build --release) or set SG_BIN. Nothing was tested.`);
-}
-if (!fs.existsSync(CHROMIUM)) {
-  fail(`Chromium not found at ${CHROMIUM}. Install it (apt-get install -y chromium) or set CHROMIUM. Nothing was tested.`);
-}
-if (!fs.existsSync(path.join(pkgDir, "dist/index.js"))) fail("dist/ is missing: run `npm run build` first.");
-
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sg-e2e-"));
-const cleanups = [];
-let passed = 0;
-let failed = 0;
-
-const watchdog = setTimeout(() => {
-  console.error("e2e: timed out after 360 s");
-  void finish(1);
-}, 360_000);
-
-async function finish(code) {
-  clearTimeout(watchdog);
-  for (const fn of cleanups.reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
-  console.log(`e2e: ${passed} passed, ${failed} failed`);
-  process.exit(code || (failed > 0 ? 1 : 0));
-}
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (err) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(err?.stack ?? err).split("\n").join("\n  ")}`);
-    throw err;
-  }
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-async function waitFor(what, fn, timeoutMs = 10_000, intervalMs = 100) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// ---- the upstream: POST /login, the demo page, the built client, /api/whoami ----
-
-const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".map": "application/json" };
-
-function startUpstream(port) {
-  const files = (urlPath) => {
-    if (urlPath === "/app/" || urlPath === "/app/index.html") return path.join(here, "demo/index.html");
-    if (urlPath === "/app/demo.js") return path.join(here, "demo/demo.js");
-    if (urlPath.startsWith("/app/dist/")) {
-      const file = path.resolve(pkgDir, "dist", urlPath.slice("/app/dist/".length));
-      return file.startsWith(path.join(pkgDir, "dist") + path.sep) ? file : null;
-    }
-    return null;
-  };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const url = new URL(req.url, "http://upstream");
-      if (req.method === "POST" && url.pathname === "/login") {
-        let body = null;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-        } catch {
-          // fall through to 400
-        }
-        if (!body || typeof body.username !== "string" || !/^[a-z]+$/.test(body.username)) {
-          res.writeHead(400, { "Content-Type": "application/json" }).end('{"error":"bad_request","message":"Bad login request."}');
-        } else if (body.password !== PASSWORD) {
-          res.writeHead(401, { "Content-Type": "application/json" }).end('{"error":"invalid_credentials","message":"Wrong username or password."}');
-        } else {
-          res.writeHead(200, {
-            "Content-Type": "application/json",
-            "X-Session-Subject": `user-${body.username}`,
-            "X-Session-Claims": '{"role":"user"}',
-          }).end("{}");
-        }
-        return;
-      }
-      if (req.method === "GET" && url.pathname === "/api/whoami") {
-        res.writeHead(200, { "Content-Type": "application/json" }).end(
-          JSON.stringify({
-            user: req.headers["x-auth-user-id"] ?? null,
-            session: req.headers["x-auth-session-id"] ?? null,
-            claims: req.headers["x-auth-claims"] ?? null,
-          }),
-        );
-        return;
-      }
-      const file = req.method === "GET" ? files(url.pathname) : null;
-      if (file && fs.existsSync(file)) {
-        res.writeHead(200, {
-          "Content-Type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream",
-          "Cache-Control": "no-store",
-        }).end(fs.readFileSync(file));
-        return;
-      }
-      res.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"Not found."}');
-    });
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
+requirePrerequisites("e2e", "index.js");
+const harness = createHarness({ prefix: "e2e", tmpPrefix: "sg-e2e-", watchdogSeconds: 360 });
+const { tmp, cleanups, step } = harness;
 
 // ---- metrics ----
 
@@ -181,69 +43,16 @@ async function metric(adminUrl, name, labels) {
 // ---- main ----
 
 async function main() {
-  const [gwPort, adminPort, upPort] = [await freePort(), await freePort(), await freePort()];
-  const gw = `http://127.0.0.1:${gwPort}`;
-  const admin = `http://127.0.0.1:${adminPort}`;
-
-  const upstream = await startUpstream(upPort);
-  cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
-
-  const key = execFileSync(SG_BIN, ["keygen", "--alg", "EdDSA", "--kid", "k1"], { encoding: "utf8" });
-  fs.writeFileSync(path.join(tmp, "k1.pem"), key, { mode: 0o600 });
-  const configPath = path.join(tmp, "sessiongate.yaml");
-  fs.writeFileSync(
-    configPath,
-    `server:
-  listen: 127.0.0.1:${gwPort}
-  admin_listen: 127.0.0.1:${adminPort}
-upstream:
-  url: http://127.0.0.1:${upPort}
-tokens:
-  access_ttl: ${ACCESS_TTL_S}s
-  leeway: 0s
-  keys:
-    - kid: k1
-      alg: EdDSA
-      private_key_file: k1.pem
-sessions:
-  reuse_grace: 0s          # strict: any duplicate refresh from the tabs would revoke the session
-store:
-  backend: sqlite
-  sqlite:
-    path: ${path.join(tmp, "sessiongate.db")}
-login: {}
-routes:
-  - { prefix: /app/, auth: none }
-  - { prefix: /, auth: required }
-`,
-  );
-
-  const logPath = path.join(tmp, "sessiongate.log");
-  const logFd = fs.openSync(logPath, "w");
-  const sg = spawn(SG_BIN, ["run", "--config", configPath], { stdio: ["ignore", logFd, logFd] });
-  let sgExited = null;
-  sg.on("exit", (code, signal) => (sgExited = { code, signal }));
-  cleanups.push(async () => {
-    if (sgExited === null) {
-      sg.kill("SIGTERM");
-      await waitFor("sessiongate to stop", () => sgExited !== null, 12_000).catch(() => sg.kill("SIGKILL"));
-    }
-    if (failed > 0) {
-      const log = fs.readFileSync(logPath, "utf8").split("\n").slice(-30).join("\n");
-      console.log(`--- last lines of the sessiongate log ---\n${log}`);
-    }
+  const { port: upPort } = await startUpstream(harness);
+  const { gw, admin, ready } = await startSessiongate(harness, {
+    dir: tmp,
+    upPort,
+    accessTtl: `${ACCESS_TTL_S}s`,
+    leeway: "0s",
+    sessions: ["reuse_grace: 0s          # strict: any duplicate refresh from the tabs would revoke the session"],
   });
 
-  await step("sessiongate starts and /readyz answers 200", async () => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (sgExited !== null) throw new Error(`sessiongate exited early: ${JSON.stringify(sgExited)} (see its log below)`);
-      const ok = await fetch(`${admin}/readyz`).then((r) => r.status === 200, () => false);
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error("GET /readyz did not answer 200 within 30 s");
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  });
+  await step("sessiongate starts and /readyz answers 200", ready);
 
   const userDataDir = fs.mkdtempSync(path.join(tmp, "chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -441,60 +250,12 @@ const OUT_DIR = path.join(here, "out");
 const KEY = "sessiongate.session";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts one more sessiongate with its own key, store and ports; `sessions` is YAML for its `sessions:` block. */
+/** Starts one more sessiongate with its own key, store and ports; `sessions` are the lines of its `sessions:` block. */
 async function startGateway(name, upPort, sessions) {
-  const [gwPort, adminPort] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
-  const key = execFileSync(SG_BIN, ["keygen", "--alg", "EdDSA", "--kid", "k1"], { encoding: "utf8" });
-  fs.writeFileSync(path.join(dir, "k1.pem"), key, { mode: 0o600 });
-  const configPath = path.join(dir, "sessiongate.yaml");
-  fs.writeFileSync(
-    configPath,
-    `server:
-  listen: 127.0.0.1:${gwPort}
-  admin_listen: 127.0.0.1:${adminPort}
-upstream:
-  url: http://127.0.0.1:${upPort}
-tokens:
-  access_ttl: ${ACCESS_TTL_S}s
-  leeway: 0s
-  keys:
-    - kid: k1
-      alg: EdDSA
-      private_key_file: k1.pem
-sessions:
-${sessions}
-store:
-  backend: sqlite
-  sqlite:
-    path: ${path.join(dir, "sessiongate.db")}
-login: {}
-routes:
-  - { prefix: /app/, auth: none }
-  - { prefix: /, auth: required }
-`,
-  );
-  const logPath = path.join(dir, "sessiongate.log");
-  const logFd = fs.openSync(logPath, "w");
-  const proc = spawn(SG_BIN, ["run", "--config", configPath], { stdio: ["ignore", logFd, logFd] });
-  let exited = null;
-  proc.on("exit", (code, signal) => (exited = { code, signal }));
-  cleanups.push(async () => {
-    if (exited === null) {
-      proc.kill("SIGTERM");
-      await waitFor(`sessiongate (${name}) to stop`, () => exited !== null, 12_000).catch(() => proc.kill("SIGKILL"));
-    }
-    if (failed > 0) {
-      const log = fs.readFileSync(logPath, "utf8").split("\n").slice(-20).join("\n");
-      console.log(`--- last lines of the sessiongate (${name}) log ---\n${log}`);
-    }
-  });
-  const admin = `http://127.0.0.1:${adminPort}`;
-  await waitFor(`sessiongate (${name}) /readyz`, async () => {
-    if (exited !== null) throw new Error(`sessiongate (${name}) exited: ${JSON.stringify(exited)}`);
-    return fetch(`${admin}/readyz`).then((r) => r.status === 200, () => false);
-  }, 30_000, 200);
-  return { gw: `http://127.0.0.1:${gwPort}`, admin };
+  const gateway = await startSessiongate(harness, { dir, name, upPort, accessTtl: `${ACCESS_TTL_S}s`, leeway: "0s", sessions });
+  await gateway.ready();
+  return gateway;
 }
 
 async function openDemo(context, url, errors, name) {
@@ -520,9 +281,7 @@ async function shot(page, file) {
 
 async function issue18Scenarios() {
   fs.mkdirSync(OUT_DIR, { recursive: true });
-  const upPort = await freePort();
-  const upstream = await startUpstream(upPort);
-  cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
+  const { port: upPort } = await startUpstream(harness);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -539,9 +298,11 @@ async function cookieModeScenario(browser, upPort) {
   const { gw, admin } = await startGateway(
     "cookie",
     upPort,
-    `  reuse_grace: 0s
-  absolute_lifetime: ${ABSOLUTE_S}s
-  refresh_cookie: { name: sg_refresh, path: /v1/auth, secure: false, same_site: Strict }`,
+    [
+      "reuse_grace: 0s",
+      `absolute_lifetime: ${ABSOLUTE_S}s`,
+      "refresh_cookie: { name: sg_refresh, path: /v1/auth, secure: false, same_site: Strict }",
+    ],
   );
   const context = await browser.newContext();
   cleanups.push(() => context.close());
@@ -628,7 +389,7 @@ async function cookieModeScenario(browser, upPort) {
  * them (reuse_grace 0s would revoke the session in every tab).
  */
 async function restoredTabScenario(browser, upPort) {
-  const { gw, admin } = await startGateway("restored", upPort, "  reuse_grace: 0s");
+  const { gw, admin } = await startGateway("restored", upPort, ["reuse_grace: 0s"]);
   const context = await browser.newContext();
   cleanups.push(() => context.close());
   const errors = [];
@@ -667,15 +428,4 @@ async function restoredTabScenario(browser, upPort) {
   });
 }
 
-main()
-  .then(() => issue18Scenarios())
-  .then(
-  () => finish(0),
-  (err) => {
-    if (failed === 0) {
-      failed++;
-      console.log(`not ok - setup\n  ${String(err?.stack ?? err)}`);
-    }
-    return finish(1);
-  },
-);
+harness.run(() => main().then(() => issue18Scenarios()));

@@ -8,23 +8,14 @@
 //   SG_BIN=/path/to/sessiongate node e2e/sessions-view.mjs
 //
 // SG_README_SCREENSHOT=path also writes the small README picture there.
-import http from "node:http";
-import net from "node:net";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { spawn, execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, PASSWORD, check, createHarness, here, requirePrerequisites, startSessiongate, startUpstream } from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const pkgDir = path.resolve(here, "..");
 const outDir = path.join(here, "out");
-const SG_BIN = process.env.SG_BIN ?? path.resolve(pkgDir, "../../target/release/sessiongate");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
-const PASSWORD = "correct horse";
 
 const UA = {
   chrome: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -35,164 +26,26 @@ const UA = {
 // Sent as X-Forwarded-For from a trusted proxy (127.0.0.1), so the rows show real-looking addresses.
 const IP = { iphone: "203.0.113.7", windows: "2001:db8:85a3:4c1a:8a2e:370:7334:1f2b" };
 
-function fail(message) {
-  console.error(`e2e (sessions view): ${message}`);
-  process.exit(1);
-}
-if (!fs.existsSync(SG_BIN)) fail(`sessiongate binary not found at ${SG_BIN}. Build it or set SG_BIN. Nothing was tested.`);
-if (!fs.existsSync(CHROMIUM)) fail(`Chromium not found at ${CHROMIUM}. Install it (apt-get install -y chromium) or set CHROMIUM.`);
-if (!fs.existsSync(path.join(pkgDir, "dist/sessions-view.css"))) fail("dist/ is missing: run `npm run build` first.");
-
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sg-e2e-view-"));
+requirePrerequisites("e2e (sessions view)", "sessions-view.css");
 fs.mkdirSync(outDir, { recursive: true });
-const cleanups = [];
-let passed = 0;
-let failed = 0;
-const watchdog = setTimeout(() => {
-  console.error("e2e (sessions view): timed out after 180 s");
-  void finish(1);
-}, 180_000);
-
-async function finish(code) {
-  clearTimeout(watchdog);
-  for (const fn of cleanups.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  console.log(`e2e (sessions view): ${passed} passed, ${failed} failed; screenshots in ${path.relative(process.cwd(), outDir) || "."}`);
-  process.exit(code || (failed > 0 ? 1 : 0));
-}
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name} (${Date.now() - started} ms)`);
-  } catch (err) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(err?.stack ?? err).split("\n").join("\n  ")}`);
-    throw err;
-  }
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".map": "application/json" };
-
-/** The app behind sessiongate: POST /login, GET /api/whoami, and the demo page with dist/ under /app/. */
-function startUpstream(port) {
-  const fileFor = (urlPath) => {
-    if (urlPath === "/app/") return path.join(here, "demo/index.html");
-    if (urlPath === "/app/demo.js") return path.join(here, "demo/demo.js");
-    if (urlPath.startsWith("/app/dist/")) {
-      const file = path.resolve(pkgDir, "dist", urlPath.slice("/app/dist/".length));
-      return file.startsWith(path.join(pkgDir, "dist") + path.sep) ? file : null;
-    }
-    return null;
-  };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const url = new URL(req.url, "http://upstream");
-      if (req.method === "POST" && url.pathname === "/login") {
-        let body = null;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-        } catch {
-          // 401 below
-        }
-        if (body?.password !== PASSWORD || !/^[a-z]+$/.test(body?.username ?? "")) {
-          res.writeHead(401, { "Content-Type": "application/json" }).end('{"error":"invalid_credentials","message":"Wrong username or password."}');
-        } else {
-          res.writeHead(200, { "Content-Type": "application/json", "X-Session-Subject": `user-${body.username}` }).end("{}");
-        }
-        return;
-      }
-      if (req.method === "GET" && url.pathname === "/api/whoami") {
-        res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ user: req.headers["x-auth-user-id"] ?? null }));
-        return;
-      }
-      const file = req.method === "GET" ? fileFor(url.pathname) : null;
-      if (file && fs.existsSync(file)) {
-        res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] ?? "application/octet-stream", "Cache-Control": "no-store" });
-        res.end(fs.readFileSync(file));
-        return;
-      }
-      res.writeHead(404, { "Content-Type": "application/json" }).end('{"error":"not_found","message":"Not found."}');
-    });
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
+const harness = createHarness({
+  prefix: "e2e (sessions view)",
+  tmpPrefix: "sg-e2e-view-",
+  watchdogSeconds: 180,
+  summarySuffix: () => `; screenshots in ${path.relative(process.cwd(), outDir) || "."}`,
+});
+const { tmp, cleanups, step } = harness;
 
 async function main() {
-  const [gwPort, adminPort, upPort] = [await freePort(), await freePort(), await freePort()];
-  const gw = `http://127.0.0.1:${gwPort}`;
-  const upstream = await startUpstream(upPort);
-  cleanups.push(() => new Promise((r) => (upstream.closeAllConnections(), upstream.close(r))));
-
-  const key = execFileSync(SG_BIN, ["keygen", "--alg", "EdDSA", "--kid", "k1"], { encoding: "utf8" });
-  fs.writeFileSync(path.join(tmp, "k1.pem"), key, { mode: 0o600 });
-  const configPath = path.join(tmp, "sessiongate.yaml");
-  fs.writeFileSync(
-    configPath,
-    `server:
-  listen: 127.0.0.1:${gwPort}
-  admin_listen: 127.0.0.1:${adminPort}
-  trusted_proxies: [127.0.0.1/32]
-upstream:
-  url: http://127.0.0.1:${upPort}
-tokens:
-  access_ttl: 120s
-  keys:
-    - kid: k1
-      alg: EdDSA
-      private_key_file: k1.pem
-store:
-  backend: sqlite
-  sqlite:
-    path: ${path.join(tmp, "sessiongate.db")}
-login: {}
-routes:
-  - { prefix: /app/, auth: none }
-  - { prefix: /, auth: required }
-`,
-  );
-  const logPath = path.join(tmp, "sessiongate.log");
-  const logFd = fs.openSync(logPath, "w");
-  const sg = spawn(SG_BIN, ["run", "--config", configPath], { stdio: ["ignore", logFd, logFd] });
-  let sgExited = null;
-  sg.on("exit", (code, signal) => (sgExited = { code, signal }));
-  cleanups.push(async () => {
-    if (sgExited === null) {
-      sg.kill("SIGTERM");
-      for (let i = 0; i < 100 && sgExited === null; i++) await new Promise((r) => setTimeout(r, 100));
-      if (sgExited === null) sg.kill("SIGKILL");
-    }
-    if (failed > 0) console.log(`--- last lines of the sessiongate log ---\n${fs.readFileSync(logPath, "utf8").split("\n").slice(-20).join("\n")}`);
+  const { port: upPort } = await startUpstream(harness, { extraTypes: { ".css": "text/css; charset=utf-8" } });
+  const { gw, ready } = await startSessiongate(harness, {
+    dir: tmp,
+    upPort,
+    accessTtl: "120s",
+    server: ["trusted_proxies: [127.0.0.1/32]"],
   });
 
-  await step("sessiongate starts", async () => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (sgExited !== null) throw new Error(`sessiongate exited early: ${JSON.stringify(sgExited)}`);
-      if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status === 200, () => false)) break;
-      if (Date.now() > deadline) throw new Error("no /readyz within 30 s");
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  });
+  await step("sessiongate starts", ready);
 
   /** Signs in "another device" with its own User-Agent and address. */
   const device = async (ua, ip) => {
@@ -461,13 +314,4 @@ routes:
   console.log(`  screenshots: ${shots.map((s) => `sessions-${s}-{desktop,375}.png`).join(", ")}`);
 }
 
-main().then(
-  () => finish(0),
-  (err) => {
-    if (failed === 0) {
-      failed++;
-      console.log(`not ok - setup\n  ${String(err?.stack ?? err)}`);
-    }
-    return finish(1);
-  },
-);
+harness.run(main);
