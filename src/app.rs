@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
 use crate::admin::{Admin, AdminService};
 use crate::auth::keys::TokenKey;
 use crate::config::{Config, StoreConfig};
-use crate::logging::redact_url;
+use crate::logging::redis_target;
 use crate::metrics::Metrics;
 use crate::reload::{Built, Fixed, Reloader};
 use crate::revocation::sync::RevocationSync;
@@ -80,12 +79,7 @@ pub fn open_store(config: &Config, with_feed: bool) -> anyhow::Result<OpenedStor
             } else {
                 None
             };
-            let urls: Vec<String> = r
-                .urls
-                .iter()
-                .map(|u| redact_url(u.expose_secret()))
-                .collect();
-            tracing::info!(urls = %urls.join(", "), prefix = %r.key_prefix, "Redis store");
+            tracing::info!(target_nodes = %redis_target(r), prefix = %r.key_prefix, "Redis store");
             (Arc::new(store), feed)
         }
     })

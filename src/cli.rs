@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
 
 use crate::auth::keys::{self, Alg, TokenKey};
 use crate::config::{self, Config, ConfigError, PathMatch, StoreConfig};
-use crate::logging::redact_url;
+use crate::logging::redis_target;
 
 mod sessions;
 
@@ -214,15 +213,10 @@ pub fn summary(c: &Config) -> String {
             let _ = writeln!(s, "store:           sqlite {}", path.display());
         }
         StoreConfig::Redis(r) => {
-            let urls: Vec<String> = r
-                .urls
-                .iter()
-                .map(|u| redact_url(u.expose_secret()))
-                .collect();
             let _ = writeln!(
                 s,
                 "store:           redis {} prefix={}",
-                urls.join(", "),
+                redis_target(r),
                 r.key_prefix
             );
         }

@@ -107,6 +107,39 @@ pub fn flush() {
     }
 }
 
+/// Where a Redis store is, for a log line or `check-config`: URLs redacted,
+/// the password and certificates only named.
+pub fn redis_target(r: &crate::config::RedisConfig) -> String {
+    use secrecy::ExposeSecret;
+    let urls = |urls: &[secrecy::SecretString]| {
+        urls.iter()
+            .map(|u| redact_url(u.expose_secret()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = match &r.nodes {
+        crate::config::RedisNodes::Servers(u) if u.len() > 1 => format!("cluster {}", urls(u)),
+        crate::config::RedisNodes::Servers(u) => urls(u),
+        crate::config::RedisNodes::Sentinel {
+            master_name,
+            urls: u,
+        } => {
+            format!("sentinel master {master_name} via {}", urls(u))
+        }
+    };
+    if r.password.is_some() {
+        out.push_str(" password=[redacted]");
+    }
+    if let Some(t) = &r.tls {
+        out.push_str(if t.client.is_some() {
+            " tls=mutual"
+        } else {
+            " tls"
+        });
+    }
+    out
+}
+
 /// `redis://user:pw@host` -> `redis://user:[redacted]@host`; query values
 /// whose name looks like a credential (`?password=`) are redacted too.
 pub fn redact_url(url: &str) -> String {

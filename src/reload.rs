@@ -23,12 +23,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 pub use build::{Built, Fixed, Services};
 
 use crate::admin::Admin;
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, RedisNodes, StoreConfig};
 use crate::proxy::upstream::Upstream;
 use crate::server::Current;
 use crate::sessions::Sessions;
@@ -252,12 +252,31 @@ fn same_store(a: &StoreConfig, b: &StoreConfig) -> bool {
     match (a, b) {
         (StoreConfig::Sqlite { path: a }, StoreConfig::Sqlite { path: b }) => a == b,
         (StoreConfig::Redis(a), StoreConfig::Redis(b)) => {
-            a.key_prefix == b.key_prefix
-                && a.urls.len() == b.urls.len()
-                && a.urls
-                    .iter()
-                    .zip(&b.urls)
-                    .all(|(x, y)| x.expose_secret() == y.expose_secret())
+            let secrets_equal = |x: &[SecretString], y: &[SecretString]| {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y)
+                        .all(|(x, y)| x.expose_secret() == y.expose_secret())
+            };
+            let same_nodes = match (&a.nodes, &b.nodes) {
+                (RedisNodes::Servers(x), RedisNodes::Servers(y)) => secrets_equal(x, y),
+                (
+                    RedisNodes::Sentinel {
+                        master_name: m,
+                        urls: x,
+                    },
+                    RedisNodes::Sentinel {
+                        master_name: n,
+                        urls: y,
+                    },
+                ) => m == n && secrets_equal(x, y),
+                _ => false,
+            };
+            let same_password = match (&a.password, &b.password) {
+                (Some(x), Some(y)) => x.expose_secret() == y.expose_secret(),
+                (x, y) => x.is_none() && y.is_none(),
+            };
+            a.key_prefix == b.key_prefix && same_nodes && same_password && a.tls == b.tls
         }
         _ => false,
     }

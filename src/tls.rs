@@ -84,13 +84,11 @@ pub fn upstream_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientCo
     Ok(config)
 }
 
-/// The client listener's configuration: `server.tls`'s chain and key, ALPN
-/// `h2` first when HTTP/2 is on.
-pub fn server_config(
+/// A certificate chain and its private key, from PEM files.
+fn read_identity(
     cert_file: &Path,
     key_file: &Path,
-    http2: bool,
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect())
         .map_err(|e| format!("cert_file {}: {e}", cert_file.display()))?;
@@ -102,6 +100,50 @@ pub fn server_config(
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("key_file {}: {e}", key_file.display()))?;
+    Ok((certs, key))
+}
+
+/// Checks that a client certificate (mTLS) and its key are readable and go
+/// together, the way a connection would use them.
+pub fn check_client_identity(cert_file: &Path, key_file: &Path) -> Result<(), String> {
+    let (certs, key) = read_identity(cert_file, key_file)?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    Ok(())
+}
+
+/// The trust anchors for a TLS client that takes one PEM bundle (the Redis
+/// client): the system's roots plus the certificates of `ca_file`.
+pub fn roots_pem_with(ca_file: &Path) -> Result<Vec<u8>, String> {
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot load some of the system's CA certificates");
+    }
+    let mut blocks: Vec<pem::Pem> = native
+        .certs
+        .into_iter()
+        // The same filter the upstream's store applies: skip what rustls rejects.
+        .filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok())
+        .map(|c| pem::Pem::new("CERTIFICATE", c.to_vec()))
+        .collect();
+    for der in read_ca_file(ca_file)? {
+        blocks.push(pem::Pem::new("CERTIFICATE", der));
+    }
+    Ok(pem::encode_many(&blocks).into_bytes())
+}
+
+/// The client listener's configuration: `server.tls`'s chain and key, ALPN
+/// `h2` first when HTTP/2 is on.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    http2: bool,
+) -> Result<rustls::ServerConfig, String> {
+    let (certs, key) = read_identity(cert_file, key_file)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -129,10 +129,7 @@ fn sqlite() -> Fresh {
 }
 
 fn redis_on(server: RedisServer, urls: usize, prefix: &str) -> Fresh {
-    let config = sessiongate::config::RedisConfig {
-        urls: vec![server.url().into(); urls],
-        key_prefix: prefix.into(),
-    };
+    let config = common::redis_server::config(vec![server.url(); urls], prefix);
     let retention = Retention {
         lifetimes: LIFETIMES,
         events_ms: 30 * 24 * HOUR,
@@ -212,10 +209,7 @@ async fn every_call_fails_in_time(store: &dyn SessionStore) {
 async fn a_stopped_redis_fails_every_call_within_the_bound_and_recovery_needs_no_reopen() {
     let mut server = RedisServer::start();
     let port = server.port;
-    let config = sessiongate::config::RedisConfig {
-        urls: vec![server.url().into()],
-        key_prefix: "down:".into(),
-    };
+    let config = common::redis_server::config(vec![server.url()], "down:");
     let retention = Retention {
         lifetimes: LIFETIMES,
         events_ms: HOUR,
@@ -254,10 +248,7 @@ async fn a_stopped_redis_fails_every_call_within_the_bound_and_recovery_needs_no
 async fn a_redis_that_never_answered_fails_every_call_within_the_bound() {
     // A free port nobody listens on: connection refused, again and again.
     let port = common::free_port();
-    let config = sessiongate::config::RedisConfig {
-        urls: vec![format!("redis://127.0.0.1:{port}/").into()],
-        key_prefix: "never:".into(),
-    };
+    let config = common::redis_server::config(vec![format!("redis://127.0.0.1:{port}/")], "never:");
     let retention = Retention {
         lifetimes: LIFETIMES,
         events_ms: HOUR,

@@ -24,15 +24,7 @@ fn redis_overrides(redis: &RedisServer, extra: Value) -> Value {
 
 /// `n` sidecars on one Redis, all signing with the first one's key.
 fn replicas(up: &Upstream, redis: &RedisServer, n: usize, extra: Value) -> Vec<Sidecar> {
-    let first = SidecarConfig::new(&up.url(), redis_overrides(redis, extra.clone()));
-    let pem = first.key_pem();
-    let mut out = vec![first.spawn()];
-    for _ in 1..n {
-        let cfg = SidecarConfig::new(&up.url(), redis_overrides(redis, extra.clone()));
-        cfg.write_file("k1.pem", &pem);
-        out.push(cfg.spawn());
-    }
-    out
+    common::replicas(up, redis_overrides(redis, extra), n)
 }
 
 /// Polls `sc` with `access` until it answers 401 session_revoked; the time it took.

@@ -650,10 +650,7 @@ async fn sqlite_flush_leaves_every_write_in_the_main_file() {
 /// A Redis store on `server` (killed when the store's guard drops); two or
 /// more URLs mean cluster mode.
 fn redis_on(server: RedisServer, urls: usize) -> Fresh {
-    let config = sessiongate::config::RedisConfig {
-        urls: vec![server.url().into(); urls],
-        key_prefix: "contract:".into(),
-    };
+    let config = common::redis_server::config(vec![server.url(); urls], "contract:");
     let retention = Retention {
         lifetimes: LIFETIMES,
         events_ms: 30 * 24 * HOUR,

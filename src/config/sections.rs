@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use http::Method;
 use ipnet::IpNet;
-use secrecy::{SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::Value;
 
 use super::reader::{Node, Problems};
@@ -19,6 +19,7 @@ use crate::names::Alg;
 mod admin;
 mod network;
 mod policy;
+mod redis;
 mod sessions;
 mod tokens;
 mod webhook;
@@ -164,9 +165,51 @@ pub enum StoreConfig {
 
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// One URL, or several for Redis Cluster. They may carry a password.
-    pub urls: Vec<SecretString>,
+    pub nodes: RedisNodes,
     pub key_prefix: String,
+    /// For `rediss://` URLs (sentinels included); `None` = system roots, no client certificate.
+    pub tls: Option<RedisTlsConfig>,
+    /// The data nodes' password when their URL has none (`store.redis.password`).
+    pub password: Option<SecretString>,
+}
+
+/// Where the data lives. Every URL may carry a password: they are secrets.
+#[derive(Clone, Debug)]
+pub enum RedisNodes {
+    /// One URL = one server; two or more = the seed nodes of a Redis Cluster.
+    Servers(Vec<SecretString>),
+    /// The master that these sentinels name `master_name`, found again after a failover.
+    Sentinel {
+        master_name: String,
+        urls: Vec<SecretString>,
+    },
+}
+
+impl RedisNodes {
+    /// The URLs to reach, servers or sentinels.
+    pub fn urls(&self) -> &[SecretString] {
+        match self {
+            RedisNodes::Servers(urls) | RedisNodes::Sentinel { urls, .. } => urls,
+        }
+    }
+
+    /// Whether these URLs use TLS (the reader allows no mix).
+    pub fn tls(&self) -> bool {
+        self.urls()
+            .first()
+            .is_some_and(|u| u.expose_secret().starts_with("rediss://"))
+    }
+}
+
+/// `store.redis.tls`: files read once at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisTlsConfig {
+    /// Trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key, for mTLS.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Of the files' contents as read (see `store` in the reload's restart-only keys).
+    pub digest: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -315,9 +358,19 @@ fn named_files(tree: &Value, base: &Path, config: &Config) -> Vec<PathBuf> {
         .tls
         .iter()
         .flat_map(|t| [t.cert_file.clone(), t.key_file.clone()]);
+    let redis_tls = match &config.store {
+        StoreConfig::Redis(RedisConfig { tls: Some(t), .. }) => t
+            .ca_file
+            .iter()
+            .chain(t.client.iter().flat_map(|(c, k)| [c, k]))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     named
         .chain(tls)
         .chain(config.upstream.ca_file.clone())
+        .chain(redis_tls)
         .collect()
 }
 

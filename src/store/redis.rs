@@ -65,7 +65,7 @@ impl RedisStore {
     /// fail with [`StoreError`] until it answers.
     pub fn open(config: &RedisConfig, retention: Retention) -> Result<RedisStore, StoreError> {
         Ok(RedisStore {
-            redis: Redis::open(&config.urls, None)?,
+            redis: Redis::open(config, None)?,
             keys: Keys {
                 prefix: config.key_prefix.clone(),
             },

@@ -79,3 +79,17 @@ pub fn s(v: &Value, key: &str) -> String {
         .unwrap_or_else(|| panic!("no string {key} in {v}"))
         .to_owned()
 }
+
+/// `n` sidecars with the same `overrides` (e.g. one shared store), all signing
+/// with the first one's key, so a token from one verifies on every other.
+pub fn replicas(up: &Upstream, overrides: Value, n: usize) -> Vec<Sidecar> {
+    let first = SidecarConfig::new(&up.url(), overrides.clone());
+    let pem = first.key_pem();
+    let mut out = vec![first.spawn()];
+    for _ in 1..n {
+        let cfg = SidecarConfig::new(&up.url(), overrides.clone());
+        cfg.write_file("k1.pem", &pem);
+        out.push(cfg.spawn());
+    }
+    out
+}

@@ -2,7 +2,7 @@
 //! to `P{rev}:ch` (resubscribed by the client after every reconnection), whose
 //! messages and disconnections become [`FeedEvent`]s for the sync task.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -18,7 +18,8 @@ use crate::store::StoreError;
 pub struct RedisFeed {
     redis: Redis,
     channel: String,
-    subscribed: AtomicBool,
+    /// The connection epoch subscribed on (`u64::MAX`: none yet).
+    subscribed: AtomicU64,
     events: Mutex<Option<UnboundedReceiver<FeedEvent>>>,
 }
 
@@ -47,9 +48,9 @@ impl RedisFeed {
             }
         });
         Ok(RedisFeed {
-            redis: Redis::open(&config.urls, Some(push))?,
+            redis: Redis::open(config, Some(push))?,
             channel: keys.channel(),
-            subscribed: AtomicBool::new(false),
+            subscribed: AtomicU64::new(u64::MAX),
             events: Mutex::new(Some(rx)),
         })
     }
@@ -58,18 +59,18 @@ impl RedisFeed {
 #[async_trait]
 impl RevocationFeed for RedisFeed {
     async fn probe(&self) -> Result<(), StoreError> {
-        let channel = self.channel.clone();
-        let subscribed = self.subscribed.load(Ordering::Acquire);
+        let (channel, subscribed) = (&self.channel, &self.subscribed);
         self.redis
-            .run("subscribe", |mut c| async move {
-                if !subscribed {
-                    c.subscribe(&channel).await?;
+            .run_at("subscribe", |mut c, epoch| async move {
+                // A server or Cluster connection resubscribes by itself after a
+                // reconnection; a new Sentinel master is a new epoch.
+                if subscribed.load(Ordering::Acquire) != epoch {
+                    c.subscribe(channel).await?;
+                    subscribed.store(epoch, Ordering::Release);
                 }
                 redis::cmd("PING").query_async::<Value>(&mut c).await
             })
             .await?;
-        // From here on the client resubscribes by itself after a reconnection.
-        self.subscribed.store(true, Ordering::Release);
         Ok(())
     }
 
