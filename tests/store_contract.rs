@@ -647,10 +647,10 @@ async fn sqlite_flush_leaves_every_write_in_the_main_file() {
     assert!(again.get("s2").await.unwrap().is_some());
 }
 
-/// A Redis store on `server` (killed when the store's guard drops); two or
-/// more URLs mean cluster mode.
-fn redis_on(server: RedisServer, urls: usize) -> Fresh {
-    let config = common::redis_server::config(vec![server.url(); urls], "contract:");
+/// A Redis store on `urls`; `servers` (killed when the store's guard drops)
+/// hold them. Two or more URLs mean cluster mode.
+fn redis_on(urls: Vec<String>, servers: Box<dyn Any + Send>) -> Fresh {
+    let config = common::redis_server::config(urls, "contract:");
     let retention = Retention {
         lifetimes: LIFETIMES,
         events_ms: 30 * 24 * HOUR,
@@ -658,13 +658,14 @@ fn redis_on(server: RedisServer, urls: usize) -> Fresh {
     };
     (
         Arc::new(RedisStore::open(&config, retention).unwrap()),
-        Box::new(server),
+        servers,
     )
 }
 
 /// A Redis store on its own `redis-server` (a free port, killed on drop).
 fn redis() -> Fresh {
-    redis_on(RedisServer::start(), 1)
+    let server = RedisServer::start();
+    redis_on(vec![server.url()], Box::new(server))
 }
 
 store_contract!(redis, redis());
@@ -672,10 +673,20 @@ store_contract!(redis, redis());
 /// The same store in cluster mode (a URL list) on a one-node Redis Cluster:
 /// a command or script whose keys span two hash slots fails there.
 fn redis_cluster() -> Fresh {
-    redis_on(RedisServer::cluster(), 2)
+    let server = RedisServer::cluster();
+    redis_on(vec![server.url(); 2], Box::new(server))
 }
 
 store_contract!(redis_cluster, redis_cluster());
+
+/// The same on a real three-master Redis Cluster: a session, its user's
+/// indexes and the revocation log land on different nodes.
+fn redis_cluster3() -> Fresh {
+    let cluster = common::redis_server::Cluster3::start();
+    redis_on(cluster.urls(), Box::new(cluster))
+}
+
+store_contract!(redis_cluster3, redis_cluster3());
 
 /// A database written before events had ids (schema version 2) upgrades in
 /// place: its events get distinct ids and page like new ones.

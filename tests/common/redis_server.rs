@@ -355,8 +355,9 @@ impl SentinelSet {
                 set.sentinels.iter().all(|s| {
                     s.try_command(&["SENTINEL", "MASTER", MASTER_NAME])
                         .is_some_and(|i| {
-                            i.contains("num-other-sentinels\r\n:2")
-                                && i.contains("num-slaves\r\n:1")
+                            // RESP2: field and value are bulk strings.
+                            i.contains("num-other-sentinels\r\n$1\r\n2")
+                                && i.contains("num-slaves\r\n$1\r\n1")
                         })
                 })
             },
@@ -408,7 +409,7 @@ impl SentinelSet {
     pub fn master_port(&self) -> Option<u16> {
         let reply =
             self.sentinels[0].try_command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME])?;
-        reply.lines().filter_map(|l| l.parse().ok()).last()
+        reply.lines().filter_map(|l| l.parse().ok()).next_back()
     }
 
     /// Waits until the replica has every write the master acknowledged.
