@@ -26,6 +26,7 @@ pub const WEBHOOK_DELIVERIES: &str = "sessiongate_webhook_deliveries_total";
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 pub const CONFIG_RELOADS: &str = "sessiongate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_OK: &str = "sessiongate_config_last_reload_successful";
+pub const RATE_LIMIT_FALLBACKS: &str = "sessiongate_rate_limit_fallbacks_total";
 
 /// The `route` label of the request metrics: which part of sessiongate answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +176,9 @@ pub struct Metrics {
     /// 1 while the config on disk is the one in use (or none was tried), 0
     /// after a failed reload: the next restart would not start.
     pub config_last_reload_ok: IntGauge,
+    /// Rate-limit checks that used the replica's own bucket because the
+    /// shared one (Redis) did not answer in time, by route (login, refresh).
+    pub rate_limit_fallbacks: IntCounterVec,
 }
 
 impl Metrics {
@@ -286,6 +290,14 @@ impl Metrics {
                 "1 if the last config reload succeeded (or none was tried), 0 if the config on disk is invalid.",
             )
             .expect("metric"),
+            rate_limit_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    RATE_LIMIT_FALLBACKS,
+                    "Rate-limit checks answered by this replica's own bucket because the shared one did not answer, by route.",
+                ),
+                &["route"],
+            )
+            .expect("metric"),
             registry,
             request_counters: Vec::new(),
             request_durations: Vec::new(),
@@ -321,6 +333,7 @@ impl Metrics {
             Box::new(m.webhook_deliveries.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.config_last_reload_ok.clone()),
+            Box::new(m.rate_limit_fallbacks.clone()),
         ];
         for c in collectors {
             m.registry
@@ -371,6 +384,9 @@ impl Metrics {
             "upstream",
         ] {
             m.sessions_revoked.with_label_values(&[r]);
+        }
+        for r in [Route::Login, Route::Refresh] {
+            m.rate_limit_fallbacks.with_label_values(&[r.as_str()]);
         }
         for d in Delivery::ALL {
             m.webhook_deliveries.with_label_values(&[d.as_str()]);

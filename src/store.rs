@@ -20,7 +20,12 @@ pub mod feed;
 pub mod redis;
 pub mod sqlite;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use async_trait::async_trait;
+
+use crate::config::RateLimitConfig;
 
 /// A session as stored. Times are unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,4 +335,25 @@ pub trait SessionStore: Send + Sync {
 
     /// Makes everything written durable before the process exits.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// The rate-limit buckets every replica shares, for a store that several
+    /// replicas use (Redis); `None`: each process keeps its own (SQLite).
+    fn shared_buckets(self: Arc<Self>) -> Option<Arc<dyn SharedBuckets>> {
+        None
+    }
+}
+
+/// Token buckets per (route, client IP) that all replicas share (SPEC 2
+/// `rate_limits` with Redis), with the local buckets' semantics: `burst`
+/// tokens, refilled at `per_minute`, one taken per request.
+#[async_trait]
+pub trait SharedBuckets: Send + Sync {
+    /// Takes a token from the bucket of `route` and `ip` in one round trip:
+    /// `Ok(Ok(()))` to go ahead, `Ok(Err(seconds))` to wait that long first.
+    async fn take(
+        &self,
+        route: &'static str,
+        ip: IpAddr,
+        limit: RateLimitConfig,
+    ) -> Result<Result<(), u64>, StoreError>;
 }

@@ -22,7 +22,7 @@ use crate::auth::{Authenticator, Verified};
 use crate::config::{Config, RefreshCookieConfig, SameSite};
 use crate::errors::ApiError;
 use crate::metrics::Route;
-use crate::sessions::ratelimit::RateLimiter;
+use crate::sessions::ratelimit::RateLimits;
 use crate::sessions::{Client, Sessions, TokenResponse};
 
 const PREFIX: &str = "/v1/auth/";
@@ -42,8 +42,7 @@ pub struct AuthApi {
     /// `server.header_read_timeout`: the whole body must arrive within it too.
     body_timeout: std::time::Duration,
     cookie: Option<RefreshCookieConfig>,
-    login_limit: RateLimiter,
-    refresh_limit: RateLimiter,
+    limits: RateLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +64,7 @@ impl AuthApi {
         auth: Arc<Authenticator>,
         rewrite: Arc<Rewrite>,
         login: Option<LoginForwarder>,
+        limits: RateLimits,
     ) -> Self {
         AuthApi {
             sessions,
@@ -75,8 +75,7 @@ impl AuthApi {
             max_body: config.server.max_auth_body_bytes,
             body_timeout: config.server.header_read_timeout,
             cookie: config.sessions.refresh_cookie.clone(),
-            login_limit: RateLimiter::new(config.rate_limits.login),
-            refresh_limit: RateLimiter::new(config.rate_limits.refresh),
+            limits,
         }
     }
 
@@ -144,8 +143,10 @@ impl AuthApi {
                     "a login in cookie mode must come from this site's own origin",
                 ));
             }
-            self.login_limit
+            self.limits
+                .login
                 .check(ctx.client.ip)
+                .await
                 .map_err(|s| ApiError::RateLimited {
                     retry_after_secs: s,
                 })?;
@@ -168,8 +169,10 @@ impl AuthApi {
             "refresh" => {
                 ctx.route = Route::Refresh;
                 expect(&method, Method::POST)?;
-                self.refresh_limit
+                self.limits
+                    .refresh
                     .check(ctx.client.ip)
+                    .await
                     .map_err(|s| ApiError::RateLimited {
                         retry_after_secs: s,
                     })?;

@@ -17,6 +17,7 @@ use crate::proxy::rewrite::Rewrite;
 use crate::proxy::upstream::Upstream;
 use crate::revocation::RevocationList;
 use crate::server::Live;
+use crate::sessions::ratelimit::RateLimits;
 use crate::sessions::Sessions;
 use crate::store::SessionStore;
 
@@ -125,6 +126,12 @@ impl Built {
             auth.clone(),
             rewrite.clone(),
             login,
+            // The shared buckets live in the store: a reload keeps their counts.
+            RateLimits::new(
+                &config.rate_limits,
+                fixed.store.clone().shared_buckets(),
+                &fixed.metrics,
+            ),
         );
         let server = &config.server;
         Ok(Built {

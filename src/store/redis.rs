@@ -12,11 +12,15 @@
 //! - `P{users}` — users with sessions or events, walked by `cleanup`.
 //! - `P{rev}` — the revocation log (sorted set: sid -> revoked_at ms) the
 //!   replicas resync from, and `P{rev}:ch` — its pub/sub channel.
+//! - `P{rl:<route>:<ip>}` — a rate-limit bucket shared by the replicas
+//!   (buckets.rs), expiring when it would be full again.
 //!
-//! What must be atomic touches one session hash only (rotation, revocation:
-//! Lua scripts on one key), so the same code runs on Redis Cluster, where a
-//! user's index and the revocation log live in other slots.
+//! What must be atomic touches one key only (rotation, revocation, a
+//! rate-limit bucket: Lua scripts on one key), so the same code runs on
+//! Redis Cluster, where a user's index and the revocation log live in other
+//! slots.
 
+mod buckets;
 mod cleanup;
 mod conn;
 mod events;
@@ -32,7 +36,7 @@ use redis::{AsyncCommands, Script};
 
 use super::{
     Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
-    SessionStore, StoreError,
+    SessionStore, SharedBuckets, StoreError,
 };
 use crate::config::RedisConfig;
 use conn::Redis;
@@ -58,6 +62,7 @@ pub struct RedisStore {
     revoke: Script,
     event: Script,
     index: Script,
+    bucket: Script,
 }
 
 impl RedisStore {
@@ -74,6 +79,7 @@ impl RedisStore {
             revoke: Script::new(include_str!("redis/revoke.lua")),
             event: Script::new(include_str!("redis/event.lua")),
             index: Script::new(include_str!("redis/index.lua")),
+            bucket: Script::new(include_str!("redis/bucket.lua")),
         })
     }
 
@@ -474,6 +480,10 @@ impl SessionStore for RedisStore {
     async fn flush(&self) -> Result<(), StoreError> {
         // Every write was acknowledged by Redis; durability is its configuration's job.
         Ok(())
+    }
+
+    fn shared_buckets(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn SharedBuckets>> {
+        Some(self)
     }
 }
 

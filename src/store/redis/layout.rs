@@ -27,6 +27,11 @@ impl Keys {
     pub(crate) fn channel(&self) -> String {
         format!("{}{{rev}}:ch", self.prefix)
     }
+    /// A rate-limit bucket: the route and the IP's text (IPv6 too: no braces)
+    /// make the hash tag, so each bucket is one slot of its own.
+    pub(super) fn bucket(&self, route: &str, ip: std::net::IpAddr) -> String {
+        format!("{}{{rl:{route}:{ip}}}", self.prefix)
+    }
 }
 
 /// A session id from a client (the DELETE path) that could break a key's hash tag is unknown.
