@@ -402,3 +402,77 @@ fn a_revoke_header_that_is_not_a_free_header_name_is_refused() {
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn redis_settings_that_cannot_work_are_refused_naming_their_key_path_and_never_a_secret() {
+    let secret = "hunter2-do-not-print";
+    let url = format!("redis://:{secret}@127.0.0.1:6379/0");
+    let sentinel = json!({"master_name": "mymaster", "urls": ["redis://127.0.0.1:26379"]});
+    let cases = [
+        (json!({"url": url, "tls": {}}), "store.redis.tls"),
+        (
+            json!({"url": format!("rediss://:{secret}@localhost:6380/"), "tls": {"cert_file": "c.pem"}}),
+            "store.redis.tls.key_file",
+        ),
+        (
+            json!({"url": ["rediss://localhost:7000", url]}),
+            "store.redis.url[1]",
+        ),
+        (
+            json!({"url": url, "sentinel": sentinel}),
+            "store.redis.sentinel",
+        ),
+        (
+            json!({"sentinel": {"urls": ["redis://127.0.0.1:26379"]}}),
+            "store.redis.sentinel.master_name",
+        ),
+        (
+            json!({"sentinel": {"master_name": "mymaster", "urls": []}}),
+            "store.redis.sentinel.urls",
+        ),
+        (
+            json!({"url": "rediss://localhost:6380/", "tls": {"ca_file": "missing-ca.pem"}}),
+            "store.redis.tls.ca_file",
+        ),
+        (json!({"url": url, "password": ""}), "store.redis.password"),
+        (json!({"url": url, "passwd": secret}), "store.redis.passwd"),
+    ];
+    for (redis, key) in cases {
+        let (_cfg, path) = config_file(
+            json!({"store": {"backend": "redis", "redis": redis}}),
+            "redis.yaml",
+        );
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{key}: {text}");
+        assert!(text.contains(key), "{key} not named:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "{key}: a secret was printed:\n{text}"
+        );
+    }
+    // The same shapes done right pass, and `check` names the password without printing it.
+    let (cfg, path) = config_file(json!({}), "redis-ok.yaml");
+    let ca = common::tls::TestCa::new("check CA");
+    let client = ca.server_cert();
+    let tls = json!({
+        "ca_file": cfg.write_file("ca.pem", &ca.pem),
+        "cert_file": cfg.write_file("client.crt", &client.cert_pem),
+        "key_file": cfg.write_file("client.key", &client.key_pem),
+    });
+    for redis in [
+        json!({"url": "rediss://localhost:6380/", "tls": tls, "password": secret}),
+        json!({"sentinel": {"master_name": "mymaster", "urls": ["rediss://127.0.0.1:26379"]}, "tls": tls}),
+        json!({"url": ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"], "password": secret}),
+    ] {
+        let mut config = cfg.config.clone();
+        common::yaml::deep_merge(
+            &mut config,
+            json!({"store": {"backend": "redis", "redis": redis}}),
+        );
+        std::fs::write(&path, common::yaml::to_yaml(&config)).unwrap();
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("store:           redis"), "{text}");
+        assert!(!text.contains(secret), "a secret was printed:\n{text}");
+    }
+}
