@@ -28,24 +28,6 @@ fn on_cluster(cluster: &Cluster3, extra: Value) -> Value {
     v
 }
 
-/// Polls `sc` with `access` until it answers 401 session_revoked; how long it took.
-fn time_until_revoked(sc: &Sidecar, access: &str, since: Instant) -> Duration {
-    loop {
-        let r = sc.get(PRIVATE, Some(access));
-        if r.status == 401 {
-            assert_error(&r, 401, "session_revoked");
-            return since.elapsed();
-        }
-        assert_eq!(r.status, 200, "{}", r.describe());
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "never revoked\n{}",
-            sc.logs()
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// The node that owns `key`'s slot: it answers `EXISTS`, the others redirect (MOVED).
 fn owner(cluster: &Cluster3, key: &str) -> u16 {
     cluster

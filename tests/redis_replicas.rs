@@ -27,24 +27,6 @@ fn replicas(up: &Upstream, redis: &RedisServer, n: usize, extra: Value) -> Vec<S
     common::replicas(up, redis_overrides(redis, extra), n)
 }
 
-/// Polls `sc` with `access` until it answers 401 session_revoked; the time it took.
-fn time_until_revoked(sc: &Sidecar, access: &str, since: Instant) -> Duration {
-    loop {
-        let r = sc.get(PRIVATE, Some(access));
-        if r.status == 401 {
-            assert_error(&r, 401, "session_revoked");
-            return since.elapsed();
-        }
-        assert_eq!(r.status, 200, "{}", r.describe());
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "never revoked\n{}",
-            sc.logs()
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn a_login_on_one_replica_works_on_another() {
     let (up, redis) = (Upstream::start(), RedisServer::start());

@@ -26,20 +26,6 @@ fn on_sentinels(set: &SentinelSet) -> Value {
     })
 }
 
-/// Polls until `sc` answers 401 session_revoked for `access`; how long it took.
-fn time_until_revoked(sc: &Sidecar, access: &str, since: Instant) -> Duration {
-    loop {
-        let r = sc.get(PRIVATE, Some(access));
-        if r.status == 401 {
-            assert_error(&r, 401, "session_revoked");
-            return since.elapsed();
-        }
-        assert_eq!(r.status, 200, "{}", r.describe());
-        assert!(since.elapsed() < Duration::from_secs(5), "never revoked");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn a_master_failover_keeps_sessions_and_revocations_and_needs_no_restart() {
     let (up, mut set) = (Upstream::start(), SentinelSet::start());

@@ -93,3 +93,26 @@ pub fn replicas(up: &Upstream, overrides: Value, n: usize) -> Vec<Sidecar> {
     }
     out
 }
+
+/// Polls `sc` with `access` (accepted meanwhile) until it answers 401
+/// session_revoked; how long that took from `since`. Fails after 5 s.
+pub fn time_until_revoked(
+    sc: &Sidecar,
+    access: &str,
+    since: std::time::Instant,
+) -> std::time::Duration {
+    loop {
+        let r = sc.get(PRIVATE, Some(access));
+        if r.status == 401 {
+            assert_error(&r, 401, "session_revoked");
+            return since.elapsed();
+        }
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(5),
+            "never revoked\n{}",
+            sc.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
