@@ -7,8 +7,8 @@ import sys
 
 import yaml
 
-from k8s_inspect_ops import (check_helm_test, check_reload_mounts, check_routes, check_store, compare_pods,
-                             local_test_script)
+from k8s_inspect_ops import (check_helm_test, check_redis_tls, check_reload_mounts, check_routes, check_store,
+                             compare_pods, local_test_script)
 
 # sessiongate's durations: 500ms, 10s, 15m, 2h, 7d and sums such as 1h30m.
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
@@ -82,7 +82,7 @@ def check_security(objs):
         if not spec.get("terminationGracePeriodSeconds", 30) > app_sleep + grace:
             errors.append("terminationGracePeriodSeconds must exceed the app's preStop sleep + shutdown_grace")
     errors += check_pdb(objs, deps[0]) + check_egress_dns(objs)
-    errors += check_reload_mounts(pod, sg, cfg)
+    errors += check_reload_mounts(pod, sg, cfg) + check_redis_tls(pod, sg, cfg)
     for o in objs:
         labels = o["metadata"].get("labels", {})
         for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
@@ -137,7 +137,10 @@ def relisten(config, listen, admin_listen):
 
 def expect(objs, kind, path, want):
     """The value at PATH (dotted; [n] indexes) of the first KIND (or KIND/NAME)
-    object; "<absent>" when there is none or PATH is missing."""
+    object, KIND sessiongate.yaml: of the rendered config; "<absent>" when
+    there is none or PATH is missing."""
+    if kind == "sessiongate.yaml":
+        objs = [dict(yaml.safe_load(config_of(objs)), kind=kind, metadata={"name": ""})]
     kind, _, name = kind.partition("/")
     found = [o for o in objs if o["kind"] == kind and name in ("", o["metadata"]["name"])]
     got = "<absent>"
@@ -237,8 +240,9 @@ def check_crds(objs):
 def extract(objs, root):
     """Write the rendered config under ROOT with its pod paths moved under ROOT.
 
-    Prints one line per key file to generate (`key PATH ALG KID`) and per
-    ${VAR} the config expects (`env NAME`)."""
+    Prints one line per key file to generate (`key PATH ALG KID`), the server
+    TLS pair (`tls CERT KEY`), the Redis TLS files (`redis-tls CA CERT KEY`,
+    "-" for one not configured) and per ${VAR} the config expects (`env NAME`)."""
     text = config_of(objs)
     cfg = yaml.safe_load(text)
 
@@ -253,6 +257,12 @@ def extract(objs, root):
     if tls:
         tls["cert_file"], tls["key_file"] = move(tls["cert_file"]), move(tls["key_file"])
         print("tls", tls["cert_file"], tls["key_file"])
+    rtls = cfg["store"].get("redis", {}).get("tls") if cfg["store"]["backend"] == "redis" else None
+    if rtls:
+        for k in ("ca_file", "cert_file", "key_file"):
+            if k in rtls:
+                rtls[k] = move(rtls[k])
+        print("redis-tls", rtls.get("ca_file", "-"), rtls.get("cert_file", "-"), rtls.get("key_file", "-"))
     if cfg["store"]["backend"] == "sqlite":
         cfg["store"]["sqlite"]["path"] = move(cfg["store"]["sqlite"]["path"])
         print("dir", os.path.dirname(cfg["store"]["sqlite"]["path"]))

@@ -1,7 +1,8 @@
 """Operational checks of rendered manifests, used by .ci/k8s-inspect.py:
 SQLite durability, Ingress/HTTPRoute backends, the `helm test` pod (and its
 script, moved to local listeners to run against the real binary), hot
-reload (what rolls the pods and what reaches them through their volumes)."""
+reload (what rolls the pods and what reaches them through their volumes),
+the Redis TLS Secret's mount."""
 import difflib
 import json
 import os
@@ -193,6 +194,8 @@ def check_reload_mounts(pod, sg, cfg):
                 continue
             if "subPath" in m or "subPathExpr" in m:
                 errors.append(f"volume {name} mounted with subPath: the kubelet never updates it, no reload")
+            if not m.get("readOnly"):
+                errors.append(f"volume {name} must be mounted read-only")
         keys = vols.get("keys", {}).get("secret")
         if keys is None:
             errors.append("keys volume is not a Secret volume")
@@ -233,4 +236,60 @@ def compare_pods(a, b, want):
         diff = list(difflib.unified_diff(ta, tb, "before", "after", lineterm="", n=1))
         errors.append("the pod template changed (a rollout), but sessiongate reloads this:")
         errors += diff[:40]
+    return errors
+
+
+def check_redis_tls(pod, sg, cfg):
+    """store.redis.tls: the Redis TLS Secret is mounted read-only, without
+    subPath, not group/world-writable nor world-readable, in a folder of its
+    own; every file the config names is an item of that Secret volume in that
+    folder; the urls are rediss:// (sessiongate refuses a tls section with
+    redis://). No such volume without store.redis.tls in the config."""
+    errors = []
+    store = cfg["store"]
+    redis = store.get("redis") or {} if store["backend"] == "redis" else {}
+    tls = redis.get("tls")
+    vols = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    for c in sg:
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        m = mounts.get("redis-tls")
+        if not tls:
+            if m or "redis-tls" in vols:
+                errors.append("redis-tls volume present but the config has no store.redis.tls")
+            continue
+        files = {k: tls[k] for k in ("ca_file", "cert_file", "key_file") if tls.get(k)}
+        if not files:
+            errors.append("store.redis.tls names no file")
+        if ("cert_file" in files) != ("key_file" in files):
+            errors.append("store.redis.tls: cert_file and key_file go together")
+        urls = redis.get("sentinel", {}).get("urls") if "sentinel" in redis else redis.get("url")
+        urls = urls if isinstance(urls, list) else [urls]
+        for u in urls:
+            if u != "${SG_REDIS_URL}" and not str(u).startswith("rediss://"):
+                errors.append("store.redis.tls with a redis:// url: sessiongate refuses it")
+        if m is None:
+            errors.append("store.redis.tls rendered but the redis-tls volume is not mounted")
+            continue
+        d = m["mountPath"]
+        if not m.get("readOnly"):
+            errors.append(f"the Redis TLS Secret must be mounted read-only ({d})")
+        if "subPath" in m or "subPathExpr" in m:
+            errors.append("the Redis TLS Secret is mounted with subPath")
+        for o in c.get("volumeMounts", []):
+            p = o["mountPath"].rstrip("/")
+            if o is not m and (p == d or p.startswith(d + "/") or d.startswith(p + "/")):
+                errors.append(f"mount {o['name']} at {o['mountPath']} overlaps the Redis TLS mount {d}")
+        secret = vols.get("redis-tls", {}).get("secret")
+        if secret is None:
+            errors.append("the redis-tls volume is not a Secret volume")
+            continue
+        mode = secret.get("defaultMode", 0o644)
+        if mode & 0o027:
+            errors.append(f"the Redis TLS Secret's files are mode {oct(mode)}: group-writable or world-readable")
+        paths = {i["path"] for i in secret.get("items", [])} if "items" in secret else None
+        for k, f in files.items():
+            if os.path.dirname(f) != d:
+                errors.append(f"store.redis.tls.{k} {f} is not in the Redis TLS mount {d}")
+            elif paths is not None and os.path.basename(f) not in paths:
+                errors.append(f"store.redis.tls.{k} {f} is no item of the Redis TLS Secret volume")
     return errors

@@ -68,6 +68,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "sessiongate.configFile" -}}{{ include "sessiongate.configDir" . }}/sessiongate.yaml{{- end }}
 {{- define "sessiongate.keysDir" -}}/etc/sessiongate/keys{{- end }}
 {{- define "sessiongate.tlsDir" -}}/etc/sessiongate/tls{{- end }}
+{{- define "sessiongate.redisTlsDir" -}}/etc/sessiongate/redis-tls{{- end }}
+
+{{/* "true" when the Redis TLS Secret is mounted (store.backend redis, store.redis.tls.enabled), else "". */}}
+{{- define "sessiongate.redisTls" -}}
+{{- if and (eq .Values.store.backend "redis") (.Values.store.redis.tls | default dict).enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The Redis TLS files: item of store.redis.tls.existingSecret -> file name in
+the mount -> store.redis.tls key, as a list of [item, file, config key].
+Fixed file names (cert-manager's), whatever the Secret's item names.
+*/}}
+{{- define "sessiongate.redisTlsFiles" -}}
+{{- $t := .Values.store.redis.tls | default dict }}
+{{- $files := list }}
+{{- if $t.caKey }}{{ $files = append $files (list $t.caKey "ca.crt" "ca_file") }}{{ end }}
+{{- if and $t.certKey $t.keyKey }}
+{{- $files = append $files (list $t.certKey "tls.crt" "cert_file") }}
+{{- $files = append $files (list $t.keyKey "tls.key" "key_file") }}
+{{- end }}
+{{- toJson $files }}
+{{- end }}
+
+{{/* Default of store.redis.url when it is "" and there is no Sentinel. */}}
+{{- define "sessiongate.redisDefaultUrl" -}}redis://redis-master:6379/0{{- end }}
 
 {{/* Name of the Secret holding the token keys. */}}
 {{- define "sessiongate.keysSecretName" -}}
@@ -203,30 +228,7 @@ Deployment so every render runs it.
 {{- fail "store.backend=sqlite on a volume needs strategy Recreate: a surge pod would open the same database beside the old one, or wait forever for its ReadWriteOnce volume" }}
 {{- end }}
 {{- else }}
-{{- $r := $v.store.redis }}
-{{- if and (or $r.passwordKey $r.urlKey) (not $r.existingSecret) }}
-{{- fail "store.redis.passwordKey / urlKey need store.redis.existingSecret" }}
-{{- end }}
-{{- if not $r.urlKey }}
-{{- $urls := kindIs "slice" $r.url | ternary $r.url (list $r.url) }}
-{{- if not $urls }}
-{{- fail "store.redis.url needs at least one url" }}
-{{- end }}
-{{- range $u := $urls }}
-{{- if not (regexMatch "^rediss?://" $u) }}
-{{- fail "store.redis.url must start with redis:// or rediss://" }}
-{{- end }}
-{{- if regexMatch "^rediss?://[^/@]*:[^$/@][^/@]*@" $u }}
-{{- fail "store.redis.url holds a literal password: put it in a Secret (store.redis.existingSecret + passwordKey) and write ${SG_REDIS_PASSWORD} in the url" }}
-{{- end }}
-{{- if and $r.passwordKey (not (contains "${SG_REDIS_PASSWORD}" $u)) }}
-{{- fail "store.redis.passwordKey is set but store.redis.url does not use ${SG_REDIS_PASSWORD}, e.g. redis://:${SG_REDIS_PASSWORD}@redis:6379/0" }}
-{{- end }}
-{{- if and (contains "${SG_REDIS_PASSWORD}" $u) (not $r.passwordKey) }}
-{{- fail "store.redis.url uses ${SG_REDIS_PASSWORD}: set store.redis.existingSecret and store.redis.passwordKey" }}
-{{- end }}
-{{- end }}
-{{- end }}
+{{- include "sessiongate.validateRedis" . }}
 {{- end }}
 {{- if not $v.tokens.keys }}
 {{- fail "tokens.keys needs at least one key" }}
@@ -275,6 +277,88 @@ Deployment so every render runs it.
 {{- end }}
 
 {{/*
+store.redis values (store.backend=redis): where Redis is (url, urlKey or
+sentinel), where its passwords come from (never literal), TLS.
+*/}}
+{{- define "sessiongate.validateRedis" -}}
+{{- $r := .Values.store.redis }}
+{{- $sent := $r.sentinel | default dict }}
+{{- $tls := $r.tls | default dict }}
+{{- if and (or $r.passwordKey $r.urlKey $r.sentinelPasswordKey) (not $r.existingSecret) }}
+{{- fail "store.redis.passwordKey / urlKey / sentinelPasswordKey need store.redis.existingSecret" }}
+{{- end }}
+{{- $what := "store.redis.url" }}
+{{- $urls := list }}
+{{- if $sent.masterName }}
+{{- $what = "store.redis.sentinel.urls" }}
+{{- if $r.url }}
+{{- fail "store.redis.sentinel.masterName is set: leave store.redis.url empty (sessiongate takes url or sentinel, not both; the sentinels name the master)" }}
+{{- end }}
+{{- if $r.urlKey }}
+{{- fail "store.redis.urlKey does not go with store.redis.sentinel: the sentinels name the master (put their addresses in store.redis.sentinel.urls)" }}
+{{- end }}
+{{- if not $sent.urls }}
+{{- fail "store.redis.sentinel.masterName needs store.redis.sentinel.urls, e.g. [redis://redis-node-0.redis-headless:26379, ...]" }}
+{{- end }}
+{{- $urls = $sent.urls }}
+{{- else }}
+{{- if $sent.urls }}
+{{- fail "store.redis.sentinel.urls needs store.redis.sentinel.masterName (the master set the sentinels monitor, e.g. mymaster)" }}
+{{- end }}
+{{- if $r.sentinelPasswordKey }}
+{{- fail "store.redis.sentinelPasswordKey is only used with store.redis.sentinel (the data nodes' password is passwordKey)" }}
+{{- end }}
+{{- if not $r.urlKey }}
+{{- $urls = kindIs "slice" $r.url | ternary $r.url (list ($r.url | default (include "sessiongate.redisDefaultUrl" .))) }}
+{{- if not $urls }}
+{{- fail "store.redis.url needs at least one url" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $tlsUrls := 0 }}
+{{- range $u := $urls }}
+{{- if not (regexMatch "^rediss?://" $u) }}
+{{- fail (printf "%s must start with redis:// or rediss://" $what) }}
+{{- end }}
+{{- if hasPrefix "rediss://" $u }}{{ $tlsUrls = add1 $tlsUrls }}{{ end }}
+{{- if regexMatch "^rediss?://[^/@]*:[^$/@][^/@]*@" $u }}
+{{- if $sent.masterName }}
+{{- fail "store.redis.sentinel.urls holds a literal password: put it in a Secret (store.redis.existingSecret + sentinelPasswordKey) and write ${SG_REDIS_SENTINEL_PASSWORD} in the url (or ${SG_REDIS_PASSWORD} when the sentinels share the data nodes' password)" }}
+{{- end }}
+{{- fail "store.redis.url holds a literal password: put it in a Secret (store.redis.existingSecret + passwordKey): the chart renders password: ${SG_REDIS_PASSWORD}" }}
+{{- end }}
+{{- if and (contains "${SG_REDIS_PASSWORD}" $u) (not $r.passwordKey) }}
+{{- fail (printf "%s uses ${SG_REDIS_PASSWORD}: set store.redis.existingSecret and store.redis.passwordKey" $what) }}
+{{- end }}
+{{- if and (contains "${SG_REDIS_SENTINEL_PASSWORD}" $u) (not $r.sentinelPasswordKey) }}
+{{- fail (printf "%s uses ${SG_REDIS_SENTINEL_PASSWORD}: set store.redis.existingSecret and store.redis.sentinelPasswordKey" $what) }}
+{{- end }}
+{{- end }}
+{{- if and $r.sentinelPasswordKey (not (contains "${SG_REDIS_SENTINEL_PASSWORD}" (join " " $urls))) }}
+{{- fail "store.redis.sentinelPasswordKey is set but no store.redis.sentinel.urls uses ${SG_REDIS_SENTINEL_PASSWORD}, e.g. redis://:${SG_REDIS_SENTINEL_PASSWORD}@redis-node-0.redis-headless:26379" }}
+{{- end }}
+{{- if and (gt $tlsUrls 0) (lt $tlsUrls (len $urls)) }}
+{{- fail (printf "%s mixes redis:// and rediss://: use one scheme for all" $what) }}
+{{- end }}
+{{- if $tls.enabled }}
+{{- if not $tls.existingSecret }}
+{{- fail "store.redis.tls.enabled needs store.redis.tls.existingSecret (a Secret with ca.crt and/or tls.crt + tls.key, e.g. cert-manager's); a publicly trusted Redis certificate needs only rediss:// urls, not tls.enabled" }}
+{{- end }}
+{{- if ne (empty $tls.certKey) (empty $tls.keyKey) }}
+{{- fail "store.redis.tls.certKey and store.redis.tls.keyKey go together (a client certificate and its key, for mTLS): set both or neither" }}
+{{- end }}
+{{- if and (not $tls.caKey) (not $tls.certKey) }}
+{{- fail "store.redis.tls.enabled with neither caKey nor certKey/keyKey: nothing to mount" }}
+{{- end }}
+{{- if and $urls (lt $tlsUrls (len $urls)) }}
+{{- fail (printf "store.redis.tls.enabled needs rediss:// urls (sessiongate refuses a tls section with redis:// ones): %s uses redis://" $what) }}
+{{- end }}
+{{- else if $tls.existingSecret }}
+{{- fail "store.redis.tls.existingSecret is set but store.redis.tls.enabled is false: set enabled: true to use it" }}
+{{- end }}
+{{- end }}
+
+{{/*
 sessiongate.yaml: .Values.config plus the keys the chart owns (listeners,
 shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 */}}
@@ -304,13 +388,48 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
 {{- $_ := set $tokens "keys" $keys }}
 {{- $_ := set $cfg "tokens" $tokens }}
 {{- if eq $v.store.backend "redis" }}
-{{- $url := $v.store.redis.url }}
-{{- if $v.store.redis.urlKey }}{{ $url = "${SG_REDIS_URL}" }}{{ end }}
-{{- $_ := set $cfg "store" (dict "backend" "redis" "redis" (dict "url" $url "key_prefix" $v.store.redis.keyPrefix)) }}
+{{- $_ := set $cfg "store" (dict "backend" "redis" "redis" (include "sessiongate.redisConfig" . | fromYaml)) }}
 {{- else }}
 {{- $_ := set $cfg "store" (dict "backend" "sqlite" "sqlite" (dict "path" (printf "%s/sessiongate.db" (trimSuffix "/" $v.store.sqlite.dir)))) }}
 {{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+store.redis of sessiongate.yaml. The data nodes' password is rendered as
+`password: ${SG_REDIS_PASSWORD}` (store.redis.passwordKey) unless every data
+url already carries ${SG_REDIS_PASSWORD} (the older form, kept as it was so
+an upgrade does not roll the pods).
+*/}}
+{{- define "sessiongate.redisConfig" -}}
+{{- $r := .Values.store.redis }}
+{{- $sent := $r.sentinel | default dict }}
+{{- $out := dict "key_prefix" $r.keyPrefix }}
+{{- $password := false }}
+{{- if $sent.masterName }}
+{{- $_ := set $out "sentinel" (dict "master_name" $sent.masterName "urls" $sent.urls) }}
+{{- $password = true }}
+{{- else if $r.urlKey }}
+{{- $_ := set $out "url" "${SG_REDIS_URL}" }}
+{{- $password = true }}
+{{- else }}
+{{- $url := $r.url | default (include "sessiongate.redisDefaultUrl" .) }}
+{{- $_ := set $out "url" $url }}
+{{- range $u := kindIs "slice" $url | ternary $url (list $url) }}
+{{- if not (contains "${SG_REDIS_PASSWORD}" $u) }}{{ $password = true }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if and $r.passwordKey $password }}
+{{- $_ := set $out "password" "${SG_REDIS_PASSWORD}" }}
+{{- end }}
+{{- if include "sessiongate.redisTls" . }}
+{{- $tls := dict }}
+{{- range $f := include "sessiongate.redisTlsFiles" . | fromJsonArray }}
+{{- $_ := set $tls (index $f 2) (printf "%s/%s" (include "sessiongate.redisTlsDir" $) (index $f 1)) }}
+{{- end }}
+{{- $_ := set $out "tls" $tls }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{/* The sessiongate container, as a regular container or (sidecar.native) an init container. */}}
@@ -385,6 +504,11 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
       mountPath: {{ include "sessiongate.tlsDir" . }}
       readOnly: true
     {{- end }}
+    {{- if include "sessiongate.redisTls" . }}
+    - name: redis-tls
+      mountPath: {{ include "sessiongate.redisTlsDir" . }}
+      readOnly: true
+    {{- end }}
     {{- if eq $v.store.backend "sqlite" }}
     - name: data
       mountPath: {{ $v.store.sqlite.dir }}
@@ -414,6 +538,13 @@ shutdown grace, upstream url, token keys, store). Only SPEC section 2 keys.
       name: {{ $v.store.redis.existingSecret | quote }}
       key: {{ $v.store.redis.urlKey | quote }}
 {{- end }}
+{{- if $v.store.redis.sentinelPasswordKey }}
+- name: SG_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.store.redis.existingSecret | quote }}
+      key: {{ $v.store.redis.sentinelPasswordKey | quote }}
+{{- end }}
 {{- end }}
 {{- range $k := $v.tokens.keys }}
 {{- if eq $k.alg "HS256" }}
@@ -436,8 +567,11 @@ so the pods roll when, and only when, one of these changes:
   section and the revocation section (a reload keeps their start-up values);
 - the content of Secret items that reach the config through env (${VAR} is
   expanded from the process environment, fixed at start): the Redis password
-  / URL items of store.redis.existingSecret, and the HS256 items of an
-  existing keys Secret (tokens.existingSecret). A chart-created keys Secret
+  / URL / sentinel password items of store.redis.existingSecret, and the
+  HS256 items of an existing keys Secret (tokens.existingSecret);
+- the content of the Redis TLS Secret's items (store.redis.tls: CA, client
+  certificate and key), which the Redis client reads once at start although
+  they arrive through a volume. A chart-created keys Secret
   keeps its items once generated (a new HS256 key adds an env entry, which
   rolls the pods anyway), so it is not looked up: looking it up would change
   the checksum between the first install (no Secret yet) and the next upgrade.
@@ -446,7 +580,7 @@ and `helm lint` (no cluster: Argo CD and other GitOps renderers), so there a
 change of their content alone does not roll the pods. Each item is hashed
 with its Secret's uid so the annotation cannot be used to guess a weak
 password offline by anyone who may read pods but not Secrets.
-Everything else (keys, TLS certificate, routes, limits, token and session
+Everything else (keys, the server's TLS certificate, routes, limits, token and session
 settings, ...) reaches the running pods through the ConfigMap and Secret
 volumes (no subPath) and is reloaded, without a rollout.
 */}}
@@ -458,8 +592,16 @@ volumes (no subPath) and is reloaded, without a rollout.
 {{- $r := $v.store.redis }}
 {{- if and (eq $v.store.backend "redis") $r.existingSecret }}
 {{- $s := include "sessiongate.lookupSecret" (list . $r.existingSecret) | fromJson }}
-{{- range $key := compact (list $r.passwordKey $r.urlKey) }}
+{{- range $key := compact (list $r.passwordKey $r.urlKey $r.sentinelPasswordKey) }}
 {{- $_ := set $items (printf "%s/%s" $r.existingSecret $key) (include "sessiongate.secretItemSum" (list $s $key)) }}
+{{- end }}
+{{- end }}
+{{- if include "sessiongate.redisTls" . }}
+{{- $name := $r.tls.existingSecret }}
+{{- $s := include "sessiongate.lookupSecret" (list . $name) | fromJson }}
+{{- range $f := include "sessiongate.redisTlsFiles" . | fromJsonArray }}
+{{- $key := toString (index $f 0) }}
+{{- $_ := set $items (printf "%s/%s" $name $key) (include "sessiongate.secretItemSum" (list $s $key)) }}
 {{- end }}
 {{- end }}
 {{- with $v.tokens.existingSecret }}
