@@ -26,6 +26,7 @@ pub const WEBHOOK_DELIVERIES: &str = "sessiongate_webhook_deliveries_total";
 pub const BUILD_INFO: &str = "sessiongate_build_info";
 pub const CONFIG_RELOADS: &str = "sessiongate_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_OK: &str = "sessiongate_config_last_reload_successful";
+pub const CONFIG_RESTART_PENDING: &str = "sessiongate_config_restart_pending";
 pub const RATE_LIMIT_FALLBACKS: &str = "sessiongate_rate_limit_fallbacks_total";
 
 /// The `route` label of the request metrics: which part of sessiongate answered.
@@ -176,6 +177,8 @@ pub struct Metrics {
     /// 1 while the config on disk is the one in use (or none was tried), 0
     /// after a failed reload: the next restart would not start.
     pub config_last_reload_ok: IntGauge,
+    /// 1 while the applied config differs from the running one in a key only a restart applies.
+    pub config_restart_pending: IntGauge,
     /// Rate-limit checks that used the replica's own bucket because the
     /// shared one (Redis) did not answer in time, by route (login, refresh).
     pub rate_limit_fallbacks: IntCounterVec,
@@ -290,6 +293,11 @@ impl Metrics {
                 "1 if the last config reload succeeded (or none was tried), 0 if the config on disk is invalid.",
             )
             .expect("metric"),
+            config_restart_pending: IntGauge::new(
+                CONFIG_RESTART_PENDING,
+                "1 if the last applied config changed something only a restart applies (listeners, threads, store, revocation, Redis TLS files), else 0.",
+            )
+            .expect("metric"),
             rate_limit_fallbacks: IntCounterVec::new(
                 Opts::new(
                     RATE_LIMIT_FALLBACKS,
@@ -333,6 +341,7 @@ impl Metrics {
             Box::new(m.webhook_deliveries.clone()),
             Box::new(m.config_reloads.clone()),
             Box::new(m.config_last_reload_ok.clone()),
+            Box::new(m.config_restart_pending.clone()),
             Box::new(m.rate_limit_fallbacks.clone()),
         ];
         for c in collectors {

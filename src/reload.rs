@@ -145,7 +145,12 @@ impl Reloader {
     }
 
     fn put_in_use(&self, config: Config, built: Built) {
-        for key in needs_restart(&self.started, &config) {
+        let pending = needs_restart(&self.started, &config);
+        self.fixed
+            .metrics
+            .config_restart_pending
+            .set(i64::from(!pending.is_empty()));
+        for key in pending {
             tracing::warn!(
                 key,
                 "changed in the config, but takes effect only at the next restart; the running value stays"

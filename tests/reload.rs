@@ -314,6 +314,8 @@ fn what_needs_a_restart_is_logged_and_kept_while_the_rest_applies() {
     let up = Upstream::start();
     let mut sc = Sidecar::start(&up, json!({}));
     let old_port = sc.port();
+    let pending = "sessiongate_config_restart_pending";
+    assert_eq!(sc.metric(pending, &[]), 0.0, "nothing pending at start");
     let elsewhere = free_port();
     sc.cfg.config["server"]["listen"] = json!(format!("127.0.0.1:{elsewhere}"));
     sc.cfg.config["routes"] = json!([{"prefix": "/", "auth": "none"}]);
@@ -331,6 +333,12 @@ fn what_needs_a_restart_is_logged_and_kept_while_the_rest_applies() {
         "and the routes applied"
     );
     assert!(Request::get("/x").try_send(elsewhere).is_err());
+    assert_eq!(sc.metric(pending, &[]), 1.0, "a restart is due");
+    // Back to the running value: nothing pending any more.
+    sc.cfg.config["server"]["listen"] = json!(format!("127.0.0.1:{old_port}"));
+    rewrite(&sc);
+    wait_reloads(&sc, "ok", 2.0);
+    assert_eq!(sc.metric(pending, &[]), 0.0, "the change was undone");
     assert_eq!(sc.stop(), Some(0));
 }
 
