@@ -7,11 +7,13 @@
 //!   first use: its socket is driven by the thread that waits for the answer,
 //!   so a command costs no hop to another thread and no lock shared with the
 //!   other workers. Other callers (the background runtime, the CLI) share one.
-//! - **Reconnecting, never retrying.** A connection that fails is rebuilt for
+//! - **Reconnecting, never resending.** A connection that fails is rebuilt for
 //!   the next call, but a command whose answer was lost is not sent again: its
 //!   outcome is unknown (a rotation may have happened), so the caller gets the
 //!   error (503 `store_unavailable`) and the client retries with what it holds.
-//!   That is why the Cluster client is built with no retries.
+//!   That is why the Cluster client is built with no retries. Only a command
+//!   that waited for a connection the server refused, so was never sent, is
+//!   tried once more ([`never_sent`]).
 //! - **TLS** (`rediss://`): the server certificate is verified against the
 //!   system roots plus `store.redis.tls.ca_file`, with its hostname; a client
 //!   certificate is presented when configured (mTLS).
@@ -163,11 +165,12 @@ fn certificates(tls: &RedisTlsConfig) -> Result<TlsCertificates, StoreError> {
     })
 }
 
-/// A URL's connection info with `password` (when the URL has none) and the protocol.
+/// A URL's connection info with `password` (when the URL has none), speaking
+/// RESP3: a connection then reports its own loss (a push), so the client
+/// reconnects at once instead of on the next command, which would fail.
 fn connection_info(
     url: &secrecy::SecretString,
     config: &RedisConfig,
-    resp3: bool,
 ) -> Result<ConnectionInfo, StoreError> {
     let info = url
         .expose_secret()
@@ -179,10 +182,7 @@ fn connection_info(
             settings = settings.set_password(p.expose_secret());
         }
     }
-    if resp3 {
-        settings = settings.set_protocol(ProtocolVersion::RESP3);
-    }
-    Ok(info.set_redis_settings(settings))
+    Ok(info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)))
 }
 
 impl Redis {
@@ -202,7 +202,6 @@ impl Redis {
             }),
             (_, false) => None,
         };
-        let resp3 = push.is_some();
         let target = match &config.nodes {
             RedisNodes::Sentinel { master_name, urls } => Target::Sentinel(Box::new(
                 Sentinel::open(config, master_name, urls, certs, push.clone())?,
@@ -210,7 +209,7 @@ impl Redis {
             RedisNodes::Servers(urls) => {
                 let infos = urls
                     .iter()
-                    .map(|u| connection_info(u, config, resp3))
+                    .map(|u| connection_info(u, config))
                     .collect::<Result<Vec<_>, _>>()?;
                 match infos.as_slice() {
                     [info] => Self::single(info.clone(), certs, push.clone())?,
@@ -256,10 +255,10 @@ impl Redis {
         if let Some(c) = certs {
             builder = builder.certs(c);
         }
+        // RESP3 as for one server: a lost node connection is redialled at once.
+        builder = builder.use_protocol(ProtocolVersion::RESP3);
         if let Some(tx) = push {
-            builder = builder
-                .use_protocol(ProtocolVersion::RESP3)
-                .push_sender(push_sender(tx));
+            builder = builder.push_sender(push_sender(tx));
         }
         Ok(Target::Cluster(Box::new(Cluster {
             client: builder.build().map_err(err)?,
@@ -409,10 +408,23 @@ impl Handle {
     }
 }
 
+/// The one case where a command is sent again: the connection it waited for
+/// was refused, so it was never sent. (A connection left failed by an outage
+/// answers its next command that way; the manager has started a new one by
+/// then, and the second try waits for it.)
+fn never_sent(e: &redis::RedisError) -> bool {
+    e.is_connection_refusal()
+}
+
 impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(e) if never_sent(&e) => c.req_packed_command(cmd).await,
+                    r => r,
+                }
+            }),
             Handle::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -424,7 +436,14 @@ impl ConnectionLike for Handle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Handle::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Handle::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(pipeline, offset, count).await {
+                    Err(e) if never_sent(&e) => {
+                        c.req_packed_commands(pipeline, offset, count).await
+                    }
+                    r => r,
+                }
+            }),
             Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }

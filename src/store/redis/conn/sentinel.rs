@@ -77,9 +77,8 @@ impl Sentinel {
         if let Some(pw) = &config.password {
             b = b.set_client_to_redis_password(pw.expose_secret());
         }
-        if push.is_some() {
-            b = b.set_client_to_redis_protocol(ProtocolVersion::RESP3);
-        }
+        // RESP3 as for one server (conn.rs `connection_info`).
+        b = b.set_client_to_redis_protocol(ProtocolVersion::RESP3);
         if let Some(c) = certs {
             // rediss:// sentinels: the master is reached with TLS too, same trust.
             b = b
