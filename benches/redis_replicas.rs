@@ -5,8 +5,10 @@
 //! `cargo bench --bench redis_replicas` — knobs: BENCH_REDIS_URL (else a
 //! `redis-server` is started on a free port), BENCH_SECONDS (10),
 //! BENCH_CLIENTS (32), BENCH_THREADS (proxy threads per replica, 1),
-//! BENCH_ROUNDS (propagation rounds, 50). Everything shares the machine, so
-//! the rates are lower bounds.
+//! BENCH_ROUNDS (propagation rounds, 50; 0 skips them), BENCH_SIDECAR_BIN
+//! (the sidecar binary, else this build's). Everything shares the machine, so
+//! the rates are lower bounds; what the sidecars spend per rotation (CPU
+//! from /proc over the measured window, both processes) moves much less.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 mod support;
-use support::{call, wait_ready};
+use support::{call, cpu_seconds, cpu_us_per, sidecar_bin, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
     let (threads, rounds) = (env_or("BENCH_THREADS", 1), env_or("BENCH_ROUNDS", 50));
     let dir = tempfile::tempdir()?;
     let mut procs = Procs(Vec::new());
+    let mut redis_pid = None;
     let redis_url = match std::env::var("BENCH_REDIS_URL") {
         Ok(u) => u,
         Err(_) => {
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
                     .stdout(Stdio::null())
                     .spawn()?,
             );
+            redis_pid = procs.0.last().map(Child::id);
             format!("redis://127.0.0.1:{port}/")
         }
     };
@@ -91,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     std::fs::write(dir.path().join("k1.pem"), key)?;
     let upstream = sessiongate::demo::spawn_upstream()?;
-    let mut replicas = Vec::new();
+    let (mut replicas, mut sidecars) = (Vec::new(), Vec::new());
     for name in ["a", "b"] {
         let (port, admin) = (free_port()?, free_port()?);
         let yaml = format!(
@@ -105,13 +109,14 @@ fn main() -> anyhow::Result<()> {
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, yaml)?;
         procs.0.push(
-            Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            Command::new(sidecar_bin())
                 .args(["run", "--config"])
                 .arg(&path)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .spawn()?,
         );
+        sidecars.extend(procs.0.last().map(Child::id));
         replicas.push((port, admin));
     }
 
@@ -124,15 +129,24 @@ fn main() -> anyhow::Result<()> {
             wait_ready(*admin).await?;
         }
 
-        // Refresh load, clients alternating between the replicas.
+        // Refresh load, clients alternating between the replicas; the window
+        // opens once every client has logged in.
         let stop = Arc::new(AtomicBool::new(false));
+        let go = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
         let mut tasks = Vec::new();
         for i in 0..clients {
-            let (port, stop) = (replicas[i as usize % 2].0, stop.clone());
+            let (port, stop, go) = (replicas[i as usize % 2].0, stop.clone(), go.clone());
             tasks.push(tokio::spawn(async move {
-                let mut conn = connect(port).await?;
-                let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
-                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
+                let login = async {
+                    let mut conn = connect(port).await?;
+                    let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
+                    let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
+                    Ok::<_, anyhow::Error>((conn, status, body))
+                }
+                .await;
+                // Waited for even after a failure, so the window still opens.
+                go.wait().await;
+                let (mut conn, status, body) = login?;
                 anyhow::ensure!(status == 200, "login answered {status}");
                 let mut token = field(&body, "refresh_token")?;
                 let mut latencies = Vec::with_capacity(1 << 16);
@@ -147,7 +161,9 @@ fn main() -> anyhow::Result<()> {
                 Ok(latencies)
             }));
         }
-        let started = Instant::now();
+        go.wait().await;
+        let (started, cpu_start) = (Instant::now(), cpu_seconds(&sidecars));
+        let redis_start = cpu_seconds(redis_pid.as_slice());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
@@ -155,14 +171,23 @@ fn main() -> anyhow::Result<()> {
             all.extend(t.await??);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_us_per(cpu_start, cpu_seconds(&sidecars), all.len());
+        let redis_cpu = cpu_us_per(redis_start, cpu_seconds(redis_pid.as_slice()), all.len());
         all.sort();
         println!(
-            "redis refresh: {} rotations in {elapsed:.1}s = {:.0}/s | 2 replicas x {threads} proxy threads, {clients} clients | p50 {:.2} ms, p99 {:.2} ms",
+            "redis refresh: {} rotations in {elapsed:.1}s = {:.0}/s | 2 replicas x {threads} proxy threads, {clients} clients | p50 {:.2} ms, p99 {:.2} ms | sidecar CPU {cpu:.1} µs/rotation{}",
             all.len(),
             all.len() as f64 / elapsed,
             pct(&all, 0.50),
-            pct(&all, 0.99)
+            pct(&all, 0.99),
+            match redis_pid {
+                Some(_) => format!(", redis-server {redis_cpu:.1} µs/rotation"),
+                None => String::new(),
+            }
         );
+        if rounds == 0 {
+            return Ok(());
+        }
 
         // Propagation: revoke on A, poll B (warm cache) until 401.
         let (mut a, mut b) = (connect(replicas[0].0).await?, connect(replicas[1].0).await?);

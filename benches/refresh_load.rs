@@ -3,9 +3,13 @@
 //! refresh in a loop (each rotation committed before the answer).
 //!
 //! `cargo bench --bench refresh_load` — knobs: BENCH_SECONDS (10),
-//! BENCH_CLIENTS (32), BENCH_THREADS (proxy worker threads, 1).
-//! Client and server share the machine, so this is a lower bound.
+//! BENCH_CLIENTS (32), BENCH_THREADS (proxy worker threads, 1),
+//! BENCH_SIDECAR_BIN (the sidecar binary, else this build's). The sidecar
+//! runs as its own process, so its CPU per rotation (from /proc over the
+//! measured window) is its alone. Client and server share the machine, so
+//! the rate is a lower bound.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 mod support;
-use support::{call, wait_ready};
+use support::{call, cpu_seconds, cpu_us_per, sidecar_bin, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -52,14 +56,16 @@ fn main() -> anyhow::Result<()> {
     );
     let path = dir.path().join("sessiongate.yaml");
     std::fs::write(&path, yaml)?;
-    let config = sessiongate::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let keys = sessiongate::auth::keys::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::thread::spawn(move || {
-        if let Err(e) = sessiongate::app::run(config, keys) {
-            eprintln!("server failed: {e:#}");
-            std::process::exit(1);
-        }
-    });
+    let sidecar = Sidecar(
+        Command::new(sidecar_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let pid = [sidecar.0.id()];
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -68,15 +74,24 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let addr = format!("127.0.0.1:{port}");
         wait_ready(admin).await?;
+        // The window opens once every client has logged in.
         let stop = Arc::new(AtomicBool::new(false));
+        let go = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
         let mut tasks = Vec::new();
         for i in 0..clients {
-            let (addr, stop) = (addr.clone(), stop.clone());
+            let (addr, stop, go) = (addr.clone(), stop.clone(), go.clone());
             tasks.push(tokio::spawn(async move {
-                let mut conn = TcpStream::connect(&addr).await?;
-                conn.set_nodelay(true)?;
-                let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
-                let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
+                let login = async {
+                    let mut conn = TcpStream::connect(&addr).await?;
+                    conn.set_nodelay(true)?;
+                    let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
+                    let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
+                    Ok::<_, anyhow::Error>((conn, status, body))
+                }
+                .await;
+                // Waited for even after a failure, so the window still opens.
+                go.wait().await;
+                let (mut conn, status, body) = login?;
                 anyhow::ensure!(status == 200, "login answered {status}");
                 let mut token = refresh_token(&body).ok_or_else(|| anyhow::anyhow!("no refresh token"))?;
                 let mut latencies = Vec::with_capacity(1 << 16);
@@ -90,7 +105,8 @@ fn main() -> anyhow::Result<()> {
                 Ok(latencies)
             }));
         }
-        let started = Instant::now();
+        go.wait().await;
+        let (started, cpu_start) = (Instant::now(), cpu_seconds(&pid));
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
@@ -98,10 +114,11 @@ fn main() -> anyhow::Result<()> {
             all.extend(t.await??);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_us_per(cpu_start, cpu_seconds(&pid), all.len());
         all.sort();
         let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
         println!(
-            "refresh_load: {} rotations in {elapsed:.1}s = {:.0}/s | clients {clients}, proxy threads {threads} | p50 {:.2} ms, p99 {:.2} ms",
+            "refresh_load (sqlite): {} rotations in {elapsed:.1}s = {:.0}/s | clients {clients}, proxy threads {threads} | p50 {:.2} ms, p99 {:.2} ms | sidecar CPU {cpu:.1} µs/rotation",
             all.len(),
             all.len() as f64 / elapsed,
             pct(0.50).as_secs_f64() * 1000.0,
@@ -109,5 +126,16 @@ fn main() -> anyhow::Result<()> {
         );
         Ok::<_, anyhow::Error>(())
     })?;
-    std::process::exit(0);
+    drop(sidecar);
+    Ok(())
+}
+
+/// The sidecar process, killed when the bench ends.
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

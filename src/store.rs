@@ -5,8 +5,9 @@
 //! Semantics:
 //! - A session row never holds a refresh token: only its rotation
 //!   `generation` and the `kid` of the key that MACs the current token.
-//! - `rotate` is atomic compare-and-set on `generation`: of any number of
-//!   concurrent calls with the same expected generation, at most one succeeds.
+//! - `refresh` reads, checks and rotates in one atomic step: of any number
+//!   of concurrent calls presenting the same generation, at most one moves
+//!   the session on, and none does once it is revoked or expired.
 //! - A revoked session stays revoked; revocation time is kept so that
 //!   `revoked_since` can rebuild the in-memory revocation list after a restart.
 //! - `create_capped` keeps at most `max_per_user` active sessions per user:
@@ -54,12 +55,33 @@ pub struct Activity {
     pub kid: String,
 }
 
+impl SessionRecord {
+    /// The row after a rotation with `a`: what every backend writes.
+    pub fn rotated(&self, a: &Activity) -> SessionRecord {
+        SessionRecord {
+            generation: self.generation.saturating_add(1),
+            rotated_at: a.at,
+            last_active_at: a.at,
+            ip: a.ip.clone(),
+            user_agent: a.user_agent.clone(),
+            kid: a.kid.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
-pub enum RotateOutcome {
-    /// The generation moved from the expected one to the next: here is the row after it.
-    Rotated(SessionRecord),
-    /// Someone else rotated first, or the session was revoked: the current row.
-    Conflict(SessionRecord),
+pub enum RefreshOutcome {
+    /// The session moved from the presented generation to the next: the row
+    /// as it was (its previous ip and user agent) and as it is now.
+    Rotated {
+        before: SessionRecord,
+        after: SessionRecord,
+    },
+    /// Nothing was written: the session is revoked, expired, or at another
+    /// generation than the presented one. The row as it is.
+    Unchanged(SessionRecord),
+    /// No such session (never was, or deleted after it ended).
     NotFound,
 }
 
@@ -257,14 +279,18 @@ pub trait SessionStore: Send + Sync {
 
     async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Atomically moves `id` from `expected_generation` to the next one, unless
-    /// the session is revoked or already moved on.
-    async fn rotate(
+    /// A refresh's one store call (SPEC 4.3), atomic: reads session `id` and,
+    /// only when it is unrevoked, not expired at `activity.at` (by
+    /// `lifetimes`, as [`Lifetimes::is_expired`] says) and at generation
+    /// `presented`, moves it to the next generation with `activity`. Also
+    /// records the activity for the per-user cap's order.
+    async fn refresh(
         &self,
         id: &str,
-        expected_generation: u64,
+        presented: u64,
         activity: &Activity,
-    ) -> Result<RotateOutcome, StoreError>;
+        lifetimes: Lifetimes,
+    ) -> Result<RefreshOutcome, StoreError>;
 
     /// Revokes one session. Returns false when it was unknown or already revoked.
     async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError>;

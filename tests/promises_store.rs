@@ -1,10 +1,13 @@
 //! Store promises beyond tests/store_contract.rs, in its style (one case, run
 //! against every backend): user ids with braces and non-ASCII characters,
 //! an unreachable Redis (errors within the bound, never a hang, recovery),
-//! and SQLite data surviving a reopen of the file.
+//! SQLite data surviving a reopen of the file, and a refresh on one Redis
+//! server costing one round trip.
 
 use std::any::Any;
 use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,7 @@ use common::redis_server::RedisServer;
 use sessiongate::store::redis::{RedisStore, Retention};
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    Activity, Lifetimes, RotateOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
+    Activity, Lifetimes, RefreshOutcome, SecurityEvent, SessionRecord, SessionStore, StoreError,
 };
 
 type Fresh = (Arc<dyn SessionStore>, Box<dyn Any + Send>);
@@ -187,7 +190,7 @@ async fn every_call_fails_in_time(store: &dyn SessionStore) {
     fails_in_time("ping", store.ping()).await;
     fails_in_time("create", store.create(&session("s2", "bob"))).await;
     fails_in_time("get", store.get("s1")).await;
-    fails_in_time("rotate", store.rotate("s1", 0, &activity)).await;
+    fails_in_time("refresh", store.refresh("s1", 0, &activity, LIFETIMES)).await;
     fails_in_time("revoke", store.revoke("s1", NOW)).await;
     fails_in_time("revoke_user", store.revoke_user("alice", None, NOW)).await;
     fails_in_time(
@@ -273,7 +276,8 @@ async fn sqlite_data_survives_closing_and_reopening_the_file() {
             user_agent: "ua-2".into(),
             kid: "k2".into(),
         };
-        let RotateOutcome::Rotated(rotated) = store.rotate("s1", 0, &activity).await.unwrap()
+        let RefreshOutcome::Rotated { after: rotated, .. } =
+            store.refresh("s1", 0, &activity, LIFETIMES).await.unwrap()
         else {
             panic!("the rotation must succeed");
         };
@@ -315,7 +319,79 @@ async fn sqlite_data_survives_closing_and_reopening_the_file() {
         kid: "k1".into(),
     };
     assert!(matches!(
-        store.rotate("s1", 0, &activity).await.unwrap(),
-        RotateOutcome::Conflict(_)
+        store.refresh("s1", 0, &activity, LIFETIMES).await.unwrap(),
+        RefreshOutcome::Unchanged(_)
     ));
+}
+
+/// A `MONITOR` connection: sees every command Redis runs, in order.
+fn monitor(server: &RedisServer) -> BufReader<TcpStream> {
+    let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut ok = String::new();
+    reader.read_line(&mut ok).unwrap();
+    assert_eq!(ok, "+OK\r\n");
+    reader
+}
+
+/// The commands clients sent since `monitor` started (not those a script ran),
+/// up to a marker this sends.
+fn client_commands(server: &RedisServer, monitor: &mut BufReader<TcpStream>) -> Vec<String> {
+    server.command(&["ECHO", "end-of-test-window"]);
+    let mut out = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(monitor.read_line(&mut line).unwrap() > 0, "monitor closed");
+        if line.contains("end-of-test-window") {
+            return out;
+        }
+        // `+<time> [<db> <client address> | lua] "<command>" "<arg>" ...`
+        let Some((source, rest)) = line.split_once("] ") else {
+            continue;
+        };
+        if !source.ends_with(" lua") {
+            out.push(rest.split('"').nth(1).unwrap_or_default().to_lowercase());
+        }
+    }
+}
+
+/// On one Redis server a refresh is one command: the rotation script reads,
+/// checks, rotates and records the activity in the user's index (keyed by the
+/// hex of an odd user id, as Rust builds it), with no read before it and no
+/// index update after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_on_one_redis_server_is_one_round_trip() {
+    let server = RedisServer::start();
+    let config = common::redis_server::config(vec![server.url()], "rt:");
+    let retention = Retention {
+        lifetimes: LIFETIMES,
+        events_ms: HOUR,
+        revocations_ms: HOUR,
+    };
+    let store = RedisStore::open(&config, retention).unwrap();
+    let user = "用户-{ü}";
+    store.create(&session("s1", user)).await.unwrap();
+    let at = |ms: i64| Activity {
+        at: NOW + ms,
+        ip: "192.0.2.7".into(),
+        user_agent: "ua".into(),
+        kid: "k1".into(),
+    };
+    // The first run of a script loads it (EVALSHA answered NOSCRIPT, then EVAL).
+    let first = store.refresh("s1", 0, &at(1), LIFETIMES).await.unwrap();
+    assert!(matches!(first, RefreshOutcome::Rotated { .. }), "{first:?}");
+    let mut seen = monitor(&server);
+    let second = store.refresh("s1", 1, &at(2), LIFETIMES).await.unwrap();
+    assert!(
+        matches!(second, RefreshOutcome::Rotated { .. }),
+        "{second:?}"
+    );
+    assert_eq!(client_commands(&server, &mut seen), ["evalsha"]);
+    let active = format!("rt:{{u:{}}}:active", hex::encode(user));
+    assert_eq!(
+        server.command(&["ZSCORE", &active, "s1"]),
+        format!("${}\r\n{}\r\n", (NOW + 2).to_string().len(), NOW + 2)
+    );
 }

@@ -12,7 +12,7 @@ use common::redis_server::RedisServer;
 use sessiongate::store::redis::{RedisStore, Retention};
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    Activity, By, Lifetimes, Position, RefreshOutcome, Scope, SecurityEvent, SessionRecord,
     SessionStore,
 };
 
@@ -97,12 +97,17 @@ pub mod contract {
     pub async fn rotation_moves_the_generation_and_records_the_activity(
         store: Arc<dyn SessionStore>,
     ) {
-        store.create(&session("s1", "alice", NOW)).await.unwrap();
-        let RotateOutcome::Rotated(after) =
-            store.rotate("s1", 0, &activity(NOW + 5)).await.unwrap()
+        let created = session("s1", "alice", NOW);
+        store.create(&created).await.unwrap();
+        let RefreshOutcome::Rotated { before, after } = store
+            .refresh("s1", 0, &activity(NOW + 5), LIFETIMES)
+            .await
+            .unwrap()
         else {
             panic!("the first rotation must succeed");
         };
+        // The row as it was: the service compares its ip and user agent.
+        assert_eq!(before, created);
         assert_eq!(after.generation, 1);
         assert_eq!((after.rotated_at, after.last_active_at), (NOW + 5, NOW + 5));
         assert_eq!(
@@ -119,17 +124,86 @@ pub mod contract {
     pub async fn rotation_with_a_stale_generation_is_a_conflict(store: Arc<dyn SessionStore>) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
         assert!(matches!(
-            store.rotate("s1", 0, &activity(NOW)).await.unwrap(),
-            RotateOutcome::Rotated(_)
+            store
+                .refresh("s1", 0, &activity(NOW), LIFETIMES)
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
         ));
-        match store.rotate("s1", 0, &activity(NOW + 1)).await.unwrap() {
-            RotateOutcome::Conflict(current) => assert_eq!(current.generation, 1),
+        match store
+            .refresh("s1", 0, &activity(NOW + 1), LIFETIMES)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Unchanged(current) => assert_eq!(current.generation, 1),
             other => panic!("expected a conflict, got {other:?}"),
         }
         assert_eq!(
-            store.rotate("nope", 0, &activity(NOW)).await.unwrap(),
-            RotateOutcome::NotFound
+            store
+                .refresh("nope", 0, &activity(NOW), LIFETIMES)
+                .await
+                .unwrap(),
+            RefreshOutcome::NotFound
         );
+    }
+
+    pub async fn a_generation_ahead_of_the_store_writes_nothing(store: Arc<dyn SessionStore>) {
+        store.create(&session("s1", "alice", NOW)).await.unwrap();
+        match store
+            .refresh("s1", 1, &activity(NOW + 1), LIFETIMES)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Unchanged(current) => assert_eq!(current, session("s1", "alice", NOW)),
+            other => panic!("a generation the store never reached rotated: {other:?}"),
+        }
+        assert_eq!(
+            store.get("s1").await.unwrap(),
+            Some(session("s1", "alice", NOW))
+        );
+    }
+
+    /// Expired is `at >= min(created + absolute, last_active + idle)` (Lifetimes::is_expired):
+    /// one millisecond before the idle end rotates, at the end nothing is written.
+    pub async fn an_expired_session_cannot_rotate(store: Arc<dyn SessionStore>) {
+        store.create(&session("idle", "alice", NOW)).await.unwrap();
+        let mut old = session("old", "alice", NOW - LIFETIMES.absolute_ms + HOUR);
+        old.last_active_at = NOW;
+        store.create(&old).await.unwrap();
+        let end = NOW + LIFETIMES.idle_ms;
+        match store
+            .refresh("idle", 0, &activity(end), LIFETIMES)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Unchanged(r) => assert_eq!(r.generation, 0),
+            other => panic!("an idle-expired session rotated: {other:?}"),
+        }
+        assert!(matches!(
+            store
+                .refresh("idle", 0, &activity(end - 1), LIFETIMES)
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
+        ));
+        // Active a moment ago, but past its absolute lifetime.
+        let end = NOW + HOUR;
+        assert!(matches!(
+            store
+                .refresh("old", 0, &activity(end - 1), LIFETIMES)
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
+        ));
+        match store
+            .refresh("old", 1, &activity(end), LIFETIMES)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Unchanged(r) => assert_eq!(r.generation, 1),
+            other => panic!("a session past its absolute lifetime rotated: {other:?}"),
+        }
+        assert_eq!(store.get("old").await.unwrap().unwrap().generation, 1);
     }
 
     pub async fn concurrent_rotations_of_one_generation_have_exactly_one_winner(
@@ -139,20 +213,23 @@ pub mod contract {
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(
-                    async move { store.rotate("s1", 0, &activity(NOW + i)).await.unwrap() },
-                )
+                tokio::spawn(async move {
+                    store
+                        .refresh("s1", 0, &activity(NOW + i), LIFETIMES)
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let mut wins = 0;
         for t in tasks {
             match t.await.unwrap() {
-                RotateOutcome::Rotated(r) => {
+                RefreshOutcome::Rotated { before, after } => {
                     wins += 1;
-                    assert_eq!(r.generation, 1);
+                    assert_eq!((before.generation, after.generation), (0, 1));
                 }
-                RotateOutcome::Conflict(r) => assert_eq!(r.generation, 1),
-                RotateOutcome::NotFound => panic!("the session vanished"),
+                RefreshOutcome::Unchanged(r) => assert_eq!(r.generation, 1),
+                RefreshOutcome::NotFound => panic!("the session vanished"),
             }
         }
         assert_eq!(wins, 1, "exactly one concurrent rotation may succeed");
@@ -162,8 +239,12 @@ pub mod contract {
     pub async fn a_revoked_session_cannot_rotate(store: Arc<dyn SessionStore>) {
         store.create(&session("s1", "alice", NOW)).await.unwrap();
         assert!(store.revoke("s1", NOW + 1).await.unwrap());
-        match store.rotate("s1", 0, &activity(NOW + 2)).await.unwrap() {
-            RotateOutcome::Conflict(r) => {
+        match store
+            .refresh("s1", 0, &activity(NOW + 2), LIFETIMES)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Unchanged(r) => {
                 assert_eq!((r.generation, r.revoked_at), (0, Some(NOW + 1)))
             }
             other => panic!("a revoked session rotated: {other:?}"),
@@ -304,8 +385,11 @@ pub mod contract {
             .unwrap();
         // s1 is the oldest but was refreshed: s2 is now the least recently active.
         assert!(matches!(
-            store.rotate("s1", 0, &activity(NOW + 10)).await.unwrap(),
-            RotateOutcome::Rotated(_)
+            store
+                .refresh("s1", 0, &activity(NOW + 10), LIFETIMES)
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
         ));
         let revoked = store
             .create_capped(&session("s4", "alice", NOW + 20), 3, LIFETIMES)
@@ -572,6 +656,8 @@ macro_rules! store_contract {
                 a_created_session_reads_back_as_written,
                 rotation_moves_the_generation_and_records_the_activity,
                 rotation_with_a_stale_generation_is_a_conflict,
+                a_generation_ahead_of_the_store_writes_nothing,
+                an_expired_session_cannot_rotate,
                 concurrent_rotations_of_one_generation_have_exactly_one_winner,
                 a_revoked_session_cannot_rotate,
                 revocation_is_reported_once,

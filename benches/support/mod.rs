@@ -63,3 +63,43 @@ pub async fn wait_ready(admin: u16) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The sidecar binary the load benchmarks start: `BENCH_SIDECAR_BIN` (e.g.
+/// an older build, to compare in one run) or this build's.
+pub fn sidecar_bin() -> std::path::PathBuf {
+    std::env::var_os("BENCH_SIDECAR_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into())
+}
+
+/// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds (utime + stime, every thread) the processes `pids` have used
+/// so far, from /proc/<pid>/stat, as bench/compare.py reads them. A process
+/// that is gone counts 0.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name (which may hold spaces and parentheses).
+            let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    ticks as f64 / clock_ticks()
+}
+
+/// Sidecar CPU over a measured window: µs per rotation.
+pub fn cpu_us_per(cpu_before: f64, cpu_after: f64, rotations: usize) -> f64 {
+    (cpu_after - cpu_before) * 1e6 / rotations.max(1) as f64
+}

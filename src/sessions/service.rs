@@ -16,7 +16,7 @@ use crate::events::{self, Events};
 use crate::metrics::Metrics;
 use crate::revocation::{Reason, RevocationList, Revoker};
 use crate::store::{
-    Activity, By, Lifetimes, RotateOutcome, Scope, SecurityEvent, SessionRecord, SessionStore,
+    Activity, By, Lifetimes, RefreshOutcome, Scope, SecurityEvent, SessionRecord, SessionStore,
     StoreError,
 };
 use crate::time::{rfc3339_ms, unix_now_ms};
@@ -261,46 +261,47 @@ impl Sessions {
         let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
             .ok_or(ApiError::InvalidRefreshToken)?;
         let now = unix_now_ms();
-        // Our MAC proves the session existed: with its row gone (cleaned up
-        // after it expired, or a Redis key that reached its TTL), it is over.
-        let current = self
-            .timed("get", self.store.get(&presented.session_id))
-            .await?
-            .ok_or(ApiError::SessionExpired)?;
+        let activity = Activity {
+            at: now,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            kid: self.signing_key().kid.clone(),
+        };
+        // One store call reads, checks and (when the token is the current one
+        // of a usable session) rotates; what it did not do is decided below.
+        let outcome = self
+            .timed(
+                "rotate",
+                self.store.refresh(
+                    &presented.session_id,
+                    presented.generation,
+                    &activity,
+                    self.lifetimes,
+                ),
+            )
+            .await?;
+        let current = match outcome {
+            RefreshOutcome::Rotated { before, after } => {
+                self.notice_changes(&before, client, now).await;
+                return Ok((self.token_response(&after, self.signing_key())?, "rotated"));
+            }
+            // Our MAC proves the session existed: with its row gone (cleaned up
+            // after it expired, or a Redis key that reached its TTL), it is over.
+            RefreshOutcome::NotFound => return Err(ApiError::SessionExpired),
+            RefreshOutcome::Unchanged(current) => current,
+        };
         self.usable(&current, now)?;
-        if presented.generation == current.generation {
-            let activity = Activity {
-                at: now,
-                ip: client.ip.clone(),
-                user_agent: client.user_agent.clone(),
-                kid: self.signing_key().kid.clone(),
-            };
-            let outcome = self
-                .timed(
-                    "rotate",
-                    self.store
-                        .rotate(&current.id, current.generation, &activity),
-                )
-                .await?;
-            return match outcome {
-                RotateOutcome::Rotated(after) => {
-                    self.notice_changes(&current, client, now).await;
-                    Ok((self.token_response(&after, self.signing_key())?, "rotated"))
-                }
-                // Another request rotated this very token a moment ago.
-                RotateOutcome::Conflict(after) => {
-                    self.usable(&after, now)?;
-                    self.predecessor(&after, presented.generation, client, now)
-                        .await
-                }
-                RotateOutcome::NotFound => Err(ApiError::SessionExpired),
-            };
-        }
         if presented.generation > current.generation {
             // A valid MAC on a future generation: the store lost writes. Refuse.
             tracing::error!(session_id = %current.id, "refresh token ahead of the stored generation");
             return Err(ApiError::InvalidRefreshToken);
         }
+        if presented.generation == current.generation {
+            // Usable by our clock yet not rotated: the store's expiry check
+            // (same lifetimes, same time) disagreed. Fail closed.
+            return Err(ApiError::SessionExpired);
+        }
+        // Another request rotated this token before us (a moment ago, or long ago).
         self.predecessor(&current, presented.generation, client, now)
             .await
     }

@@ -18,7 +18,9 @@
 //! What must be atomic touches one key only (rotation, revocation, a
 //! rate-limit bucket: Lua scripts on one key), so the same code runs on
 //! Redis Cluster, where a user's index and the revocation log live in other
-//! slots.
+//! slots. On one server a refresh is one round trip: its script also updates
+//! the user's activity score (rotate.lua), which on a Cluster is a second,
+//! awaited call.
 
 mod buckets;
 mod cleanup;
@@ -35,7 +37,7 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    Activity, By, Lifetimes, Position, RefreshOutcome, Scope, SecurityEvent, SessionRecord,
     SessionStore, SharedBuckets, StoreError,
 };
 use crate::config::RedisConfig;
@@ -86,6 +88,10 @@ impl RedisStore {
     /// The subscriber that carries revocations between replicas.
     pub fn feed(&self, config: &RedisConfig) -> Result<feed::RedisFeed, StoreError> {
         feed::RedisFeed::open(config, self.keys.clone())
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.redis.is_cluster()
     }
 
     fn ttl_ms(&self, s: &SessionRecord) -> i64 {
@@ -191,48 +197,67 @@ impl SessionStore for RedisStore {
         record(id, h).map(Some)
     }
 
-    async fn rotate(
+    async fn refresh(
         &self,
         id: &str,
-        expected: u64,
+        presented: u64,
         a: &Activity,
-    ) -> Result<RotateOutcome, StoreError> {
+        lifetimes: Lifetimes,
+    ) -> Result<RefreshOutcome, StoreError> {
         if !valid_id(id) {
-            return Ok(RotateOutcome::NotFound);
+            return Ok(RefreshOutcome::NotFound);
         }
         let key = self.keys.session(id);
-        let l = self.retention.lifetimes;
+        // The caller's lifetimes (they follow a reload) decide expiry; the
+        // TTL follows the store's, as at creation.
+        let (check, ttl) = (lifetimes, self.retention.lifetimes);
+        // On one server the script also updates the user's activity score; on
+        // a Cluster that key lives in another slot (see rotate.lua).
+        let (head, tail) = match self.is_cluster() {
+            true => (String::new(), String::new()),
+            false => self.keys.user_around("active"),
+        };
         let script = &self.rotate;
         let out: Vec<String> = self
             .redis
             .run("rotate", |mut c| async move {
                 script
                     .key(key)
-                    .arg(expected)
+                    .arg(presented)
                     .arg(a.at)
                     .arg(&a.ip)
                     .arg(&a.user_agent)
                     .arg(&a.kid)
-                    .arg(l.idle_ms)
-                    .arg(l.absolute_ms)
+                    .arg(check.idle_ms)
+                    .arg(check.absolute_ms)
+                    .arg(ttl.idle_ms)
+                    .arg(ttl.absolute_ms)
+                    .arg(id)
+                    .arg(head)
+                    .arg(tail)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        let Some((flag, rest)) = out.split_first() else {
-            return Ok(RotateOutcome::NotFound);
+        let mut out = out.into_iter();
+        let (Some(flag), Some(indexed)) = (out.next(), out.next()) else {
+            return Ok(RefreshOutcome::NotFound);
         };
-        let h = rest
-            .chunks_exact(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
-            .collect();
-        let r = record(id, h)?;
-        Ok(if flag == "1" {
-            self.touch(&r).await;
-            RotateOutcome::Rotated(r)
-        } else {
-            RotateOutcome::Conflict(r)
-        })
+        let mut h = HashMap::with_capacity(12);
+        while let (Some(k), Some(v)) = (out.next(), out.next()) {
+            h.insert(k, v);
+        }
+        let before = record(id, h)?;
+        if flag != "1" {
+            return Ok(RefreshOutcome::Unchanged(before));
+        }
+        let after = before.rotated(a);
+        if indexed != "1" {
+            // Awaited: a login after this refresh has answered must see it in
+            // the cap's order (the contract suite's cap case).
+            self.touch(&after).await;
+        }
+        Ok(RefreshOutcome::Rotated { before, after })
     }
 
     async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError> {

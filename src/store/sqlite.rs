@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    Activity, By, Lifetimes, Position, RotateOutcome, Scope, SecurityEvent, SessionRecord,
+    Activity, By, Lifetimes, Position, RefreshOutcome, Scope, SecurityEvent, SessionRecord,
     SessionStore, StoreError,
 };
 
@@ -232,29 +232,42 @@ impl SessionStore for SqliteStore {
         self.run(move |c| get_row(c, &id)).await
     }
 
-    async fn rotate(
+    async fn refresh(
         &self,
         id: &str,
-        expected: u64,
+        presented: u64,
         a: &Activity,
-    ) -> Result<RotateOutcome, StoreError> {
+        l: Lifetimes,
+    ) -> Result<RefreshOutcome, StoreError> {
         let (id, a) = (id.to_owned(), a.clone());
         self.run(move |c| {
+            // Read and write in one write transaction: no other writer (another
+            // process on the file included) gets between the check and the update.
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE sessions SET generation = generation + 1, rotated_at = ?3, last_active_at = ?3,
-                     ip = ?4, user_agent = ?5, kid = ?6
-                     WHERE id = ?1 AND generation = ?2 AND revoked_at IS NULL",
-                )?
-                .execute(params![id, expected as i64, a.at, a.ip, a.user_agent, a.kid])?;
-            let row = get_row(&tx, &id)?;
+            let Some(before) = get_row(&tx, &id)? else {
+                return Ok(RefreshOutcome::NotFound);
+            };
+            if before.revoked_at.is_some()
+                || l.is_expired(&before, a.at)
+                || before.generation != presented
+            {
+                return Ok(RefreshOutcome::Unchanged(before));
+            }
+            let after = before.rotated(&a);
+            tx.prepare_cached(
+                "UPDATE sessions SET generation = ?2, rotated_at = ?3, last_active_at = ?3,
+                 ip = ?4, user_agent = ?5, kid = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                after.generation as i64,
+                a.at,
+                a.ip,
+                a.user_agent,
+                a.kid
+            ])?;
             tx.commit()?;
-            Ok(match (changed, row) {
-                (_, None) => RotateOutcome::NotFound,
-                (1, Some(r)) => RotateOutcome::Rotated(r),
-                (_, Some(r)) => RotateOutcome::Conflict(r),
-            })
+            Ok(RefreshOutcome::Rotated { before, after })
         })
         .await
     }

@@ -359,6 +359,12 @@ impl Redis {
         })
     }
 
+    /// Whether this is a Redis Cluster (a user's keys and a session's hash
+    /// are then in different slots).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     /// After a connection failure: this worker's connection is dropped (the
     /// next call connects afresh, so the first call after an outage does not
     /// meet the failed attempt), and a Sentinel master is looked up again (it

@@ -89,9 +89,10 @@ impl RedisStore {
             .await
     }
 
-    /// Records a refresh's activity for the cap's order. Best effort: the
-    /// rotation is already committed, and a stale score only makes this
-    /// session look older than it is to the cap.
+    /// Records a refresh's activity for the cap's order where the rotation
+    /// script could not (a Cluster). Best effort: the rotation is already
+    /// committed, and a stale score only makes this session look older than
+    /// it is to the cap.
     pub(super) async fn touch(&self, s: &SessionRecord) {
         let (active, id, at) = (self.active_key(&s.user_id), &s.id, s.last_active_at);
         let r = self

@@ -18,6 +18,11 @@ impl Keys {
     pub(super) fn user(&self, user_id: &str, what: &str) -> String {
         format!("{}{{u:{}}}:{what}", self.prefix, hex::encode(user_id))
     }
+    /// [`Keys::user`] in two parts around the hex user id, for a script that
+    /// learns the user id from the data it reads.
+    pub(super) fn user_around(&self, what: &str) -> (String, String) {
+        (format!("{}{{u:", self.prefix), format!("}}:{what}"))
+    }
     pub(super) fn users(&self) -> String {
         format!("{}{{users}}", self.prefix)
     }
@@ -118,4 +123,23 @@ pub(super) fn read_member(member: &str) -> Option<(&str, StoredEvent)> {
         None => (member.get(..16)?, member.get(16..)?),
     };
     Some((id, serde_json::from_str(json).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_key_in_two_parts_joins_to_the_user_key() {
+        let keys = Keys {
+            prefix: "p:".into(),
+        };
+        let (head, tail) = keys.user_around("active");
+        for user in ["alice", "{odd}", "用户-ü", ""] {
+            assert_eq!(
+                format!("{head}{}{tail}", hex::encode(user)),
+                keys.user(user, "active")
+            );
+        }
+    }
 }
