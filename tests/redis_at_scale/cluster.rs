@@ -9,13 +9,11 @@
 //! `P{rev}:ch`, saving cluster-bus traffic that one message per revocation does
 //! not make worth a second code path.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::redis_server::Cluster3;
-use common::*;
+use crate::common::redis_server::Cluster3;
+use crate::common::*;
 
 /// Propagation bound of SPEC 5.
 const PROPAGATION: Duration = Duration::from_secs(1);

@@ -3,13 +3,11 @@
 //! refilled by the server's clock, and each replica's own bucket while Redis
 //! is unreachable.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
-use common::*;
+use crate::common::redis_server::RedisServer;
+use crate::common::*;
 
 const FALLBACKS: &str = "sessiongate_rate_limit_fallbacks_total";
 const WARNING: &str = "shared rate-limit buckets unavailable";

@@ -5,15 +5,13 @@
 //! revocations survive; service resumes on the promoted replica without a
 //! restart, broadcasts included.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::redis_server::{SentinelSet, MASTER_NAME};
-use common::*;
+use crate::common::redis_server::{SentinelSet, MASTER_NAME};
+use crate::common::*;
 
 fn on_sentinels(set: &SentinelSet) -> Value {
     json!({

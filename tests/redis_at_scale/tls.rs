@@ -3,13 +3,11 @@
 //! certificate is verified (an unknown CA is refused), and a client
 //! certificate is presented when the server requires one (mTLS).
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
-use common::tls::TestCa;
-use common::*;
+use crate::common::redis_server::RedisServer;
+use crate::common::tls::TestCa;
+use crate::common::*;
 
 /// A sidecar on `redis` over TLS with `tls` as `store.redis.tls`.
 fn on_tls(up: &Upstream, redis: &RedisServer, tls: Value) -> SidecarConfig {
