@@ -15,10 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 mod support;
-use support::{call, cpu_seconds, cpu_us_per, sidecar_bin, wait_ready};
+use support::{call, connect, cpu_seconds, cpu_us_per, login, sidecar_bin, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -51,12 +49,6 @@ fn field(body: &[u8], name: &str) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no {name} in {v}"))
-}
-
-async fn connect(port: u16) -> anyhow::Result<TcpStream> {
-    let c = TcpStream::connect(("127.0.0.1", port)).await?;
-    c.set_nodelay(true)?;
-    Ok(c)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -137,13 +129,7 @@ fn main() -> anyhow::Result<()> {
         for i in 0..clients {
             let (port, stop, go) = (replicas[i as usize % 2].0, stop.clone(), go.clone());
             tasks.push(tokio::spawn(async move {
-                let login = async {
-                    let mut conn = connect(port).await?;
-                    let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
-                    let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
-                    Ok::<_, anyhow::Error>((conn, status, body))
-                }
-                .await;
+                let login = login(("127.0.0.1", port), i).await;
                 // Waited for even after a failure, so the window still opens.
                 go.wait().await;
                 let (mut conn, status, body) = login?;
@@ -190,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         }
 
         // Propagation: revoke on A, poll B (warm cache) until 401.
-        let (mut a, mut b) = (connect(replicas[0].0).await?, connect(replicas[1].0).await?);
+        let (mut a, mut b) = (connect(("127.0.0.1", replicas[0].0)).await?, connect(("127.0.0.1", replicas[1].0)).await?);
         let mut lat = Vec::new();
         for _ in 0..rounds {
             let login = r#"{"username":"prop","password":"demo"}"#;

@@ -14,10 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 mod support;
-use support::{call, cpu_seconds, cpu_us_per, sidecar_bin, wait_ready};
+use support::{call, cpu_seconds, cpu_us_per, login, sidecar_bin, wait_ready};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -81,14 +79,7 @@ fn main() -> anyhow::Result<()> {
         for i in 0..clients {
             let (addr, stop, go) = (addr.clone(), stop.clone(), go.clone());
             tasks.push(tokio::spawn(async move {
-                let login = async {
-                    let mut conn = TcpStream::connect(&addr).await?;
-                    conn.set_nodelay(true)?;
-                    let login = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
-                    let (status, body) = call(&mut conn, "POST", "/v1/auth/login", None, &login).await?;
-                    Ok::<_, anyhow::Error>((conn, status, body))
-                }
-                .await;
+                let login = login(addr.as_str(), i).await;
                 // Waited for even after a failure, so the window still opens.
                 go.wait().await;
                 let (mut conn, status, body) = login?;

@@ -4,6 +4,25 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A keep-alive connection with Nagle off.
+pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> anyhow::Result<TcpStream> {
+    let c = TcpStream::connect(addr).await?;
+    c.set_nodelay(true)?;
+    Ok(c)
+}
+
+/// Connects and logs in as bench user `i` (the demo upstream's password);
+/// the connection and the login's (status, body).
+pub async fn login(
+    addr: impl tokio::net::ToSocketAddrs,
+    i: u64,
+) -> anyhow::Result<(TcpStream, u16, Vec<u8>)> {
+    let mut conn = connect(addr).await?;
+    let body = format!(r#"{{"username":"bench{i}","password":"demo"}}"#);
+    let (status, answer) = call(&mut conn, "POST", "/v1/auth/login", None, &body).await?;
+    Ok((conn, status, answer))
+}
+
 /// One request on a keep-alive connection; (status, body).
 pub async fn call(
     conn: &mut TcpStream,
