@@ -1,13 +1,17 @@
 //! Access-token verification cost per algorithm, uncached (signature every
 //! time) and through the verified-token cache (what a client re-sending its
-//! token pays), revocation check included.
+//! token pays), revocation check included; and signing (every login and
+//! refresh), against `jsonwebtoken::encode` of the same claims, which
+//! parses the private key per token.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderValue;
+use jsonwebtoken::EncodingKey;
 use sessiongate::auth::keys::{generate, Alg, TokenKey};
+use sessiongate::auth::sign::Signer;
 use sessiongate::auth::verify::Verifier;
 use sessiongate::auth::Authenticator;
 use sessiongate::config::TokensConfig;
@@ -15,12 +19,24 @@ use sessiongate::metrics::Metrics;
 use sessiongate::revocation::RevocationList;
 use sessiongate::time::unix_now;
 
-fn key(alg: Alg) -> Arc<TokenKey> {
+fn key(alg: Alg) -> (Arc<TokenKey>, EncodingKey) {
     let material = generate(alg).expect("keygen");
-    Arc::new(match alg {
-        Alg::HS256 => TokenKey::from_secret("k1", material.as_bytes()).expect("key"),
-        _ => TokenKey::from_pem("k1", alg, material.as_bytes()).expect("key"),
-    })
+    let m = material.as_bytes();
+    match alg {
+        Alg::HS256 => (
+            Arc::new(TokenKey::from_secret("k1", m).expect("key")),
+            EncodingKey::from_secret(m),
+        ),
+        _ => {
+            let encoding = match alg {
+                Alg::EdDSA => EncodingKey::from_ed_pem(m),
+                Alg::ES256 => EncodingKey::from_ec_pem(m),
+                _ => EncodingKey::from_rsa_pem(m),
+            };
+            let key = TokenKey::from_pem("k1", alg, m).expect("key");
+            (Arc::new(key), encoding.expect("PEM"))
+        }
+    }
 }
 
 fn tokens() -> TokensConfig {
@@ -34,24 +50,44 @@ fn tokens() -> TokensConfig {
     }
 }
 
-fn token(k: &TokenKey) -> String {
+const SUB: &str = "user-alice";
+const SID: &str = "c2Vzc2lvbi1pZC0xMjM0NQ";
+const EXT: &str = r#"{"role":"admin"}"#;
+
+/// What `jsonwebtoken::encode` makes of the claims `Signer::sign` writes.
+fn encode(k: &TokenKey, encoding: &EncodingKey) -> String {
     let now = unix_now();
     let claims = serde_json::json!({
-        "iss": "sessiongate", "aud": "upstream", "sub": "user-alice", "sid": "c2Vzc2lvbi1pZC0xMjM0NQ",
-        "iat": now, "exp": now + 900, "jti": "bench", "ext": {"role": "admin"}
+        "iss": "sessiongate", "aud": "upstream", "sub": SUB, "sid": SID,
+        "iat": now, "exp": now + 900, "jti": "AAAAAAAAAAAAAAAAAAAAAA",
+        "ext": serde_json::from_str::<serde_json::Value>(EXT).expect("JSON"),
     });
     let mut header = jsonwebtoken::Header::new(k.alg.jwt());
     header.kid = Some(k.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &k.encoding).expect("sign")
+    header.typ = Some("JWT".into());
+    jsonwebtoken::encode(&header, &claims, encoding).expect("sign")
 }
 
 fn bench(c: &mut Criterion) {
     for alg in [Alg::EdDSA, Alg::ES256, Alg::RS256, Alg::HS256] {
-        let k = key(alg);
+        let (k, encoding) = key(alg);
         let cfg = tokens();
         let keys = [k.clone()];
-        let t = token(&k);
+        let signer = Signer::new(&cfg, &keys);
+        let t = signer.sign(SUB, SID, EXT).expect("signed");
+        c.bench_function(&format!("sign/{}", alg.name()), |b| {
+            b.iter(|| {
+                signer
+                    .sign(SUB, std::hint::black_box(SID), EXT)
+                    .expect("signed")
+            })
+        });
+        c.bench_function(&format!("sign_jsonwebtoken_encode/{}", alg.name()), |b| {
+            b.iter(|| encode(std::hint::black_box(&k), &encoding))
+        });
         let verifier = Verifier::new(&cfg, &keys);
+        let from_encode = encode(&k, &encoding);
+        verifier.verify(&from_encode, unix_now()).expect("valid");
         c.bench_function(&format!("verify_uncached/{}", alg.name()), |b| {
             b.iter(|| {
                 verifier

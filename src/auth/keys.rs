@@ -3,10 +3,11 @@
 //! algorithm of a key is fixed by the config and never taken from a token.
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretBox};
 use serde_json::json;
 use std::sync::Arc;
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError, KeyMaterial, KeySpec};
 pub use crate::names::Alg;
 
-/// One configured key. Private material lives only in `encoding` and `refresh_mac_key`.
+/// One configured key. Private material lives only in `signing` and `refresh_mac_key`.
 pub struct TokenKey {
     pub kid: String,
     pub alg: Alg,
-    pub encoding: EncodingKey,
+    signing: SigningKey,
     pub decoding: DecodingKey,
     /// The public JWK, `None` for HS256 (never published).
     pub jwk: Option<serde_json::Value>,
@@ -37,6 +38,9 @@ impl std::fmt::Debug for TokenKey {
 
 const MIN_HS256_SECRET: usize = 32;
 const MIN_RSA_BYTES: usize = 256;
+const MAX_RSA_BYTES: usize = 1024;
+/// The longest signature a key makes: an RSA signature of `MAX_RSA_BYTES`.
+pub const MAX_SIGNATURE: usize = MAX_RSA_BYTES;
 
 impl TokenKey {
     /// HS256: the secret string's bytes are the key (SPEC 2), at least 32 of them.
@@ -50,7 +54,7 @@ impl TokenKey {
         Ok(TokenKey {
             kid: kid.to_owned(),
             alg: Alg::HS256,
-            encoding: EncodingKey::from_secret(secret),
+            signing: SigningKey::Hs256(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
             decoding: DecodingKey::from_secret(secret),
             jwk: None,
             refresh_mac_key: derive_mac_key(secret, kid),
@@ -62,10 +66,10 @@ impl TokenKey {
         let block = pem::parse(pem_bytes).map_err(|_| "not a PEM file".to_string())?;
         let der = block.contents();
         let tag = block.tag();
-        let base = |encoding, decoding, jwk: serde_json::Value| TokenKey {
+        let base = |signing, decoding, jwk: serde_json::Value| TokenKey {
             kid: kid.to_owned(),
             alg,
-            encoding,
+            signing,
             decoding,
             jwk: Some(with_meta(jwk, kid, alg)),
             refresh_mac_key: derive_mac_key(der, kid),
@@ -77,7 +81,7 @@ impl TokenKey {
                 let x = B64.encode(pair.public_key().as_ref());
                 let decoding = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
                 Ok(base(
-                    EncodingKey::from_ed_der(der),
+                    SigningKey::Ed25519(pair),
                     decoding,
                     json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
                 ))
@@ -88,9 +92,6 @@ impl TokenKey {
                     der,
                 )
                 .map_err(|e| format!("not a P-256 private key: {e}"))?;
-                let pkcs8 = pair
-                    .to_pkcs8v1()
-                    .map_err(|_| "cannot re-encode the EC key".to_string())?;
                 let point = pair.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
                     return Err("unexpected P-256 public key encoding".into());
@@ -99,7 +100,7 @@ impl TokenKey {
                 let decoding =
                     DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
                 Ok(base(
-                    EncodingKey::from_ec_der(pkcs8.as_ref()),
+                    SigningKey::Es256(pair),
                     decoding,
                     json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
                 ))
@@ -114,15 +115,15 @@ impl TokenKey {
                 if pair.public_modulus_len() < MIN_RSA_BYTES {
                     return Err("RSA keys must have at least 2048 bits".into());
                 }
+                if pair.public_modulus_len() > MAX_RSA_BYTES {
+                    return Err("RSA keys must have at most 8192 bits".into());
+                }
                 let public = pair.public_key();
                 let n = public.modulus().big_endian_without_leading_zero();
                 let e = public.exponent().big_endian_without_leading_zero();
-                let encoding = EncodingKey::from_rsa_pem(pem_bytes).map_err(|e| e.to_string())?;
-                Ok(base(
-                    encoding,
-                    DecodingKey::from_rsa_raw_components(n, e),
-                    json!({"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e)}),
-                ))
+                let decoding = DecodingKey::from_rsa_raw_components(n, e);
+                let jwk = json!({"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e)});
+                Ok(base(SigningKey::Rs256(pair), decoding, jwk))
             }
             (_, tag) => Err(format!(
                 "a `{tag}` PEM block does not hold a {} private key",
@@ -134,6 +135,50 @@ impl TokenKey {
     pub fn refresh_mac_key(&self) -> &[u8; 32] {
         self.refresh_mac_key.expose_secret()
     }
+
+    /// How many bytes `sign` writes.
+    pub fn signature_len(&self) -> usize {
+        match &self.signing {
+            SigningKey::Hs256(_) => 32,
+            SigningKey::Ed25519(_) | SigningKey::Es256(_) => 64,
+            SigningKey::Rs256(pair) => pair.public_modulus_len(),
+        }
+    }
+
+    /// The JWS signature of `input` (`header.claims`) by this key's
+    /// algorithm, written to the start of `out`; returns its length.
+    pub fn sign(&self, input: &[u8], out: &mut [u8; MAX_SIGNATURE]) -> Result<usize, String> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut copy = |sig: &[u8]| {
+            out[..sig.len()].copy_from_slice(sig);
+            sig.len()
+        };
+        Ok(match &self.signing {
+            SigningKey::Hs256(key) => copy(hmac::sign(key, input).as_ref()),
+            SigningKey::Ed25519(pair) => copy(pair.sign(input).as_ref()),
+            SigningKey::Es256(pair) => {
+                let sig = pair.sign(&rng, input).map_err(|_| "ECDSA signing failed")?;
+                copy(sig.as_ref())
+            }
+            SigningKey::Rs256(pair) => {
+                // At most MAX_SIGNATURE bytes: `from_pem` refuses larger keys.
+                let sig = &mut out[..pair.public_modulus_len()];
+                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, input, sig)
+                    .map_err(|_| "RSA signing failed")?;
+                sig.len()
+            }
+        })
+    }
+}
+
+/// The parsed private key, kept from startup: building it per token (what
+/// `jsonwebtoken::encode` does from DER) re-derives the public key each
+/// time, which cost as much as the signature itself.
+enum SigningKey {
+    Hs256(Box<hmac::Key>),
+    Ed25519(Ed25519KeyPair),
+    Es256(EcdsaKeyPair),
+    Rs256(aws_lc_rs::rsa::KeyPair),
 }
 
 /// The keys of `tokens.keys`, in order (the first signs). A key that does not
