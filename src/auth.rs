@@ -16,7 +16,7 @@ use crate::config::TokensConfig;
 use crate::errors::ApiError;
 use crate::metrics::{Metrics, TokenResult};
 use crate::revocation::RevocationList;
-use crate::time::{unix_now, unix_now_ms};
+use crate::time::unix_now_ms;
 use cache::TokenCache;
 use keys::TokenKey;
 pub use verify::Verified;
@@ -100,7 +100,9 @@ impl Authenticator {
     }
 
     fn check(&self, token: &str) -> Result<Arc<Verified>, ApiError> {
-        let now = unix_now();
+        // One clock read for the whole check: it runs on every request.
+        let now_ms = unix_now_ms();
+        let now = now_ms / 1000;
         let verified = match self.cache.as_ref().and_then(|c| c.get(token)) {
             // The cache drops entries at expiry, but a read may race the clock.
             Some(v) if v.exp + self.leeway >= now => v,
@@ -117,7 +119,7 @@ impl Authenticator {
             return Err(ApiError::SessionRevoked);
         }
         // A shared store's revocations may not have reached us: fail closed.
-        if self.revocations.check_fresh(unix_now_ms()).is_err() {
+        if self.revocations.check_fresh(now_ms).is_err() {
             return Err(ApiError::StoreUnavailable);
         }
         Ok(verified)
@@ -131,18 +133,35 @@ fn is_bearer_scheme(v: &HeaderValue) -> bool {
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 /// Other schemes (Basic, ...) are not ours: they count as "no token".
+/// One pass over the bytes with a table: this runs on every request.
 pub fn bearer_token(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let (scheme, rest) = s.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let b = v.as_bytes();
+    let space = b.iter().position(|&c| c == b' ')?;
+    if !b[..space].eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    let token = rest.trim_matches(' ');
-    let token68 = |c: u8| {
-        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-    };
-    (!token.is_empty() && token.bytes().all(token68)).then_some(token)
+    let rest = &b[space + 1..];
+    let start = rest.iter().position(|&c| c != b' ')?;
+    let end = rest.iter().rposition(|&c| c != b' ')? + 1;
+    let token = &rest[start..end];
+    if !token.iter().all(|&c| TOKEN68[usize::from(c)]) {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
 }
+
+/// The bytes of a token68 (RFC 9110 11.2): letters, digits and `-._~+/=`.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        c += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -159,5 +178,41 @@ mod tests {
         assert_eq!(bearer_token(&hv("Bearer a b")), None);
         assert!(is_bearer_scheme(&hv("Bearer")));
         assert!(!is_bearer_scheme(&hv("Bearerx y")));
+        assert_eq!(bearer_token(&hv("Bearer   ")), None);
+    }
+
+    /// The table-driven scan accepts exactly what the definition does: the
+    /// value is text, the token is token68 once spaces around it are gone.
+    #[test]
+    fn bearer_token_matches_its_definition_for_every_byte() {
+        fn reference(v: &HeaderValue) -> Option<&str> {
+            let (scheme, rest) = v.to_str().ok()?.split_once(' ')?;
+            let token = rest.trim_matches(' ');
+            let token68 = |c: u8| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+            };
+            (scheme.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && token.bytes().all(token68))
+            .then_some(token)
+        }
+        for byte in 0..=255u8 {
+            for shape in [
+                &b"Bearer a_c"[..],
+                b"Bearer _",
+                b"Bearer _bc ",
+                b"Be_rer abc",
+                b"Bearer_ abc",
+            ] {
+                let value: Vec<u8> = shape
+                    .iter()
+                    .map(|&c| if c == b'_' { byte } else { c })
+                    .collect();
+                if let Ok(v) = HeaderValue::from_bytes(&value) {
+                    assert_eq!(bearer_token(&v), reference(&v), "{value:?}");
+                }
+            }
+        }
     }
 }
