@@ -234,12 +234,11 @@ impl Gateway {
                     user_agent: Client::user_agent_of(user_agent.as_ref()),
                 };
                 // Committed before the response goes on; if it cannot be,
-                // the client gets 503 instead (fail closed).
+                // the client gets 503 instead (fail closed). Boxed like the
+                // session API: a store call is a large state machine.
                 if let Some(who) = who {
-                    self.api
-                        .sessions
-                        .upstream_revoke(who, scope, &client)
-                        .await?;
+                    let sessions = &self.api.sessions;
+                    Box::pin(sessions.upstream_revoke(who, scope, &client)).await?;
                 }
             }
         }

@@ -87,7 +87,10 @@ impl Pool {
                 });
             }
         }
-        self.connect().await
+        // Boxed: dialing (DNS, TCP, TLS, handshake) is a large state machine
+        // that reuse rarely needs; inline, every request's future would carry
+        // it and be moved with it.
+        Box::pin(self.connect()).await
     }
 
     async fn connect(&self) -> Result<Conn, ConnectError> {
