@@ -113,6 +113,17 @@ mod tests {
     use crate::auth::keys::{generate, Alg};
     use crate::auth::verify::Verifier;
 
+    fn tokens() -> TokensConfig {
+        TokensConfig {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            access_ttl: Duration::from_secs(60),
+            leeway: Duration::from_secs(0),
+            keys: Vec::new(),
+            verified_cache_entries: 0,
+        }
+    }
+
     /// Proves what the signer writes is what the verifier (`jsonwebtoken`)
     /// accepts, for every algorithm: issuer, audience, kid and the login's
     /// claims survive the round trip, and the header says what it must.
@@ -125,14 +136,7 @@ mod tests {
                 _ => TokenKey::from_pem("k1", alg, material.as_bytes()),
             };
             let keys = [Arc::new(key.unwrap())];
-            let tokens = TokensConfig {
-                issuer: "iss".into(),
-                audience: "aud".into(),
-                access_ttl: Duration::from_secs(60),
-                leeway: Duration::from_secs(0),
-                keys: Vec::new(),
-                verified_cache_entries: 0,
-            };
+            let tokens = tokens();
             let signer = Signer::new(&tokens, &keys);
             let token = signer
                 .sign("alice", "sid-1", r#"{"role":"admin"}"#)
@@ -170,14 +174,7 @@ mod tests {
         let keys = [Arc::new(
             TokenKey::from_pem("k1", Alg::EdDSA, pem.as_bytes()).unwrap(),
         )];
-        let tokens = TokensConfig {
-            issuer: "iss".into(),
-            audience: "aud".into(),
-            access_ttl: Duration::from_secs(60),
-            leeway: Duration::from_secs(0),
-            keys: Vec::new(),
-            verified_cache_entries: 0,
-        };
+        let tokens = tokens();
         let token = Signer::new(&tokens, &keys)
             .sign("alice", "sid-1", r#"{"role":"#)
             .unwrap();
