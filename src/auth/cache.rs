@@ -26,7 +26,12 @@ pub const MAX_CLAIMS_BYTES: usize = 512;
 /// against moka 0.12 as roughly this; an estimate, not an exact figure).
 const ENTRY_OVERHEAD: usize = 160;
 
-pub type TokenCache = Cache<Box<str>, Arc<Verified>>;
+/// Keyed by the token text, hashed with foldhash (seeded at random per
+/// process) rather than SipHash: a lookup hashes a ~300-byte token on every
+/// request, and SipHash's flooding defence is not needed here, since only
+/// tokens whose signature verified are ever inserted, and their bytes are
+/// not the client's to choose.
+pub type TokenCache = Cache<Box<str>, Arc<Verified>, foldhash::fast::RandomState>;
 
 /// The byte budget for `entries` configured entries; `None` for 0 (no cache).
 pub fn budget(entries: u64) -> Option<u64> {
@@ -76,7 +81,7 @@ pub fn build(entries: u64, leeway: i64) -> Option<TokenCache> {
             .max_capacity(bytes)
             .weigher(weigh_entry)
             .expire_after(UntilExpiry { leeway })
-            .build()
+            .build_with_hasher(foldhash::fast::RandomState::default())
     })
 }
 
@@ -95,6 +100,7 @@ mod tests {
             user_header: HeaderValue::from_str(sub).unwrap(),
             session_header: HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA"),
             claims_header: HeaderValue::from_str(claims).unwrap(),
+            sid_key: crate::revocation::session_key("AAAAAAAAAAAAAAAAAAAAAA"),
         }
     }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::keys::TokenKey;
 use crate::config::TokensConfig;
 use crate::errors::ApiError;
+use crate::revocation::{session_key, SessionKey};
 
 /// A token larger than this is refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -29,6 +30,8 @@ pub struct Verified {
     pub user_header: HeaderValue,
     pub session_header: HeaderValue,
     pub claims_header: HeaderValue,
+    /// `sid` as the revocation list knows it, made once per token.
+    pub sid_key: SessionKey,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +165,7 @@ impl Verifier {
             user_header: header_value(&c.sub)?,
             session_header: header_value(&c.sid)?,
             claims_header: header_value(&claims_json)?,
+            sid_key: session_key(&c.sid),
             sub: c.sub,
             sid: c.sid,
             iat: c.iat,
