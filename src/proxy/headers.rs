@@ -39,6 +39,32 @@ pub const FORWARDING_CLAIMS: &[&str] = &[
     "x-url-scheme",
 ];
 
+/// Header names compared as [`same_name`] does, looked up by length first:
+/// every request's headers are checked against these, and a name of a
+/// length no entry has costs one bounds check.
+pub struct NameSet {
+    by_len: Vec<Vec<Box<[u8]>>>,
+}
+
+impl NameSet {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> NameSet {
+        let mut by_len: Vec<Vec<Box<[u8]>>> = Vec::new();
+        for name in names {
+            if by_len.len() <= name.len() {
+                by_len.resize_with(name.len() + 1, Vec::new);
+            }
+            by_len[name.len()].push(name.into());
+        }
+        NameSet { by_len }
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.by_len
+            .get(name.len())
+            .is_some_and(|same_len| same_len.iter().any(|n| same_name(name, n)))
+    }
+}
+
 /// The values of `?_method=` in a query string (percent-decoded), as Rails,
 /// Laravel and method-override middleware read it.
 pub fn query_method_overrides(query: &str) -> Vec<Vec<u8>> {
@@ -137,6 +163,25 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_set_matches_as_same_name_does() {
+        let set = NameSet::new(REROUTING.iter().map(|n| n.as_bytes()));
+        for name in REROUTING {
+            assert!(set.contains(name.as_bytes()));
+            assert!(set.contains(name.to_ascii_uppercase().replace('-', "_").as_bytes()));
+        }
+        for other in [
+            "x-original-ur",
+            "x-original-urls",
+            "x-original+url",
+            "",
+            "host",
+        ] {
+            assert!(!set.contains(other.as_bytes()), "{other}");
+        }
+        assert!(!NameSet::new([]).contains(b"x-original-url"));
+    }
 
     #[test]
     fn names_match_across_case_and_underscores() {

@@ -18,7 +18,7 @@ use http::request::Parts;
 use http::{Uri, Version};
 
 use super::client::ClientInfo;
-use super::headers::{same_name, FORWARDING_CLAIMS, REROUTING};
+use super::headers::{same_name, NameSet, FORWARDING_CLAIMS, REROUTING};
 use super::respond::X_REQUEST_ID;
 use crate::auth::Verified;
 use crate::config::IdentityHeadersConfig;
@@ -48,11 +48,16 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 pub struct Rewrite {
-    pub identity: IdentityHeadersConfig,
+    identity: IdentityHeadersConfig,
     /// The client listener has TLS (`X-Forwarded-Proto`).
-    pub tls: bool,
+    tls: bool,
     /// sessiongate's own refresh cookie, never passed on to the upstream.
-    pub refresh_cookie: Option<String>,
+    refresh_cookie: Option<String>,
+    /// Client copies of the identity headers and the rerouting headers:
+    /// dropped from every request.
+    dropped: NameSet,
+    /// Forwarding claims: dropped unless the peer is a trusted proxy.
+    claims: NameSet,
 }
 
 /// What the request path decided about one request.
@@ -69,6 +74,20 @@ pub struct Decided<'a> {
 }
 
 impl Rewrite {
+    pub fn new(identity: IdentityHeadersConfig, tls: bool, refresh_cookie: Option<String>) -> Self {
+        let dropped = [&identity.user_id, &identity.session_id, &identity.claims]
+            .map(|n| n.as_str().as_bytes())
+            .into_iter()
+            .chain(REROUTING.iter().map(|n| n.as_bytes()));
+        Rewrite {
+            dropped: NameSet::new(dropped),
+            claims: NameSet::new(FORWARDING_CLAIMS.iter().map(|n| n.as_bytes())),
+            identity,
+            tls,
+            refresh_cookie,
+        }
+    }
+
     /// Rewrites `parts` for the upstream. `target`: the origin-form target
     /// to send instead of the client's; `strip`: more headers to drop (login's
     /// control headers).
@@ -101,6 +120,8 @@ impl Rewrite {
             join_cookies(&mut parts.headers);
         }
         let h = &mut parts.headers;
+        // One growth at most for the headers set below.
+        h.reserve(ADDED_LATER);
         if let Some(name) = &self.refresh_cookie {
             strip_cookie(h, name);
         }
@@ -164,36 +185,19 @@ impl Rewrite {
         // A client cannot have a header sessiongate sets dropped (it is set
         // after this anyway), nor the message's framing.
         named.retain(|n| !self.sets(n) && !same_name(n, b"content-length"));
-        let identity = [
-            &self.identity.user_id,
-            &self.identity.session_id,
-            &self.identity.claims,
-        ];
-        let untrusted: &[&str] = if d.client.peer_trusted {
-            &[]
-        } else {
-            FORWARDING_CLAIMS
-        };
+        let untrusted = !d.client.peer_trusted;
         let upgrade = d.upgrade && !offers_h2c(h);
-        let doomed = |k: &HeaderName| {
+        remove_in_order(h, |k| {
             if upgrade && (k == UPGRADE || k == CONNECTION) {
                 return false;
             }
             let kb = k.as_str().as_bytes();
             HOP_BY_HOP.contains(k)
+                || self.dropped.contains(kb)
+                || (untrusted && self.claims.contains(kb))
                 || named.iter().any(|n| same_name(kb, n))
-                || identity
-                    .iter()
-                    .chain(strip)
-                    .any(|n| same_name(kb, n.as_str().as_bytes()))
-                || REROUTING
-                    .iter()
-                    .chain(untrusted)
-                    .any(|n| same_name(kb, n.as_bytes()))
-        };
-        if h.keys().any(doomed) {
-            retain_in_order(h, doomed);
-        }
+                || strip.iter().any(|n| same_name(kb, n.as_str().as_bytes()))
+        });
         if upgrade {
             // Only the upgrade itself stays named in Connection.
             h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -223,9 +227,12 @@ fn connection_named(h: &HeaderMap) -> Vec<Vec<u8>> {
     let mut named = Vec::new();
     for v in h.get_all(CONNECTION) {
         for token in v.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii().to_ascii_lowercase();
-            if !token.is_empty() && !matches!(&token[..], b"close" | b"keep-alive" | b"upgrade") {
-                named.push(token);
+            let token = token.trim_ascii();
+            let option = [&b"close"[..], b"keep-alive", b"upgrade"]
+                .iter()
+                .any(|o| token.eq_ignore_ascii_case(o));
+            if !token.is_empty() && !option {
+                named.push(token.to_ascii_lowercase());
             }
         }
     }
@@ -321,16 +328,44 @@ pub fn strip_response(h: &mut HeaderMap, switching: bool) {
         (HOP_BY_HOP.contains(k) && k != EXPECT)
             || named.iter().any(|n| same_name(k.as_str().as_bytes(), n))
     };
-    if h.keys().any(doomed) {
-        retain_in_order(h, doomed);
+    remove_in_order(h, doomed);
+}
+
+/// Room for the headers the request path adds after a rebuild (identity,
+/// forwarding, request id), so that adding them does not grow the map again.
+const ADDED_LATER: usize = 8;
+
+/// Drops the headers `doomed` names, keeping the order of the others.
+///
+/// `HeaderMap::remove` swaps the map's last header into the gap, so it keeps
+/// the order only when every doomed header comes after every kept one (the
+/// usual case for a response: `Connection: keep-alive` last). Otherwise the
+/// map is rebuilt in order.
+fn remove_in_order(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut kept = 0;
+    let mut first_doomed = None;
+    for (i, k) in h.keys().enumerate() {
+        if doomed(k) {
+            first_doomed.get_or_insert(i);
+        } else if first_doomed.is_some() {
+            return rebuild_in_order(h, doomed);
+        } else {
+            kept += 1;
+        }
+    }
+    if first_doomed.is_none() {
+        return;
+    }
+    // Only doomed headers from `kept` on: removing one moves another doomed
+    // one (the last) into its place, never a kept one.
+    while let Some(name) = h.keys().nth(kept).cloned() {
+        h.remove(&name);
     }
 }
 
-/// Drops the headers `doomed` names, keeping the order of the others
-/// (`HeaderMap::remove` would move the last header into the gap).
-fn retain_in_order(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+fn rebuild_in_order(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     let old = std::mem::take(h);
-    h.reserve(old.len());
+    h.reserve(old.len() + ADDED_LATER);
     let mut current: Option<HeaderName> = None;
     for (name, value) in old {
         if let Some(name) = name {
@@ -378,6 +413,43 @@ mod tests {
         );
         // No cookie of ours: the headers are left alone, even odd spacing.
         assert_eq!(cookies_after(&[b"a=1;b=2"]), [b"a=1;b=2".to_vec()]);
+    }
+
+    fn pairs(h: &HeaderMap) -> Vec<(String, String)> {
+        h.iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    /// Both ways of removing (from the end in place, or rebuilt) keep the
+    /// order of the headers that stay, repeated ones included.
+    #[test]
+    fn removal_keeps_order_wherever_the_removed_headers_are() {
+        let kept = [("x-a", "1"), ("x-b", "2"), ("x-a", "3"), ("x-c", "4")];
+        let doomed = [("keep-alive", "timeout=5"), ("te", "x"), ("te", "y")];
+        let layouts: [&[(&str, &str)]; 4] = [
+            &[
+                kept[0], kept[1], kept[2], kept[3], doomed[0], doomed[1], doomed[2],
+            ],
+            &[
+                kept[0], doomed[1], kept[1], doomed[0], kept[2], kept[3], doomed[2],
+            ],
+            &[
+                doomed[0], doomed[1], doomed[2], kept[0], kept[1], kept[2], kept[3],
+            ],
+            &[kept[0], kept[1], kept[2], kept[3]],
+        ];
+        for layout in layouts {
+            let mut h = HeaderMap::new();
+            for (n, v) in layout {
+                h.append(*n, HeaderValue::from_static(v));
+            }
+            remove_in_order(&mut h, |k| k == "keep-alive" || k == TE);
+            // HeaderMap lists a name's values together, at its first place.
+            let want = [("x-a", "1"), ("x-a", "3"), ("x-b", "2"), ("x-c", "4")]
+                .map(|(n, v)| (n.to_string(), v.to_string()));
+            assert_eq!(pairs(&h), want, "{layout:?}");
+        }
     }
 
     #[test]

@@ -106,15 +106,15 @@ impl Built {
             fixed.revocations.clone(),
             fixed.metrics.clone(),
         ));
-        let rewrite = Arc::new(Rewrite {
-            identity: config.identity_headers.clone(),
-            tls: config.server.tls.is_some(),
-            refresh_cookie: config
+        let rewrite = Arc::new(Rewrite::new(
+            config.identity_headers.clone(),
+            config.server.tls.is_some(),
+            config
                 .sessions
                 .refresh_cookie
                 .as_ref()
                 .map(|c| c.name.clone()),
-        });
+        ));
         let login = config
             .login
             .clone()
