@@ -197,7 +197,10 @@ def main() -> int:
         contenders.append(Contender(FLOOR, port, p))
 
         now = int(time.time())
-        claims = {"iss": "sessiongate", "aud": "upstream", "sub": "user-bench", "sid": "YmVuY2gtc2Vzc2lvbi0xMjM0",
+        # The sid has the shape of the ones sessiongate issues (base64url of
+        # 16 bytes); before session 8 it had 24 characters, which the
+        # revocation lookup treats as a foreign id and hashes.
+        claims = {"iss": "sessiongate", "aud": "upstream", "sub": "user-bench", "sid": "YmVuY2gtc2Vzc2lvbi0xMg",
                   "iat": now, "exp": now + 7200, "jti": "bench", "ext": {"role": "user"}}
         hs_secret = "bench-secret-0123456789abcdef0123456789abcdef"
         es_key = ec.generate_private_key(ec.SECP256R1())
