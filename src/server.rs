@@ -1,10 +1,13 @@
 //! The client listener: one worker thread per `server.threads`, each with its
 //! own current-thread runtime, its own listening socket on the same port
 //! (`SO_REUSEPORT`: the kernel spreads connections), its own upstream
-//! connection pool and its own request counter. Nothing on the request path
-//! is shared between workers but read-only configuration ([`Live`]), and a
-//! reload replaces that whole: each request takes the one current when it
-//! arrives, found by one atomic load.
+//! connection pool and its own request counter. No lock and no connection on
+//! the request path is shared between workers; what they share is read-only
+//! configuration ([`Live`]), which a reload replaces whole (each request
+//! takes the one current when it arrives, found by one atomic load), and,
+//! written by every worker, the metrics' atomic counters, the verified-token
+//! cache (moka) and the revocation list's read locks (BENCHMARKS.md,
+//! session 8).
 //!
 //! A connection is TLS (`server.tls`) or plain; it speaks HTTP/2 when
 //! `server.http2` is on and the client chose it (ALPN `h2`, or the h2c
