@@ -19,7 +19,7 @@ use super::client::{ClientInfo, Peer};
 use super::forward::{tunnel, Forwarder};
 use super::head::{self, Limits};
 use super::headers::{
-    acceptable_request_id, new_request_id, query_method_overrides, METHOD_OVERRIDE,
+    acceptable_request_id, new_request_id, query_method_overrides, NameSet, METHOD_OVERRIDE,
 };
 use super::respond::{self, X_REQUEST_ID};
 use super::revoke::requested_scope;
@@ -44,6 +44,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// `upstream.revoke_header` (SPEC 10).
     revoke_header: Option<http::HeaderName>,
+    /// [`METHOD_OVERRIDE`]'s names.
+    method_overrides: NameSet,
 }
 
 /// Where a request goes, decided on its normalized path.
@@ -87,6 +89,7 @@ impl Gateway {
             trusted_proxies: config.server.trusted_proxies.clone(),
             metrics,
             revoke_header: config.upstream.revoke_header.clone(),
+            method_overrides: NameSet::new(METHOD_OVERRIDE.iter().map(|n| n.as_bytes())),
         }
     }
 
@@ -136,18 +139,21 @@ impl Gateway {
         req: Request<Incoming>,
         ctx: &mut RequestCtx,
     ) -> Result<Response<Body>, ApiError> {
-        let target = head::check(&req, &self.limits)?;
-        match self.classify(&req, &target.path)? {
+        let head::Target { path, forward } = head::check(&req, &self.limits)?;
+        match self.classify(&req, &path)? {
             Destination::Jwks => {
                 ctx.route = Route::Jwks;
                 self.api.jwks(req.method(), ctx)
             }
             // Boxed: the session API's state machine is large, and kept
             // inline it would be moved with every proxied request's future.
-            Destination::AuthApi => Box::pin(self.api.handle(fwd, req, ctx, &target.path)).await,
+            Destination::AuthApi => {
+                let path = path.into_owned();
+                Box::pin(self.api.handle(fwd, req, ctx, &path)).await
+            }
             Destination::Upstream(policy) => {
                 ctx.identity = self.authenticate(policy, &req)?;
-                self.proxy(fwd, req, target.forward, ctx).await
+                self.proxy(fwd, req, forward, ctx).await
             }
         }
     }
@@ -163,9 +169,13 @@ impl Gateway {
             return Err(ApiError::NotFound);
         }
         let query_overrides = query_method_overrides(req.uri().query().unwrap_or(""));
-        let overrides = METHOD_OVERRIDE
+        // One pass over the headers, names looked up by length: in any
+        // spelling (`_` for `-` too, as CGI-style servers read them).
+        let overrides = req
+            .headers()
             .iter()
-            .flat_map(|h| req.headers().get_all(*h).iter().map(|v| v.as_bytes()))
+            .filter(|(name, _)| self.method_overrides.contains(name.as_str().as_bytes()))
+            .map(|(_, v)| v.as_bytes())
             .chain(query_overrides.iter().map(Vec::as_slice));
         Ok(Destination::Upstream(self.routes.policy_with_overrides(
             req.method(),

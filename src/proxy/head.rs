@@ -20,8 +20,9 @@ pub struct Limits {
 
 /// The path a request is decided on, and the target it is forwarded with
 /// when that is not the client's own bytes.
-pub struct Target {
-    pub path: String,
+pub struct Target<'r> {
+    /// Borrowed from the request unless normalizing changed it.
+    pub path: Cow<'r, str>,
     /// `Some`: the upstream gets this origin-form target instead of the client's.
     pub forward: Option<Uri>,
 }
@@ -38,7 +39,7 @@ enum Form {
     Absolute,
 }
 
-pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Target, ApiError> {
+pub fn check<'r, B>(req: &'r Request<B>, limits: &Limits) -> Result<Target<'r>, ApiError> {
     let headers = req.headers();
     if headers.len() > limits.max_headers || head_size(req) > limits.max_header_bytes {
         return Err(ApiError::HeadersTooLarge);
@@ -93,7 +94,7 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Target, ApiError> {
     }
     if form == Form::Asterisk {
         return Ok(Target {
-            path: "*".to_owned(),
+            path: Cow::Borrowed("*"),
             forward: None,
         });
     }
@@ -118,7 +119,7 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Result<Target, ApiError> {
         None
     };
     Ok(Target {
-        path: normalized.into_owned(),
+        path: normalized,
         forward,
     })
 }
