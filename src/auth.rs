@@ -68,17 +68,15 @@ impl Authenticator {
         &self,
         authorization: Option<&HeaderValue>,
     ) -> Result<Option<Arc<Verified>>, ApiError> {
-        let Some(token) = authorization.and_then(bearer_token) else {
+        let Some(credentials) = authorization.and_then(bearer_credentials) else {
             if authorization.is_some_and(is_bearer_scheme) {
-                let r = Err(ApiError::InvalidToken(
-                    "the Bearer credentials are empty or malformed",
-                ));
+                let r = Err(malformed());
                 self.count(&r);
                 return r.map(Some);
             }
             return Ok(None);
         };
-        let r = self.check(token);
+        let r = self.check(credentials);
         self.count(&r);
         r.map(Some)
     }
@@ -99,18 +97,23 @@ impl Authenticator {
         self.metrics.token_validation(validation_result(r));
     }
 
-    fn check(&self, token: &str) -> Result<Arc<Verified>, ApiError> {
+    /// `credentials`: the bytes after `Bearer `, not yet known to be a token.
+    fn check(&self, credentials: &[u8]) -> Result<Arc<Verified>, ApiError> {
         // One clock read for the whole check: it runs on every request.
         let now_ms = unix_now_ms();
         let now = now_ms / 1000;
-        let verified = match self.cache.as_ref().and_then(|c| c.get(token)) {
+        // The cache holds only tokens that verified, keyed by their exact
+        // bytes: a hit is a token already checked to be token68 and text,
+        // so the scan below runs on misses only.
+        let verified = match self.cache.as_ref().and_then(|c| c.get(credentials)) {
             // The cache drops entries at expiry, but a read may race the clock.
             Some(v) if v.exp + self.leeway >= now => v,
             Some(_) => return Err(ApiError::TokenExpired),
             None => {
+                let token = token68(credentials).ok_or_else(malformed)?;
                 let v = Arc::new(self.verifier.verify(token, now)?);
                 if let Some(c) = &self.cache {
-                    c.insert(token.into(), v.clone());
+                    c.insert(credentials.into(), v.clone());
                 }
                 v
             }
@@ -131,10 +134,20 @@ fn is_bearer_scheme(v: &HeaderValue) -> bool {
     b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ')
 }
 
+fn malformed() -> ApiError {
+    ApiError::InvalidToken("the Bearer credentials are empty or malformed")
+}
+
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 /// Other schemes (Basic, ...) are not ours: they count as "no token".
-/// It runs on every request: one vectorized pass over the token's bytes.
 pub fn bearer_token(v: &HeaderValue) -> Option<&str> {
+    token68(bearer_credentials(v)?)
+}
+
+/// What follows `Bearer ` (scheme case-insensitive), spaces around it
+/// trimmed; not yet checked to be a token. `None` for other schemes and
+/// for no credentials.
+fn bearer_credentials(v: &HeaderValue) -> Option<&[u8]> {
     let b = v.as_bytes();
     let space = b.iter().position(|&c| c == b' ')?;
     if !b[..space].eq_ignore_ascii_case(b"bearer") {
@@ -143,13 +156,17 @@ pub fn bearer_token(v: &HeaderValue) -> Option<&str> {
     let rest = &b[space + 1..];
     let start = rest.iter().position(|&c| c != b' ')?;
     let end = rest.iter().rposition(|&c| c != b' ')? + 1;
-    let token = &rest[start..end];
-    // No early exit: the whole token is checked in one branch-free pass
-    // that the compiler turns into vector compares.
-    if !token.iter().fold(true, |ok, &c| ok & is_token68(c)) {
+    Some(&rest[start..end])
+}
+
+/// `credentials` as text if it is a token68. No early exit: the whole token
+/// is checked in one branch-free pass that the compiler turns into vector
+/// compares.
+fn token68(credentials: &[u8]) -> Option<&str> {
+    if !credentials.iter().fold(true, |ok, &c| ok & is_token68(c)) {
         return None;
     }
-    std::str::from_utf8(token).ok()
+    std::str::from_utf8(credentials).ok()
 }
 
 /// A byte of a token68 (RFC 9110 11.2): a letter, a digit or one of `-._~+/=`.

@@ -26,12 +26,12 @@ pub const MAX_CLAIMS_BYTES: usize = 512;
 /// against moka 0.12 as roughly this; an estimate, not an exact figure).
 const ENTRY_OVERHEAD: usize = 160;
 
-/// Keyed by the token text, hashed with foldhash (seeded at random per
+/// Keyed by the token's bytes, hashed with foldhash (seeded at random per
 /// process) rather than SipHash: a lookup hashes a ~300-byte token on every
 /// request, and SipHash's flooding defence is not needed here, since only
 /// tokens whose signature verified are ever inserted, and their bytes are
 /// not the client's to choose.
-pub type TokenCache = Cache<Box<str>, Arc<Verified>, foldhash::fast::RandomState>;
+pub type TokenCache = Cache<Box<[u8]>, Arc<Verified>, foldhash::fast::RandomState>;
 
 /// The byte budget for `entries` configured entries; `None` for 0 (no cache).
 pub fn budget(entries: u64) -> Option<u64> {
@@ -39,7 +39,7 @@ pub fn budget(entries: u64) -> Option<u64> {
 }
 
 /// The bytes one entry keeps alive.
-pub fn weigh(token: &str, v: &Verified) -> u32 {
+pub fn weigh(token: &[u8], v: &Verified) -> u32 {
     let bytes = ENTRY_OVERHEAD
         + token.len()
         + std::mem::size_of::<Verified>()
@@ -51,9 +51,9 @@ pub fn weigh(token: &str, v: &Verified) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-/// moka's weigher signature: the key type is `Box<str>`.
+/// moka's weigher signature: the key type is `Box<[u8]>`.
 #[allow(clippy::borrowed_box)]
-fn weigh_entry(token: &Box<str>, v: &Arc<Verified>) -> u32 {
+fn weigh_entry(token: &Box<[u8]>, v: &Arc<Verified>) -> u32 {
     weigh(token, v)
 }
 
@@ -61,10 +61,10 @@ struct UntilExpiry {
     leeway: i64,
 }
 
-impl moka::Expiry<Box<str>, Arc<Verified>> for UntilExpiry {
+impl moka::Expiry<Box<[u8]>, Arc<Verified>> for UntilExpiry {
     fn expire_after_create(
         &self,
-        _key: &Box<str>,
+        _key: &Box<[u8]>,
         value: &Arc<Verified>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -121,11 +121,14 @@ mod tests {
     #[test]
     fn a_token_with_the_largest_accepted_claims_fits_the_assumed_entry_size() {
         let (sub, claims) = ("s".repeat(128), claims_of(MAX_CLAIMS_BYTES));
-        let w = weigh(&token_text(&sub, &claims), &verified(&sub, &claims));
+        let w = weigh(
+            token_text(&sub, &claims).as_bytes(),
+            &verified(&sub, &claims),
+        );
         assert!(u64::from(w) <= ENTRY_BYTES, "{w} bytes");
         // And the old 4 KiB claims would not have: the weight follows the size.
         let big = claims_of(4096);
-        let w = weigh(&token_text(&sub, &big), &verified(&sub, &big));
+        let w = weigh(token_text(&sub, &big).as_bytes(), &verified(&sub, &big));
         assert!(u64::from(w) > 4 * ENTRY_BYTES, "{w} bytes");
     }
 
@@ -140,8 +143,8 @@ mod tests {
             let sub = format!("user-{i}");
             let token = token_text(&sub, &claims) + &i.to_string();
             let v = Arc::new(verified(&sub, &claims));
-            one = weigh(&token, &v);
-            cache.insert(token.into(), v);
+            one = weigh(token.as_bytes(), &v);
+            cache.insert(token.into_bytes().into(), v);
         }
         cache.run_pending_tasks();
         assert!(
