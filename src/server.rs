@@ -322,7 +322,9 @@ async fn until_shutdown<C, E>(
             }
         }
     };
+    // Biased: the connection first, and no random draw per wake.
     let ended = tokio::select! {
+        biased;
         r = conn.as_mut() => Some(r),
         () = stopping => None,
     };

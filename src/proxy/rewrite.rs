@@ -10,10 +10,7 @@
 //! Header names keep the client's spelling (hyper's case map travels in the
 //! request's extensions) and the order of the headers that stay is kept.
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, UPGRADE};
 use http::request::Parts;
 use http::{Uri, Version};
 
@@ -24,9 +21,6 @@ use crate::auth::Verified;
 use crate::config::IdentityHeadersConfig;
 use crate::errors::ApiError;
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -35,17 +29,24 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// legacy `Keep-Alive`/`Proxy-Connection` and h2c's `HTTP2-Settings`).
 /// `Expect` is answered by sessiongate itself (hyper sends `100 Continue`
 /// when the body is first read, i.e. after the request was allowed).
-pub const HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    HTTP2_SETTINGS,
-    EXPECT,
-];
+///
+/// A `match` on the (lower-case) name rather than a list of `HeaderName`s:
+/// it runs for every header of every request and response, and compiles to
+/// a switch on the length and one comparison.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+            | "expect"
+    )
+}
 
 pub struct Rewrite {
     identity: IdentityHeadersConfig,
@@ -192,7 +193,7 @@ impl Rewrite {
                 return false;
             }
             let kb = k.as_str().as_bytes();
-            HOP_BY_HOP.contains(k)
+            is_hop_by_hop(k)
                 || self.dropped.contains(kb)
                 || (untrusted && self.claims.contains(kb))
                 || named.iter().any(|n| same_name(kb, n))
@@ -325,7 +326,7 @@ pub fn strip_response(h: &mut HeaderMap, switching: bool) {
         if switching && (k == UPGRADE || k == CONNECTION) {
             return false;
         }
-        (HOP_BY_HOP.contains(k) && k != EXPECT)
+        (is_hop_by_hop(k) && k != EXPECT)
             || named.iter().any(|n| same_name(k.as_str().as_bytes(), n))
     };
     remove_in_order(h, doomed);
@@ -396,6 +397,37 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_names_are_exactly_those_of_rfc_9110_and_ours() {
+        use http::header::{CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING};
+        let name = HeaderName::from_static;
+        for hop in [
+            CONNECTION,
+            name("keep-alive"),
+            name("proxy-connection"),
+            TE,
+            TRAILER,
+            TRANSFER_ENCODING,
+            UPGRADE,
+            name("http2-settings"),
+            EXPECT,
+        ] {
+            assert!(is_hop_by_hop(&hop), "{hop}");
+        }
+        for end_to_end in [
+            CONTENT_LENGTH,
+            HOST,
+            COOKIE,
+            name("t"),
+            name("tes"),
+            name("x-connection"),
+            name("connections"),
+            name("keep_alive"),
+        ] {
+            assert!(!is_hop_by_hop(&end_to_end), "{end_to_end}");
+        }
+    }
+
+    #[test]
     fn only_our_cookie_is_removed() {
         assert_eq!(
             cookies_after(&[b"a=1; sg_refresh=t; xsg_refresh=2; sg_refresh_x=3"]),
@@ -444,7 +476,7 @@ mod tests {
             for (n, v) in layout {
                 h.append(*n, HeaderValue::from_static(v));
             }
-            remove_in_order(&mut h, |k| k == "keep-alive" || k == TE);
+            remove_in_order(&mut h, |k| k == "keep-alive" || k == http::header::TE);
             // HeaderMap lists a name's values together, at its first place.
             let want = [("x-a", "1"), ("x-a", "3"), ("x-b", "2"), ("x-c", "4")]
                 .map(|(n, v)| (n.to_string(), v.to_string()));
