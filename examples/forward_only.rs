@@ -9,6 +9,10 @@
 //! the previous response body has ended.
 //!
 //! `cargo run --release --example forward_only -- 127.0.0.1:18080 127.0.0.1:18081`
+//!
+//! With a third argument `--preserve-case`, header names keep the sender's
+//! spelling both ways (hyper's case map, as sessiongate does): the floor of
+//! a proxy that keeps that promise.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -36,16 +40,25 @@ type Body = Either<Incoming, Empty<Bytes>>;
 #[derive(Clone)]
 struct Upstream {
     addr: Rc<str>,
+    /// Keep header names as they were spelled (`--preserve-case`).
+    preserve_case: bool,
     idle: Rc<RefCell<Vec<SendRequest<Incoming>>>>,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, upstream] = args.as_slice() else {
-        return Err("usage: forward_only <listen addr> <upstream addr>".into());
+    let (listen, upstream, preserve_case) = match args.as_slice() {
+        [listen, upstream] => (listen, upstream, false),
+        [listen, upstream, flag] if flag == "--preserve-case" => (listen, upstream, true),
+        _ => {
+            return Err(
+                "usage: forward_only <listen addr> <upstream addr> [--preserve-case]".into(),
+            )
+        }
     };
     let upstream = Upstream {
         addr: upstream.as_str().into(),
+        preserve_case,
         idle: Rc::default(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,10 +75,12 @@ async fn accept_loop(listen: &str, upstream: Upstream) -> Result<(), Box<dyn Err
         };
         let _ = client.set_nodelay(true);
         let upstream = upstream.clone();
+        let preserve_case = upstream.preserve_case;
         spawn_local(async move {
             let service = service_fn(move |req| upstream.clone().forward(req));
             // Whether the client closed cleanly or went away mid-request, there is nothing left to do.
             let _ = hyper::server::conn::http1::Builder::new()
+                .preserve_header_case(preserve_case)
                 .serve_connection(TokioIo::new(client), service)
                 .await;
         });
@@ -103,8 +118,10 @@ impl Upstream {
         }
         let stream = TcpStream::connect(&*self.addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(self.preserve_case)
+            .handshake(TokioIo::new(stream))
+            .await?;
         spawn_local(async move {
             let _ = connection.await;
         });
