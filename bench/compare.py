@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side proxy benchmark: sessiongate vs nginx (no auth) vs HAProxy
 verifying JWTs vs a hyper proxy that only forwards (the floor,
-examples/forward_only.rs), each with one worker, against one nginx upstream
+examples/forward_only.rs; also with `--preserve-case`, hyper's header case
+map both ways as sessiongate keeps header spelling), each with one worker, against one nginx upstream
 answering "ok", driven by `wrk -t1 -c32` on loopback. Contenders run
 interleaved for several rounds; medians are printed with ratios to nginx,
 HAProxy ES256 and the floor, then the targets of issue 14.
@@ -99,6 +100,7 @@ def rss_mib(pid: int) -> float:
 
 NGINX, NGINX_LOG = "nginx proxy (no auth)", "nginx proxy, access log to file"
 FLOOR, HAP_ES = "hyper forward-only (floor)", "HAProxy jwt_verify ES256"
+FLOOR_CASE = "floor, header case preserved"
 SG_ED, SG_ED_LOG = "sessiongate EdDSA", "sessiongate EdDSA, access log on"
 SG_ES_UNCACHED = "sessiongate ES256 uncached"
 
@@ -190,11 +192,14 @@ def main() -> int:
             procs.append(p)
             contenders.append(Contender(name, port, p, nginx=name))
 
-        port = free_port()
-        p = subprocess.Popen([args.floor, f"127.0.0.1:{port}", f"127.0.0.1:{up}"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(p)
-        contenders.append(Contender(FLOOR, port, p))
+        # The floor bare, and keeping header spelling both ways as
+        # sessiongate does (hyper's case map): the floor for that promise.
+        for name, extra in ((FLOOR, []), (FLOOR_CASE, ["--preserve-case"])):
+            port = free_port()
+            p = subprocess.Popen([args.floor, f"127.0.0.1:{port}", f"127.0.0.1:{up}", *extra],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            contenders.append(Contender(name, port, p))
 
         now = int(time.time())
         # The sid has the shape of the ones sessiongate issues (base64url of
@@ -353,7 +358,7 @@ def plot(path: str, contenders: list[Contender], args: argparse.Namespace) -> No
     from matplotlib.ticker import StrMethodFormatter
 
     def colour(name: str) -> str:
-        return ("tab:blue" if name.startswith("sessiongate") else "tab:green" if name == FLOOR
+        return ("tab:blue" if name.startswith("sessiongate") else "tab:green" if name in (FLOOR, FLOOR_CASE)
                 else "tab:orange" if name.startswith("HAProxy") else "tab:gray")
 
     names = [c.name for c in contenders][::-1]  # first contender on top
