@@ -128,7 +128,10 @@ fn every_key_a_session_writes_has_a_ttl_within_the_session_lifetimes() {
     for k in keys(&redis, "ttl:*") {
         let ms = pttl(&redis, &k);
         let shared = k == "ttl:{users}" || k == "ttl:{rev}";
-        assert!(shared || ms > 0 || ms == -2, "{k} never expires (PTTL {ms})");
+        assert!(
+            shared || ms > 0 || ms == -2,
+            "{k} never expires (PTTL {ms})"
+        );
     }
 }
 
