@@ -24,7 +24,6 @@ python3 bench/instructions.py --seconds 10 [--baseline OLD_BINARY] [--top 40]
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import re
@@ -40,36 +39,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from callgrind import own_cost  # noqa: E402
 from compare import ROOT, free_port, start_nginx, wait_port  # noqa: E402
 
 FLOOR, FLOOR_CASE = "hyper forward-only (floor)", "floor, header case preserved"
-
-
-def self_cost(path: Path) -> collections.Counter:
-    """Instructions spent in each function's own code (callgrind's format,
-    names compressed as `fn=(id) name` then `fn=(id)`)."""
-    names: dict[str, str] = {}
-    cost: collections.Counter = collections.Counter()
-    fn, after_calls = "", False
-    for line in path.read_text().splitlines():
-        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line)
-        if m:
-            kind, ident, name = m.groups()
-            if name:
-                names[ident] = name
-            if kind == "fn":
-                fn = names[ident]
-            continue
-        if line.startswith("calls="):
-            after_calls = True  # the next cost line is the callee's, inclusive
-            continue
-        if line[:1].isdigit() or line[:1] in "+-*":
-            parts = line.split()
-            if after_calls:
-                after_calls = False
-            elif len(parts) >= 2:
-                cost[fn] += int(parts[1])
-    return cost
 
 
 def measure(name: str, cmd: list[str], port: int, token: str | None, seconds: int, work: Path,
@@ -92,7 +65,7 @@ def measure(name: str, cmd: list[str], port: int, token: str | None, seconds: in
         p.terminate()
         p.wait(timeout=30)
     dumps = sorted(work.glob(out.name + ".*"), key=lambda f: f.stat().st_mtime)
-    cost = self_cost(dumps[-1])  # the dump made after zeroing
+    cost = own_cost(dumps[-1])  # the dump made after zeroing
     return {"requests": requests, "per_request": sum(cost.values()) / requests,
             "functions": {k: v / requests for k, v in cost.items()}}
 
