@@ -1,12 +1,15 @@
 //! Every metric of SPEC 7, registered once in one registry, served on the admin listener.
 
-use std::sync::OnceLock;
+mod cells;
+
 use std::time::Duration;
 
 use prometheus::{
     exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
+
+use cells::RequestMetrics;
 
 pub const HTTP_REQUESTS: &str = "sessiongate_http_requests_total";
 pub const HTTP_DURATION: &str = "sessiongate_http_request_duration_seconds";
@@ -132,8 +135,6 @@ impl Delivery {
     }
 }
 
-const STATUS_SLOTS: usize = 600;
-
 /// `upstream.request_timeout`'s default (SPEC 2).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -151,14 +152,10 @@ pub fn duration_buckets(request_timeout: Duration) -> Vec<f64> {
 
 pub struct Metrics {
     registry: Registry,
-    /// Pre-resolved handles: the per-request path neither hashes labels nor formats numbers.
-    request_counters: Vec<OnceLock<IntCounter>>,
-    request_durations: Vec<prometheus::Histogram>,
-    token_results: Vec<IntCounter>,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
-    pub upstream_duration: prometheus::Histogram,
-    pub token_validations: IntCounterVec,
+    /// Requests, their durations, upstream durations and token checks: the
+    /// ones counted on the request path, in cells of each thread's own
+    /// (`cells.rs`), so workers share no written cache line.
+    requests: RequestMetrics,
     pub refresh: IntCounterVec,
     pub security_events: IntCounterVec,
     pub sessions_created: IntCounter,
@@ -196,29 +193,7 @@ impl Metrics {
         let buckets = duration_buckets(request_timeout);
         let hist = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(buckets.clone());
         let m = Metrics {
-            http_requests: IntCounterVec::new(
-                Opts::new(HTTP_REQUESTS, "Requests answered, by route and status."),
-                &["route", "status"],
-            )
-            .expect("metric"),
-            http_duration: HistogramVec::new(
-                hist(
-                    HTTP_DURATION,
-                    "Time from request head to the end of the response, by route.",
-                ),
-                &["route"],
-            )
-            .expect("metric"),
-            upstream_duration: prometheus::Histogram::with_opts(hist(
-                UPSTREAM_DURATION,
-                "Time from sending to the upstream to the end of its response.",
-            ))
-            .expect("metric"),
-            token_validations: IntCounterVec::new(
-                Opts::new(TOKEN_VALIDATIONS, "Access-token checks, by result."),
-                &["result"],
-            )
-            .expect("metric"),
+            requests: RequestMetrics::new(buckets.clone()),
             refresh: IntCounterVec::new(
                 Opts::new(REFRESH, "Refresh attempts, by result."),
                 &["result"],
@@ -307,27 +282,9 @@ impl Metrics {
             )
             .expect("metric"),
             registry,
-            request_counters: Vec::new(),
-            request_durations: Vec::new(),
-            token_results: Vec::new(),
         };
-        let mut m = m;
-        m.request_counters = (0..Route::ALL.len() * STATUS_SLOTS)
-            .map(|_| OnceLock::new())
-            .collect();
-        m.request_durations = Route::ALL
-            .iter()
-            .map(|r| m.http_duration.with_label_values(&[r.as_str()]))
-            .collect();
-        m.token_results = TokenResult::ALL
-            .iter()
-            .map(|r| m.token_validations.with_label_values(&[r.as_str()]))
-            .collect();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.http_requests.clone()),
-            Box::new(m.http_duration.clone()),
-            Box::new(m.upstream_duration.clone()),
-            Box::new(m.token_validations.clone()),
+            Box::new(m.requests.clone()),
             Box::new(m.refresh.clone()),
             Box::new(m.security_events.clone()),
             Box::new(m.sessions_created.clone()),
@@ -412,21 +369,17 @@ impl Metrics {
 
     /// Counts one answered request and its duration.
     pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
-        let r = route as usize;
-        let slot = usize::from(status).min(STATUS_SLOTS - 1);
-        self.request_counters[r * STATUS_SLOTS + slot]
-            .get_or_init(|| {
-                self.http_requests
-                    .with_label_values(&[route.as_str(), &status.to_string()])
-            })
-            .inc();
-        self.request_durations[r].observe(seconds);
+        self.requests.request(route, status, seconds);
+    }
+
+    /// Counts one upstream exchange's duration.
+    pub fn observe_upstream(&self, seconds: f64) {
+        self.requests.upstream(seconds);
     }
 
     /// Counts one token check by its `result` label.
     pub fn token_validation(&self, result: TokenResult) {
-        let i = result as usize;
-        self.token_results[i].inc();
+        self.requests.token(result);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -467,7 +420,7 @@ mod tests {
     fn top_bucket_reaches_the_default_request_timeout() {
         let m = Metrics::new();
         m.observe_request(Route::Proxy, 504, 30.0);
-        m.upstream_duration.observe(30.0);
+        m.observe_upstream(30.0);
         assert!(top_bucket(&m, HTTP_DURATION) >= 30.0);
         assert!(top_bucket(&m, UPSTREAM_DURATION) >= 30.0);
     }
@@ -478,7 +431,7 @@ mod tests {
     fn a_longer_request_timeout_gets_its_own_bucket() {
         let m = Metrics::with_request_timeout(Duration::from_secs(120));
         m.observe_request(Route::Proxy, 504, 120.0);
-        m.upstream_duration.observe(120.0);
+        m.observe_upstream(120.0);
         assert_eq!(top_bucket(&m, HTTP_DURATION), 120.0);
         assert_eq!(top_bucket(&m, UPSTREAM_DURATION), 120.0);
         assert_eq!(

@@ -5,9 +5,10 @@
 //! the request path is shared between workers; what they share is read-only
 //! configuration ([`Live`]), which a reload replaces whole (each request
 //! takes the one current when it arrives, found by one atomic load), and,
-//! written by every worker, the metrics' atomic counters, the verified-token
-//! cache (moka) and the revocation list's read locks (BENCHMARKS.md,
-//! session 8).
+//! written by every worker, the verified-token cache (moka) and the
+//! revocation list's read locks (BENCHMARKS.md, session 8). The request
+//! metrics are counted in cells of each worker's own, summed at a scrape
+//! (`metrics/cells.rs`).
 //!
 //! A connection is TLS (`server.tls`) or plain; it speaks HTTP/2 when
 //! `server.http2` is on and the client chose it (ALPN `h2`, or the h2c

@@ -287,8 +287,7 @@ impl Gateway {
             .observe_request(ctx.route, status, took.as_secs_f64());
         if let Some(t) = ctx.upstream_start {
             self.metrics
-                .upstream_duration
-                .observe(now.duration_since(t).as_secs_f64());
+                .observe_upstream(now.duration_since(t).as_secs_f64());
         }
         crate::logging::access(&crate::logging::AccessRecord {
             method: method.as_str(),
