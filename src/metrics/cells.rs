@@ -201,9 +201,12 @@ impl RequestMetrics {
         }
     }
 
-    /// Runs `f` on this thread's cells, made and listed on first use.
-    fn with<R>(&self, f: impl FnOnce(&Cells, &[f64]) -> R) -> R {
-        LOCAL.with(|local| {
+    /// Runs `f` on this thread's cells, made and listed on first use. A
+    /// thread whose thread-locals are already gone (something dropped
+    /// during its exit) counts into `retired`, under the lock.
+    fn with(&self, f: impl FnOnce(&Cells, &[f64])) {
+        let mut f = Some(f);
+        let _ = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
             let id = self.shared.id;
             let i = match local.0.iter().position(|(i, _, _)| *i == id) {
@@ -217,8 +220,14 @@ impl RequestMetrics {
                     local.0.len() - 1
                 }
             };
-            f(&local.0[i].2, &self.shared.bounds)
-        })
+            if let Some(f) = f.take() {
+                f(&local.0[i].2, &self.shared.bounds);
+            }
+        });
+        if let Some(f) = f {
+            let _lock = self.shared.threads();
+            f(&self.shared.retired, &self.shared.bounds);
+        }
     }
 
     pub fn request(&self, route: Route, status: u16, seconds: f64) {
@@ -468,6 +477,33 @@ mod tests {
         }
         assert_eq!(text.matches("sessiongate_http_requests_total{").count(), 3);
         assert!(text.contains("# TYPE sessiongate_http_requests_total counter"));
+    }
+
+    // Proves a count made while a thread exits, after its cells are gone
+    // (a thread-local dropped later counts a request), is kept and does not
+    // panic.
+    #[test]
+    fn a_count_during_thread_exit_is_kept() {
+        struct Late(RequestMetrics);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                self.0.token(TokenResult::Revoked);
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let m = RequestMetrics::new(vec![1.0]);
+        let m2 = m.clone();
+        std::thread::spawn(move || {
+            // Registered before LOCAL, so dropped after it.
+            LATE.with(|l| *l.borrow_mut() = Some(Late(m2.clone())));
+            m2.token(TokenResult::Revoked);
+        })
+        .join()
+        .expect("no panic while the thread exits");
+        let revoked = r#"sessiongate_token_validations_total{result="revoked"}"#;
+        assert_eq!(value(&render(&m), revoked), Some(2.0));
     }
 
     // Proves two registries counted on one thread keep apart, and one dropped
