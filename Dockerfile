@@ -25,7 +25,9 @@
 #
 # The builder and runtime must share a glibc: Debian bookworm <-> debian12.
 
-ARG RUST_VERSION=1.95
+# The exact release: link/symbol-order.txt names functions by their mangled
+# names, whose hashes change with the compiler (BENCHMARKS.md, session 11).
+ARG RUST_VERSION=1.95.0
 ARG DEBIAN_CODENAME=bookworm
 ARG CARGO_CHEF_VERSION=0.1.77
 

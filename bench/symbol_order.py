@@ -18,8 +18,11 @@ each other algorithm, behind an nginx upstream: start-up until /readyz
 answers, then a login, a refresh, a proxied request with a token of each
 key, a malformed token, none, a public route, the session list, the JWKS,
 /metrics, /healthz, and a few seconds of load with the login's token; then
-a second start-up, of a flow-style (JSON) config with bench/compare.py's
-log filter. Every function of the executable that ran is listed: the
+a second start-up, of a flow-style (JSON) config named relative to the
+working directory, with bench/compare.py's log filter. Every function of the
+executable that ran is listed (with the other CPU variants of aws-lc's
+routines: valgrind's virtual CPU lacks ADX and SHA-NI, so a native start-up
+runs variants callgrind does not see): the
 request path first, most instructions first, its functions that start-up
 runs too before those it does not; then the rest of start-up in the order
 callgrind met it, then what only the second start-up ran.
@@ -75,12 +78,13 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def start_ready(binary: str, cfg: Path, env: dict, admin: int, out: Path) -> subprocess.Popen:
+def start_ready(binary: str, cfg: Path, env: dict, admin: int, out: Path,
+                cwd: Path | None = None) -> subprocess.Popen:
     """sessiongate under callgrind, once its /readyz answers 200 and its
     background tasks had two seconds for their first rounds."""
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
                           binary, "run", "--config", str(cfg)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     deadline = time.monotonic() + 120
     while get(f"http://127.0.0.1:{admin}/readyz") != 200:
         if time.monotonic() > deadline or p.poll() is not None:
@@ -196,7 +200,8 @@ def generate(binary: str, seconds: int) -> list[str]:
             "routes": [{"prefix": "/", "auth": "required"}],
         }))
         out2 = work / "flow.callgrind"
-        p = start_ready(binary, cfg2, dict(env, RUST_LOG="info,access=off"), admin, out2)
+        # Named relative to the working directory, as `--config app.yaml` is.
+        p = start_ready(binary, Path(cfg2.name), dict(env, RUST_LOG="info,access=off"), admin, out2, cwd=work)
         try:
             subprocess.run(["callgrind_control", "-d", "startup", str(p.pid)], capture_output=True, check=True)
         finally:
@@ -214,11 +219,38 @@ def generate(binary: str, seconds: int) -> list[str]:
         order = (shared + [f for f in by_cost if f not in startup]
                  + [f for f in startup if f not in requests])
         seen = set(order)
-        return order + [f for f in startup2 if f not in seen]
+        return with_cpu_variants(order + [f for f in startup2 if f not in seen], binary)
     finally:
         upstream.terminate()
         upstream.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# aws-lc picks among variants of a routine by the CPU's features (s2n-bignum's
+# `_alt` without BMI2/ADX, SHA's `_hw`/`_avx`/`_ssse3`/`_nohw`, ...), and
+# valgrind's virtual CPU lacks some that the host has (ADX, SHA-NI): the
+# variant a native start-up runs is often not the one callgrind saw.
+CPU_VARIANT = re.compile(r"(aws_lc_\w+?)(_alt|_hw|_nohw|_avx2?|_ssse3|_shaext|_adx|_bmi2)?")
+
+
+def with_cpu_variants(order: list[str], binary: str) -> list[str]:
+    """`order` with every CPU variant in `binary` of a listed aws-lc routine
+    placed right after it."""
+    nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
+    variants: dict[str, list[str]] = {}
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and (m := CPU_VARIANT.fullmatch(parts[2])):
+            variants.setdefault(m.group(1), []).append(parts[2])
+    out, seen = [], set()
+    for f in order:
+        m = CPU_VARIANT.fullmatch(f)
+        family = variants.get(m.group(1), []) if m else []
+        for g in [f, *sorted(family)]:
+            if g not in seen:
+                seen.add(g)
+                out.append(g)
+    return out
 
 
 def listed() -> list[str]:
