@@ -240,7 +240,7 @@ def with_cpu_variants(order: list[str], binary: str) -> list[str]:
     variants: dict[str, list[str]] = {}
     for line in nm.splitlines():
         parts = line.split()
-        if len(parts) == 3 and (m := CPU_VARIANT.fullmatch(parts[2])):
+        if len(parts) == 3 and parts[1] in "tTwW" and (m := CPU_VARIANT.fullmatch(parts[2])):
             variants.setdefault(m.group(1), []).append(parts[2])
     out, seen = [], set()
     for f in order:
