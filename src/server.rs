@@ -208,6 +208,10 @@ async fn worker(
     });
     loop {
         tokio::select! {
+            // The shutdown first: when it and a queued connection are both
+            // ready, an unbiased select would serve that connection during
+            // the drain half the time.
+            biased;
             changed = global.changed() => {
                 if changed.is_err() || *global.borrow() {
                     break;
