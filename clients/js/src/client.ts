@@ -303,6 +303,8 @@ export function createSessionClient(options: SessionClientOptions = {}): Session
 type ChannelMessage =
   | { type: "changed"; from: string; sessionId: string; obtainedAt: number }
   | { type: "ended"; from: string; reason: SessionEndReason; sessionId: string | null }
+  /** A sign-out of `sessionId` is on its way to the server (`active`), or failed (`!active`). */
+  | { type: "ending"; from: string; sessionId: string; active: boolean }
   | { type: "claim"; from: string };
 
 type Listener = (event: never) => void;
@@ -316,6 +318,11 @@ const REMOTE_WAIT_MS = 10_000;
  * another tab waits for the new tokens once it sees that marker.
  */
 const ROTATED_MARK_MS = 10_000;
+/**
+ * How long a tab takes another tab's word that it is signing the session out
+ * (logout, revoke-all): the logout's retries, with room to spare.
+ */
+const ENDING_MS = 30_000;
 /** Polling interval while waiting for another tab's tokens to show up in storage. */
 const ROTATED_POLL_MS = 20;
 /**
@@ -373,6 +380,13 @@ class Client implements SessionClient {
   readonly #remoteClaims = new Map<string, number>();
   #rivals: Set<string> | null = null;
   readonly #remoteWaiters = new Set<(outcome: RemoteOutcome) => void>();
+  /**
+   * Another tab is signing this session out on the server: a request here
+   * that meets the end first reports it as that sign-out, not as a revocation.
+   */
+  #endingElsewhere: { sessionId: string; until: number } | null = null;
+  /** The session this tab is signing out on the server: another tab's "ended" for it is no news here. */
+  #endingHere: string | null = null;
   /** Releases the "rotated" marker locks this tab holds (Web Locks only). */
   readonly #markers = new Set<() => void>();
 
@@ -597,25 +611,57 @@ class Client implements SessionClient {
   }
 
   async revokeSession(id: string): Promise<void> {
-    const res = await this.fetch(this.#url(`${SESSIONS_PATH}/${encodeURIComponent(id)}`), {
+    const current = this.currentSessionId();
+    const ending = id === current ? current : null;
+    await this.#endingCall(ending, this.#url(`${SESSIONS_PATH}/${encodeURIComponent(id)}`), {
       method: "DELETE",
       headers: { Accept: "application/json" },
     });
-    if (!res.ok) throw await errorFromResponse(res);
     if (id === this.currentSessionId()) this.#signOut("logged_out", false);
   }
 
   async revokeAll(options: { keepCurrent?: boolean } = {}): Promise<number> {
     const keepCurrent = options.keepCurrent ?? false;
-    const res = await this.fetch(this.#url(`${SESSIONS_PATH}/revoke-all`), {
+    const res = await this.#endingCall(keepCurrent ? null : this.currentSessionId(), this.#url(`${SESSIONS_PATH}/revoke-all`), {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ keep_current: keepCurrent }),
     });
-    if (!res.ok) throw await errorFromResponse(res);
     const body: unknown = await res.json().catch(() => null);
     if (!keepCurrent) this.#signOut("logged_out", false);
     return isRecord(body) && typeof body.revoked === "number" ? body.revoked : 0;
+  }
+
+  /**
+   * A session API call that ends `ending` (this tab's session) when it
+   * succeeds: the other tabs hear of it first, and again if it fails.
+   * Resolves to the successful response; rejects with the server's error.
+   */
+  async #endingCall(ending: string | null, url: URL, init: RequestInit): Promise<Response> {
+    const retract = this.#announceEnding(ending);
+    try {
+      const res = await this.fetch(url, init);
+      if (!res.ok) throw await errorFromResponse(res);
+      return res;
+    } catch (err) {
+      retract();
+      throw err;
+    }
+  }
+
+  /**
+   * Tells the other tabs this one is ending `sessionId` on the server, so a
+   * request of theirs that meets the end before this tab's "ended" message
+   * reports a sign-out, not a revocation. Returns how to take it back.
+   */
+  #announceEnding(sessionId: string | null): () => void {
+    if (sessionId === null) return () => undefined;
+    this.#endingHere = sessionId;
+    this.#post({ type: "ending", from: this.#tabId, sessionId, active: true });
+    return () => {
+      this.#endingHere = null;
+      this.#post({ type: "ending", from: this.#tabId, sessionId, active: false });
+    };
   }
 
   isSignedIn(): boolean {
@@ -698,6 +744,13 @@ class Client implements SessionClient {
   /** Forgets the tokens here and in other tabs. */
   #signOut(reason: SessionEndReason, notify: boolean, code: string = reason): void {
     const state = this.#read();
+    const elsewhere = this.#endingElsewhere;
+    if (reason === "session_revoked" && elsewhere !== null && elsewhere.sessionId === state?.sessionId && Date.now() < elsewhere.until) {
+      // The revocation is the sign-out another tab of this browser is doing.
+      reason = "logged_out";
+      code = reason;
+    }
+    this.#endingHere = null;
     const had = this.#signedIn || state !== null;
     this.#forget(null);
     if (state !== null && this.#shared !== null) {
@@ -745,6 +798,7 @@ class Client implements SessionClient {
     if (locked && state !== null && (await this.#rotatedElsewhere(state.accessToken))) {
       state = await this.#awaitTokensNewerThan(state.accessToken, FOLLOW_MS).catch(() => this.#read());
     }
+    if (state !== null) this.#announceEnding(state.sessionId); // "ended" follows whatever the server says
     const ended = state === null && !this.#cookieMode ? true : await this.#revokeOnServer(state);
     this.#signOut("logged_out", false);
     if (this.#cookieMode) this.#setLogoutPending(!ended);
@@ -1196,6 +1250,10 @@ class Client implements SessionClient {
       this.#rivals?.add(data.from);
       return;
     }
+    if (data.type === "ending" && typeof data.sessionId === "string") {
+      this.#endingElsewhere = data.active === true ? { sessionId: data.sessionId, until: Date.now() + ENDING_MS } : null;
+      return;
+    }
     this.#remoteClaims.clear();
     if (data.type === "changed" && typeof data.obtainedAt === "number") {
       for (const done of [...this.#remoteWaiters]) done("changed");
@@ -1209,7 +1267,7 @@ class Client implements SessionClient {
       const had = this.#signedIn || current !== null;
       // Shared storage is already cleared by the other tab; per-tab storage isn't.
       this.#forget(current);
-      if (had) this.#announceEnd(reason, true, reason);
+      if (had) this.#announceEnd(reason, this.#endingHere !== data.sessionId, reason);
     }
   }
 

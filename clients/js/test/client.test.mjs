@@ -1,11 +1,19 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SessionError } from "../dist/index.js";
-import { startAuthServer, fakeStorage, fakeLocks, laggyStorage, cookieJarFetch, setup, sleep } from "./helpers/server.mjs";
+import { startAuthServer, fakeStorage, fakeLocks, laggyStorage, cookieJarFetch, setup, sleep, twoTabsSignedIn } from "./helpers/server.mjs";
 
 const KEY = "sessiongate.session";
 
 const stored = (storage) => JSON.parse(storage.getItem(KEY));
+
+async function waitUntil(condition, ms = 2000) {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(5);
+  }
+}
 
 test("login stores tokens and fetch attaches them only to the server's origin", async (t) => {
   const { server, make } = await setup(t);
@@ -296,6 +304,40 @@ test("two tabs sharing a BroadcastChannel (no Web Locks) refresh once; the other
   assert.equal(b.client.isSignedIn(), false);
   assert.deepEqual(b.events.map((e) => e.reason), ["logged_out"]);
   assert.deepEqual(a.events, []);
+});
+
+// Proves a tab whose request meets the server-side end of a sign-out another
+// tab started (before that tab's "ended" arrives) reports it as that sign-out.
+for (const how of ["revokeAll", "logout"]) {
+  test(`${how} in one tab: another tab's request racing with it ends with logged_out, not session_revoked`, async (t) => {
+    const { server, a, b } = await twoTabsSignedIn(t);
+    server.behaviour.endReplyDelayMs = 150;
+    const ending = a.client[how]();
+    // The server has ended the session; tab A has not heard back yet.
+    await waitUntil(() => [...server.sessions.values()].every((s) => s.revoked));
+    const res = await b.client.fetch("/api/b");
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).error, "session_revoked");
+    await ending;
+    await sleep(20);
+    assert.equal(b.client.isSignedIn(), false);
+    assert.deepEqual(b.events.map((e) => e.reason), ["logged_out"]);
+    assert.deepEqual(a.events, []);
+  });
+}
+
+test("a sign-out that fails on the server leaves other tabs' real revocations as they are", async (t) => {
+  const { server, a, b } = await twoTabsSignedIn(t);
+  server.behaviour.apiAlwaysExpired = true; // revoke-all's bearer is refused: it fails
+  await assert.rejects(a.client.revokeAll());
+  server.behaviour.apiAlwaysExpired = false;
+  assert.equal(a.client.isSignedIn(), true);
+  await sleep(20);
+  server.revokeSession(a.client.currentSessionId()); // an administrator
+  const res = await b.client.fetch("/api/b");
+  assert.equal(res.status, 401);
+  await sleep(20);
+  assert.deepEqual(b.events.map((e) => e.reason), ["session_revoked"]);
 });
 
 test("two tabs with Web Locks and shared storage: background timers refresh once per cycle", async (t) => {

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SessionError } from "../dist/index.js";
-import { setup, fakeStorage, fakeLocks, cookieJarFetch, sleep } from "./helpers/server.mjs";
+import { setup, fakeStorage, fakeLocks, cookieJarFetch, sleep, twoTabsSignedIn } from "./helpers/server.mjs";
 import { faultyFetch, hang, answer, offline, late, within } from "./helpers/faults.mjs";
 
 const KEY = "sessiongate.session";
@@ -270,13 +270,7 @@ test("a 401 invalid_token is returned as is, without a refresh", async (t) => {
 
 // Proves a logout in one tab waits for another tab's refresh and ends the session with its tokens: the other tab sees "logged_out", not a revocation.
 test("logout while another tab refreshes: the refresh finishes first, the other tab sees logged_out", async (t) => {
-  const { server, make } = await setup(t, { refreshDelayMs: 150 });
-  const storage = fakeStorage();
-  const locks = fakeLocks();
-  const a = make({ storage, locks });
-  const b = make({ storage, locks });
-  await a.client.login({ username: "alice", password: "pw" });
-  await sleep(20);
+  const { server, a, b } = await twoTabsSignedIn(t, { refreshDelayMs: 150 });
   const refreshing = a.client.refresh();
   await sleep(20); // tab A holds the lock, its request is at the server
   assert.equal(await b.client.logout(), true);

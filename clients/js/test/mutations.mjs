@@ -32,6 +32,9 @@ const MUTATIONS = [
   ["refresh when the tab becomes visible", 'if (doc.visibilityState === "visible")\n                    this.#wake();', ""],
   ["no token on the channel", 'this.#post({ type: "changed", from: this.#tabId, sessionId: state.sessionId, obtainedAt: state.obtainedAt });', 'this.#post({ type: "changed", from: this.#tabId, sessionId: state.sessionId, obtainedAt: state.obtainedAt, state });'],
   ["election window", "const CLAIM_WINDOW_MS = 150;", "const CLAIM_WINDOW_MS = 60;"],
+  ["another tab's sign-out reported as such", "const elsewhere = this.#endingElsewhere;", "const elsewhere = null;"],
+  ["the signing-out tab fires no sessionended", "this.#announceEnd(reason, this.#endingHere !== data.sessionId, reason);", "this.#announceEnd(reason, true, reason);"],
+  ["a failed sign-out takes its \"ending\" back", "            retract();\n", ""],
 ];
 
 execFileSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: pkgDir, stdio: "inherit" });

@@ -22,7 +22,10 @@ export async function startAuthServer(options = {}) {
   const refreshIndex = new Map();
   const requests = [];
   const events = [];
-  const behaviour = { apiAlwaysExpired: false, securityEventsBody: null };
+  // endReplyDelayMs: logout and revoke-all end the sessions at once but answer
+  // that late, the window in which another tab's request already sees the end.
+  const behaviour = { apiAlwaysExpired: false, securityEventsBody: null, endReplyDelayMs: 0 };
+  const endReplyDelay = () => new Promise((r) => setTimeout(r, behaviour.endReplyDelayMs));
   /** Security events of every user, oldest first (SPEC 4.8 lists them newest first). */
   const securityEvents = [];
   let eventSeq = 0;
@@ -146,6 +149,7 @@ export async function startAuthServer(options = {}) {
         if (!session) return error(res, 400, "invalid_request", "No token.");
       }
       revoke(session, "logout");
+      await endReplyDelay();
       res.writeHead(204).end();
       return;
     }
@@ -183,6 +187,7 @@ export async function startAuthServer(options = {}) {
           n++;
         }
       }
+      await endReplyDelay();
       return json(res, 200, { revoked: n });
     }
     if (route === "GET /v1/auth/security-events") {
@@ -310,6 +315,18 @@ export async function setup(t, serverOptions = {}) {
     await server.close();
   });
   return { server, make };
+}
+
+/** Two tabs of one browser (shared storage, Web Locks, channel), the first signed in; `make` as `setup`'s. */
+export async function twoTabsSignedIn(t, serverOptions = {}) {
+  const { server, make } = await setup(t, serverOptions);
+  const storage = fakeStorage();
+  const locks = fakeLocks();
+  const a = make({ storage, locks });
+  const b = make({ storage, locks });
+  await a.client.login({ username: "alice", password: "pw" });
+  await sleep(20);
+  return { server, make, storage, locks, a, b };
 }
 
 /** A storage object like localStorage, in memory; `raw` exposes the map. */
