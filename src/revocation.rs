@@ -66,10 +66,19 @@ impl std::fmt::Display for Stale {
     }
 }
 
+/// Whole seconds an entry is held after its revocation, for tokens that live
+/// `token_lifetime` (access TTL plus leeway). A token is accepted through the
+/// whole second `exp + leeway` (the check compares whole seconds, and a token
+/// may be issued in the second of the revocation), so the entry must still
+/// match in that second: one more than the lifetime.
+fn held_for(token_lifetime: Duration) -> i64 {
+    token_lifetime.as_secs() as i64 + 1
+}
+
 impl RevocationList {
     /// `token_lifetime`: access TTL plus leeway.
     pub fn new(capacity: u64, token_lifetime: Duration) -> Self {
-        let token_lifetime = token_lifetime.as_secs() as i64;
+        let token_lifetime = held_for(token_lifetime);
         RevocationList {
             sessions: Table::new(capacity, unix_now() - token_lifetime),
             token_lifetime,
@@ -91,7 +100,7 @@ impl RevocationList {
     /// A reload's access TTL plus leeway: entries are kept at least that long
     /// from now on. A shorter lifetime keeps the longest one seen (fail closed).
     pub fn extend_token_lifetime(&self, token_lifetime: Duration) {
-        let growth = (token_lifetime.as_secs() as i64 - self.token_lifetime).max(0);
+        let growth = (held_for(token_lifetime) - self.token_lifetime).max(0);
         self.lifetime_growth.fetch_max(growth, Ordering::AcqRel);
     }
 
@@ -366,6 +375,30 @@ mod tests {
         );
         assert!(!list.is_revoked("old"));
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_matches_through_the_last_second_a_token_is_accepted() {
+        // A token issued in the second of the revocation, exp = iat + TTL,
+        // is accepted while now <= exp + leeway (whole seconds).
+        let (ttl, leeway) = (2, 3);
+        let list = RevocationList::new(1000, Duration::from_secs(ttl + leeway));
+        let at = unix_now();
+        assert!(list.insert("s1", at));
+        let key = session_key("s1");
+        let last_accepted = at + (ttl + leeway) as i64;
+        for now in at..=last_accepted {
+            assert!(
+                list.is_revoked_key(&key, now),
+                "not revoked at +{}s",
+                now - at
+            );
+        }
+        assert!(!list.is_revoked_key(&key, last_accepted + 1));
+        assert!(
+            !list.insert("s2", at - (ttl + leeway) as i64 - 1),
+            "no token of it is accepted"
+        );
     }
 
     #[test]

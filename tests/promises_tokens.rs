@@ -1,6 +1,7 @@
 //! Promises of token checking that no other test held the binary to: a
-//! cached token reaching its expiry, `verified_cache_entries: 0`, and an
-//! RS256 key in the JWKS (never an HS256 one).
+//! cached token reaching its expiry, a revoked one up to its expiry,
+//! `verified_cache_entries: 0`, and an RS256 key in the JWKS (never an
+//! HS256 one).
 
 mod common;
 
@@ -72,6 +73,57 @@ fn a_cached_token_reaching_its_expiry_is_token_expired() {
 #[test]
 fn with_the_cache_off_an_expired_token_is_token_expired() {
     expired_token_is_refused(0);
+}
+
+/// A revoked session's token is refused as `session_revoked` on every
+/// request until it is refused as `token_expired`: never accepted in
+/// between (the list once forgot the session one second early, in the last
+/// second `exp + leeway` in which the token is still accepted).
+fn a_revoked_token_is_never_accepted_again(cache_entries: u64) {
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        json!({"tokens": {"access_ttl": "2s", "leeway": "1s",
+                          "verified_cache_entries": cache_entries}}),
+    );
+    let tok = sc.login("alice");
+    let other = sc.login("alice");
+    let access = s(&tok, "access_token");
+    let exp = jwt::decode(&access).1["exp"].as_i64().expect("exp");
+    assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200, "fresh token");
+    let r = sc.send(
+        Request::new(
+            "DELETE",
+            &format!("/v1/auth/sessions/{}", s(&tok, "session_id")),
+        )
+        .bearer(&s(&other, "access_token")),
+    );
+    assert_eq!(r.status, 204, "{}", r.describe());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut revoked = 0;
+    loop {
+        let r = sc.get(PRIVATE, Some(&access));
+        let body = r.json();
+        match body["error"].as_str() {
+            Some("session_revoked") => revoked += 1,
+            Some("token_expired") => break,
+            _ => panic!("{} s after exp {exp}: {}", jwt::now() - exp, r.describe()),
+        }
+        assert!(Instant::now() < deadline, "never refused as expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(jwt::now() > exp + 1, "expired before exp + leeway");
+    assert!(revoked >= 2, "{revoked} requests saw the revocation");
+}
+
+#[test]
+fn a_revoked_cached_token_is_never_accepted_again_before_it_expires() {
+    a_revoked_token_is_never_accepted_again(100_000);
+}
+
+#[test]
+fn a_revoked_uncached_token_is_never_accepted_again_before_it_expires() {
+    a_revoked_token_is_never_accepted_again(0);
 }
 
 #[test]

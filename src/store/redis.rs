@@ -52,7 +52,8 @@ pub struct Retention {
     pub lifetimes: Lifetimes,
     /// How long security events are kept.
     pub events_ms: i64,
-    /// How long the revocation log must remember a revocation (access TTL + leeway).
+    /// How long the revocation log must remember a revocation (access TTL +
+    /// leeway, and the last second a token is accepted in).
     pub revocations_ms: i64,
 }
 
@@ -521,6 +522,8 @@ pub fn retention(config: &crate::config::Config) -> Retention {
             absolute_ms: ms(config.sessions.absolute_lifetime),
         },
         events_ms: ms(config.security_events.retain),
-        revocations_ms: ms(config.tokens.access_ttl + config.tokens.leeway),
+        // One second more than the tokens live: a token is accepted through
+        // the whole second `exp + leeway` (see `RevocationList`).
+        revocations_ms: ms(config.tokens.access_ttl + config.tokens.leeway) + 1000,
     }
 }
