@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod errors;
 pub mod events;
+pub mod json;
 pub mod logging;
 pub mod metrics;
 pub mod names;

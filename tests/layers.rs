@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first. Every top-level module of `src/` must be in exactly one.
 const LAYERS: &[&[&str]] = &[
     &[
-        "time", "errors", "names", "metrics", "logging", "tls", "config",
+        "time", "errors", "names", "json", "metrics", "logging", "tls", "config",
     ],
     &["store"],
     &["revocation", "auth", "events", "shutdown"],

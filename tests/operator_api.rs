@@ -257,6 +257,10 @@ fn hostile_ids_queries_and_bodies_get_clear_errors() {
         r#"{"reason": ""}"#,
         r#"{"why": "x"}"#,
         "not json",
+        // serde would read these as the struct's fields in order.
+        r#"["x"]"#,
+        r#"["password_changed"]"#,
+        "[]",
     ] {
         let r = admin(
             &sc,

@@ -123,6 +123,38 @@ fn refresh_without_a_token_or_with_bad_json_is_400_invalid_request() {
     assert_error(&r, 400, "invalid_request");
 }
 
+/// A body is a JSON object: serde would read `["<token>"]` as
+/// `{"refresh_token": "<token>"}`, and `[]`/`[true]` as revoke-all's options.
+#[test]
+fn a_json_array_is_not_a_body() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let tok = sc.login("alice");
+    let other = sc.login("alice");
+    let refresh = s(&tok, "refresh_token");
+    let array = |path: &str, body: Value| {
+        Request::post(path)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+    };
+    let r = sc.send(array("/v1/auth/refresh", json!([refresh])));
+    assert_error(&r, 400, "invalid_request");
+    let r = sc.send(array("/v1/auth/logout", json!([refresh])));
+    assert_error(&r, 400, "invalid_request");
+    for body in [json!([]), json!([true])] {
+        let r =
+            sc.send(array("/v1/auth/sessions/revoke-all", body).bearer(&s(&other, "access_token")));
+        assert_error(&r, 400, "invalid_request");
+    }
+    // None of it acted: both sessions live, and the refresh token was not used.
+    assert_eq!(sc.get(PRIVATE, Some(&s(&tok, "access_token"))).status, 200);
+    assert_eq!(
+        sc.get(PRIVATE, Some(&s(&other, "access_token"))).status,
+        200
+    );
+    assert_eq!(sc.refresh(&refresh).status, 200);
+}
+
 #[test]
 fn an_unknown_refresh_token_is_401_invalid_refresh_token() {
     let up = Upstream::start();

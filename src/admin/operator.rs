@@ -235,10 +235,7 @@ fn bad_id(why: &str) -> ApiError {
 
 /// `{"reason": "password_changed"}`: 1-64 of `[a-z0-9_]`; an empty body is no reason.
 fn parse_reason(body: &[u8]) -> Result<Option<String>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let parsed: RevokeAllBody = serde_json::from_slice(body).map_err(|_| {
+    let parsed: RevokeAllBody = crate::json::object_or_empty(body).ok_or_else(|| {
         ApiError::InvalidRequest("The body must be {\"reason\": \"...\"} or empty.".into())
     })?;
     match parsed.reason {

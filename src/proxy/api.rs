@@ -374,10 +374,7 @@ fn method_not_allowed() -> ApiError {
 }
 
 fn parse_json_or_empty<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|_| {
+    crate::json::object_or_empty(body).ok_or_else(|| {
         ApiError::InvalidRequest("The request body is not valid JSON of the expected shape.".into())
     })
 }
