@@ -451,6 +451,36 @@ fn client_ip_headers_from_an_untrusted_peer_are_not_believed_by_the_upstream() {
     assert_no_bypass(&up, None, &["/public/x"]);
 }
 
+/// A protected `exact` route inside a public prefix: a Tomcat, Express or
+/// IIS upstream serves `/public/report;x`, `/public/report/` and
+/// `/public/REPORT` from the report's handler, so none of them may pass
+/// without a token.
+#[test]
+fn a_protected_exact_route_is_not_reached_by_a_spelling_a_lenient_upstream_routes_to_it() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        json!({"routes": [
+            {"exact": "/public/report", "auth": "required"},
+            {"prefix": "/public/", "auth": "none"},
+            {"prefix": "/", "auth": "required"},
+        ]}),
+    );
+    for path in [
+        "/public/report",
+        "/public/report;x",
+        "/public/report;jsessionid=0",
+        "/public/report/",
+        "/public/REPORT",
+        "/public/Report;x/",
+    ] {
+        assert_error(&sc.get(path, None), 401, "missing_token");
+    }
+    assert_eq!(sc.get("/public/reports", None).status, 200);
+    sentinel(&sc, &up);
+    assert_no_bypass(&up, None, &["/public/reports"]);
+}
+
 #[test]
 fn a_method_override_header_is_decided_on_the_stricter_of_both_methods() {
     let up = Upstream::start();

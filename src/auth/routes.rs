@@ -1,5 +1,9 @@
 //! The route table: first match wins, no match means `auth: required`.
-//! Matching runs on the normalized path, the same path that is forwarded.
+//! Matching runs on the normalized path, the same path that is forwarded,
+//! and again on the path as a lenient upstream reads it (see [`lenient`]):
+//! the stricter of the two policies applies.
+
+use std::borrow::Cow;
 
 use http::Method;
 
@@ -7,11 +11,20 @@ use crate::config::{AuthPolicy, PathMatch, RouteConfig};
 
 pub struct RouteTable {
     routes: Vec<RouteConfig>,
+    /// Each route's pattern in the lenient reading, by index.
+    lenient: Vec<PathMatch>,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<RouteConfig>) -> Self {
-        RouteTable { routes }
+        let lenient = routes
+            .iter()
+            .map(|r| match &r.matcher {
+                PathMatch::Exact(p) => PathMatch::Exact(lenient(p).into_owned()),
+                PathMatch::Prefix(p) => PathMatch::Prefix(p.to_ascii_lowercase()),
+            })
+            .collect();
+        RouteTable { routes, lenient }
     }
 
     /// The policy of a request whose method may be overridden for the
@@ -35,18 +48,59 @@ impl RouteTable {
             })
     }
 
+    /// The stricter of the policies of `path` as sent and as a lenient
+    /// upstream reads it. A protected `exact: /public/report` before a public
+    /// `prefix: /public/` would otherwise let `/public/report;x` (Tomcat,
+    /// Jetty), `/public/report/` (Express, Spring 5) or `/public/REPORT`
+    /// (IIS, Express) through to the same handler without a token. Reading
+    /// them so only ever makes a request stricter.
     pub fn policy(&self, method: &Method, path: &str) -> AuthPolicy {
+        let as_sent = self.first(method, |i| match &self.routes[i].matcher {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => prefix_matches(p, path),
+        });
+        if as_sent == AuthPolicy::Required {
+            return as_sent; // nothing is stricter: the usual proxied request stops here
+        }
+        let read = lenient(path);
+        let as_read = self.first(method, |i| match &self.lenient[i] {
+            PathMatch::Exact(p) => *read == **p,
+            // `/admin` is `/admin/` to a lenient upstream.
+            PathMatch::Prefix(p) => prefix_matches(p, &read) || p.strip_suffix('/') == Some(&*read),
+        });
+        stricter(as_sent, as_read)
+    }
+
+    /// The policy of the first route for `method` whose pattern `hit` takes.
+    fn first(&self, method: &Method, hit: impl Fn(usize) -> bool) -> AuthPolicy {
         self.routes
             .iter()
-            .find(|r| {
-                r.methods.as_ref().is_none_or(|ms| ms.contains(method))
-                    && match &r.matcher {
-                        PathMatch::Exact(p) => path == p,
-                        PathMatch::Prefix(p) => prefix_matches(p, path),
-                    }
-            })
-            .map_or(AuthPolicy::Required, |r| r.auth)
+            .enumerate()
+            .find(|(i, r)| r.methods.as_ref().is_none_or(|ms| ms.contains(method)) && hit(*i))
+            .map_or(AuthPolicy::Required, |(_, r)| r.auth)
     }
+}
+
+/// `path` as the most lenient common upstreams read it: every segment's
+/// `;parameters` dropped, ASCII letters in lower case, a trailing `/`
+/// dropped. Borrowed when that changes nothing.
+fn lenient(path: &str) -> Cow<'_, str> {
+    let trimmed = match path.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => path,
+    };
+    if !trimmed.bytes().any(|b| b == b';' || b.is_ascii_uppercase()) {
+        return Cow::Borrowed(trimmed);
+    }
+    let mut read = String::with_capacity(trimmed.len());
+    for (i, segment) in trimmed.split('/').enumerate() {
+        if i > 0 {
+            read.push('/');
+        }
+        let name = segment.split_once(';').map_or(segment, |(name, _)| name);
+        read.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    Cow::Owned(read)
 }
 
 fn strictness(p: AuthPolicy) -> u8 {
@@ -124,6 +178,60 @@ mod tests {
         assert_eq!(p(&[b" delete "]), AuthPolicy::Required);
         assert_eq!(p(&[b"GET", b"POST"]), AuthPolicy::Required);
         assert_eq!(p(&[b"not a method"]), AuthPolicy::Required);
+    }
+
+    fn exact(path: &str, auth: AuthPolicy) -> RouteConfig {
+        RouteConfig {
+            matcher: PathMatch::Exact(path.into()),
+            auth,
+            methods: None,
+        }
+    }
+
+    #[test]
+    fn a_protected_route_is_protected_however_a_lenient_upstream_reads_it() {
+        let t = RouteTable::new(vec![
+            exact("/public/report", AuthPolicy::Required),
+            rule("/public/Admin/", AuthPolicy::Optional, None),
+            rule("/public/", AuthPolicy::None, None),
+        ]);
+        let p = |path: &str| t.policy(&Method::GET, path);
+        for path in [
+            "/public/report",
+            "/public/report;x",
+            "/public/report;jsessionid=1",
+            "/public/report/",
+            "/public/REPORT",
+            "/public;x/Report;y/",
+        ] {
+            assert_eq!(p(path), AuthPolicy::Required, "{path}");
+        }
+        for path in [
+            "/public/admin/x",
+            "/public/ADMIN/x",
+            "/public/Admin",
+            "/public/admin;x/",
+        ] {
+            assert_eq!(p(path), AuthPolicy::Optional, "{path}");
+        }
+        // Neighbours stay public, and nothing is ever made less strict.
+        for path in [
+            "/public/report2",
+            "/public/reports/x",
+            "/public/report.pdf",
+            "/public/x;y",
+        ] {
+            assert_eq!(p(path), AuthPolicy::None, "{path}");
+        }
+        // As sent it matches no route at all: required, the stricter.
+        assert_eq!(p("/PUBLIC/ADMIN/x"), AuthPolicy::Required);
+        let d = RouteTable::new(default_routes());
+        assert_eq!(d.policy(&Method::GET, "/PUBLIC/a"), AuthPolicy::Required);
+        assert_eq!(d.policy(&Method::GET, "/public"), AuthPolicy::Required);
+        assert_eq!(lenient("/a/b"), "/a/b");
+        assert!(matches!(lenient("/a/b"), Cow::Borrowed(_)));
+        assert_eq!(lenient("/"), "/");
+        assert_eq!(lenient("/A;b/c;d/"), "/a/c");
     }
 
     #[test]
