@@ -75,14 +75,27 @@ pub fn load_with_env(
 
 /// serde-saphyr's message carries the line and column; keep it on one line
 /// and make sure the words "line" and "column" appear for a reader in a hurry.
+/// The parser's message on one line: its first line when that names the
+/// line and column (the rest is a source snippet pointing at the same
+/// place), without the library's advice on its own options.
 fn syntax_error(e: &serde_saphyr::Error) -> String {
     let msg = e.to_string();
-    let one_line: Vec<&str> = msg
+    let lines: Vec<&str> = msg
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    one_line.join(" | ")
+    let first = lines.first().copied().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let said = if first.contains("line ") && first.contains("column ") {
+        first.to_owned()
+    } else {
+        lines.join(" | ")
+    };
+    said.replace(
+        ", set DuplicateKeyPolicy in Options if acceptable",
+        " (a key may appear once in a mapping)",
+    )
 }
 
 fn expand_strings(

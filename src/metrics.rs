@@ -330,14 +330,7 @@ impl Metrics {
         ] {
             m.refresh.with_label_values(&[r]);
         }
-        for t in [
-            "refresh_token_reuse",
-            "new_ip",
-            "new_device",
-            "revoke_all",
-            "session_revoked",
-            "login",
-        ] {
+        for t in crate::names::event::KINDS {
             m.security_events.with_label_values(&[t]);
         }
         for r in [

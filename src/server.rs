@@ -84,6 +84,9 @@ impl Current {
 /// One listening socket per worker, all on `addr`'s port (the first one
 /// picks it when `addr` says port 0).
 pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        ensure_free(addr)?;
+    }
     let mut listeners = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {
@@ -102,6 +105,26 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Fails with `AddrInUse` when something listens on `addr` already.
+///
+/// The workers' sockets share their port with `SO_REUSEPORT`, which would
+/// just as well let them join the sockets of another process of the same
+/// user listening there (a second sessiongate, with another config): the
+/// kernel would split the clients between the two. A socket without
+/// `SO_REUSEPORT` cannot bind while anyone listens on the port, so one is
+/// bound and dropped first. (Two processes starting in the same instant
+/// could both pass; this is a guard against a mistake, not a lock.)
+fn ensure_free(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // Connections of an earlier run in TIME_WAIT do not count as taken.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 /// Starts one worker thread per listener. Each stops accepting when

@@ -36,6 +36,68 @@ const FAMILIES: &[(&str, &str)] = &[
     ("sessiongate_build_info", "gauge"),
 ];
 
+/// The counters an operator alerts on show every label value at 0 before
+/// anything happened (README "Admin listener"), so that `rate()` and
+/// `increase()` see the first event.
+#[test]
+fn alerting_counters_are_present_at_0_before_any_traffic() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let text = sc.metrics();
+    let series = samples(&text);
+    let expected: &[(&str, &str, &[&str])] = &[
+        (
+            "sessiongate_security_events_total",
+            "type",
+            &[
+                "refresh_token_reuse",
+                "new_ip",
+                "new_device",
+                "session_revoked",
+                "revoke_all",
+                "login",
+                "upstream_revoke",
+            ],
+        ),
+        (
+            "sessiongate_sessions_revoked_total",
+            "reason",
+            &[
+                "user",
+                "revoke_all",
+                "logout",
+                "reuse",
+                "limit",
+                "admin",
+                "upstream",
+            ],
+        ),
+        (
+            "sessiongate_refresh_total",
+            "result",
+            &[
+                "rotated", "grace", "reused", "invalid", "expired", "revoked",
+            ],
+        ),
+        (
+            "sessiongate_config_reloads_total",
+            "result",
+            &["ok", "error"],
+        ),
+    ];
+    for (name, label, values) in expected {
+        for v in *values {
+            let found = series
+                .iter()
+                .find(|(n, l, _)| n == name && l.iter().any(|(k, lv)| k == label && lv == v));
+            let Some((_, _, value)) = found else {
+                panic!("{name}{{{label}=\"{v}\"}} is missing from a fresh /metrics");
+            };
+            assert_eq!(*value, 0.0, "{name}{{{label}=\"{v}\"}}");
+        }
+    }
+}
+
 #[test]
 fn metrics_has_every_spec_family_after_traffic() {
     let up = Upstream::start();

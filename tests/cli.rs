@@ -153,6 +153,26 @@ fn a_yaml_syntax_error_names_the_file_line_and_column() {
 }
 
 #[test]
+fn a_duplicate_key_is_named_with_its_line_and_column_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  listen: 127.0.0.1:8080\n  listen: 127.0.0.1:8081\nupstream:\n  url: http://127.0.0.1:1\n",
+    )
+    .unwrap();
+    let (code, text) = check(path.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("line 3 column 3") && text.contains("duplicate") && text.contains("listen"),
+        "{text}"
+    );
+    // Neither the parser's advice on its own options nor a source snippet.
+    assert!(!text.contains("DuplicateKeyPolicy"), "{text}");
+    assert!(!text.contains("127.0.0.1:8081"), "{text}");
+}
+
+#[test]
 fn an_unset_environment_variable_is_a_config_error() {
     let (_cfg, path) = config_file(
         json!({"upstream": {"url": "${SG_TEST_SURELY_UNSET_VAR}"}}),
@@ -314,6 +334,30 @@ fn a_listener_that_cannot_be_had_is_exit_1_naming_its_key() {
     drop(taken);
 }
 
+/// The workers share their port with SO_REUSEPORT; a second sessiongate
+/// on the same address must not join them and split the clients between
+/// two configs.
+#[test]
+fn a_second_sidecar_on_the_listen_address_of_a_running_one_exits_1() {
+    let up = Upstream::start();
+    let first = Sidecar::start(&up, json!({"server": {"threads": 2}}));
+    let listen = format!("127.0.0.1:{}", first.port());
+    let mut second = SidecarConfig::new(
+        &up.url(),
+        json!({"server": {"listen": listen, "threads": 2},
+               "routes": [{"prefix": "/", "auth": "none"}]}),
+    )
+    .spawn_unready();
+    let code = second.wait_exit(std::time::Duration::from_secs(10));
+    let logs = second.logs();
+    assert_eq!(code, Some(Some(1)), "still running or wrong exit\n{logs}");
+    assert!(logs.contains("server.listen"), "not named:\n{logs}");
+    // Every request still meets the first one's policy.
+    for _ in 0..20 {
+        assert_error(&first.get(PRIVATE, None), 401, "missing_token");
+    }
+}
+
 #[test]
 fn a_login_path_that_takes_a_built_in_route_is_refused() {
     for taken in [
@@ -358,6 +402,38 @@ fn a_route_with_an_empty_methods_list_is_refused() {
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("routes[0].methods"), "{text}");
+}
+
+/// SPEC 6 takes `X-A` and `x_a` for one header when it drops a client's
+/// copies, so two identity headers spelled so would be one header.
+#[test]
+fn header_names_equal_under_the_spec_6_comparison_are_refused() {
+    let cases = [
+        (
+            json!({"identity_headers": {"user_id": "X-A", "session_id": "x_a"}}),
+            "identity_headers",
+        ),
+        (
+            json!({"identity_headers": {"session_id": "X-Auth-Claims"}}),
+            "identity_headers",
+        ),
+        (
+            json!({"login": {"subject_header": "X-Who", "claims_header": "x_who"}}),
+            "login.claims_header",
+        ),
+    ];
+    for (overrides, key) in cases {
+        let (_cfg, path) = config_file(overrides.clone(), "same-names.yaml");
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{overrides}: {text}");
+        assert!(text.contains(key), "{overrides}: {text}");
+    }
+    let (_cfg, path) = config_file(
+        json!({"identity_headers": {"user_id": "X-A", "session_id": "X-B"}}),
+        "different-names.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[test]

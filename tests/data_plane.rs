@@ -261,6 +261,38 @@ fn a_connection_header_naming_what_sessiongate_sets_never_removes_it() {
     }
 }
 
+// Proves: `Authorization` is forwarded unchanged (SPEC 6) even when the
+// client's Connection names it; other headers it names are still dropped.
+#[test]
+fn a_connection_header_naming_authorization_does_not_remove_it() {
+    let up = upstream(ok);
+    let (sc, tok) = start(&up, json!({}));
+    let bearer = format!("Bearer {}", access(&tok));
+    for (i, nominated) in ["Authorization", "authorization, X-Other"]
+        .iter()
+        .enumerate()
+    {
+        let path = format!("/api/keeps-authorization-{i}");
+        let r = sc.send(
+            Request::get(&path)
+                .header("Authorization", &bearer)
+                .header("Connection", nominated)
+                .header("X-Other", "dropped"),
+        );
+        assert_eq!(r.status, 200, "{nominated}: {}", r.describe());
+        let rec = seen_on(&up, &path).pop().expect("forwarded");
+        assert_eq!(
+            rec.header_values("Authorization"),
+            [bearer.as_str()],
+            "{nominated}"
+        );
+        assert_alice(&rec, &tok);
+        if nominated.contains("X-Other") {
+            assert!(rec.header_values("X-Other").is_empty(), "{}", shown(&rec));
+        }
+    }
+}
+
 // Proves: hop-by-hop fields of the upstream's answer, and the field its
 // Connection names, never reach the client; end-to-end fields do.
 #[test]

@@ -476,11 +476,18 @@ fn cross_checks(c: &Config, p: &mut Problems) {
         &c.identity_headers.session_id,
         &c.identity_headers.claims,
     ];
-    if hs[0] == hs[1] || hs[0] == hs[2] || hs[1] == hs[2] {
-        p.add("identity_headers", "the three header names must differ");
+    // Compared as SPEC 6 compares them when it drops a client's copies.
+    let same = |a: &HeaderName, b: &HeaderName| {
+        crate::names::same_name(a.as_str().as_bytes(), b.as_str().as_bytes())
+    };
+    if same(hs[0], hs[1]) || same(hs[0], hs[2]) || same(hs[1], hs[2]) {
+        p.add(
+            "identity_headers",
+            "the three header names must differ (compared case-insensitively, with `_` as `-`)",
+        );
     }
     if let Some(login) = &c.login {
-        if login.subject_header == login.claims_header {
+        if same(&login.subject_header, &login.claims_header) {
             p.add(
                 "login.claims_header",
                 "must differ from login.subject_header",

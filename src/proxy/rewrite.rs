@@ -184,8 +184,11 @@ impl Rewrite {
     fn strip(&self, h: &mut HeaderMap, strip: &[&HeaderName], d: &Decided<'_>) {
         let mut named = connection_named(h);
         // A client cannot have a header sessiongate sets dropped (it is set
-        // after this anyway), nor the message's framing.
-        named.retain(|n| !self.sets(n) && !same_name(n, b"content-length"));
+        // after this anyway), nor the message's framing, nor `Authorization`
+        // (SPEC 6: forwarded unchanged; the upstream may check it too).
+        named.retain(|n| {
+            !self.sets(n) && !same_name(n, b"content-length") && !same_name(n, b"authorization")
+        });
         let untrusted = !d.client.peer_trusted;
         let upgrade = d.upgrade && !offers_h2c(h);
         remove_in_order(h, |k| {
