@@ -113,7 +113,8 @@ pub enum Delivery {
     Retried,
     /// The last attempt failed: the event is given up.
     Failed,
-    /// Pushed out of the full queue before an attempt.
+    /// Pushed out of the full queue as its oldest undelivered event (new, or
+    /// waiting for a retry).
     Dropped,
 }
 

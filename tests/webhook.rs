@@ -1,14 +1,15 @@
 //! The security-event webhook (SPEC 11) against the real binary and a real
 //! HTTP receiver: signed bodies with the event's fields, a retry with the same
 //! id after a 500, `types` filtering, a dead receiver that never delays a
-//! client, the delivery metric, and config errors.
+//! client, a full queue that drops its oldest events (those waiting for a
+//! retry included), the delivery metric, and config errors.
 
 mod common;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -241,6 +242,48 @@ fn a_dead_receiver_never_delays_a_client() {
     assert!(wait_deliveries(&sc, "retried", 1.0, Duration::from_secs(10)) >= 1.0);
     assert_eq!(sc.metric(DELIVERIES, &[("result", "ok")]), 0.0);
     drop(silent);
+}
+
+/// Proves a full queue drops its oldest undelivered events, those waiting for a
+/// retry included, and holds no more than `queue` of them: with `queue: 2` and a
+/// receiver answering 500, of 8 logins only the last two are ever delivered once
+/// it answers 200, and the other six are counted as dropped.
+#[test]
+fn a_full_queue_keeps_only_the_newest_events() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let (up_now, accepted) = (healthy.clone(), delivered.clone());
+    let receiver = Scripted::start(move |req| {
+        if !up_now.load(Ordering::SeqCst) {
+            return Reply::status(500);
+        }
+        let body: Value = serde_json::from_slice(&req.body).expect("a JSON body");
+        accepted.lock().unwrap().push(body["user_agent"].clone());
+        Reply::status(200)
+    });
+    let up = Upstream::start();
+    let sc = Sidecar::start(
+        &up,
+        hook(&receiver.url(), json!({"types": ["login"], "queue": 2})),
+    );
+    // The user agent tells the events apart: e1 is the oldest, e8 the newest.
+    for i in 1..=8 {
+        sc.login_with_agent("alice", &format!("e{i}"));
+    }
+    // Each first attempt meets the 500 within milliseconds, long before its 1 s
+    // retry: all but the two newest are pushed out before the receiver recovers.
+    let dropped = wait_deliveries(&sc, "dropped", 6.0, Duration::from_secs(5));
+    healthy.store(true, Ordering::SeqCst);
+    let ok = wait_deliveries(&sc, "ok", 2.0, Duration::from_secs(15));
+    thread::sleep(Duration::from_millis(300)); // an older event would have come by now
+    let mut got = delivered.lock().unwrap().clone();
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, [json!("e7"), json!("e8")], "delivered");
+    assert_eq!(dropped, 6.0, "dropped before the receiver recovered");
+    assert_eq!(ok, 2.0);
+    assert_eq!(sc.metric(DELIVERIES, &[("result", "dropped")]), 6.0);
+    assert_eq!(sc.metric(DELIVERIES, &[("result", "failed")]), 0.0);
+    assert!(sc.metric(DELIVERIES, &[("result", "retried")]) >= 2.0);
 }
 
 /// Proves the config is refused, naming the key, for a short or missing secret, a bad

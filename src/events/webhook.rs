@@ -2,9 +2,14 @@
 //! is POSTed, signed, to `security_events.webhook.url` by background workers,
 //! retried with backoff. Recording an event only pushes onto a bounded
 //! in-memory queue, so a slow or dead receiver never touches a request.
+//!
+//! The queue holds every undelivered event, those waiting for a retry
+//! included: only the (at most [`WORKERS`]) events being POSTed at this moment
+//! are outside it. So "a full queue drops its oldest undelivered event" and "at
+//! most `queue` events are held" hold whatever the receiver does.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::config::WebhookConfig as Config;
@@ -36,10 +42,48 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// back every other, and a dead one gets at most this many connections.
 const WORKERS: usize = 4;
 
-/// One event on its way: its id and the exact body that is signed.
+/// The order of recording, over every webhook of the process: an event a
+/// reload hands over keeps its place by age among the new webhook's.
+static RECORDED: AtomicU64 = AtomicU64::new(0);
+
+/// One undelivered event: its id, the exact body that is signed, and how far
+/// its delivery got.
 struct Pending {
+    /// Its place in the order of recording: the lowest queued is the oldest.
+    seq: u64,
     id: HeaderValue,
     body: Bytes,
+    /// Attempts made so far.
+    attempts: u32,
+    /// Not tried before this: when it was recorded, or when the backoff after
+    /// its last failed attempt ends.
+    not_before: Instant,
+}
+
+/// The undelivered events, by age, and which of them may be sent now.
+///
+/// Three views of the same events, so that each question is a lookup rather
+/// than a scan of up to `queue` (1 000 000) events under the lock that
+/// recording an event takes: the oldest (to drop), the oldest due (to send),
+/// the earliest not-before (to wait for).
+#[derive(Default)]
+struct Queue {
+    /// Every queued event, by `seq`.
+    events: BTreeMap<u64, Pending>,
+    /// Those whose `not_before` had passed when a worker last looked, by `seq`.
+    due: BTreeSet<u64>,
+    /// The others, by `(not_before, seq)`.
+    waiting: BTreeSet<(Instant, u64)>,
+}
+
+/// What a worker is to do next.
+enum Next {
+    /// POST this event, the oldest that is due.
+    Send(Pending),
+    /// Nothing is due before this.
+    WaitUntil(Instant),
+    /// Nothing is queued.
+    Idle,
 }
 
 /// The body: the event's fields, `by`/`reason`/`scope` only where they apply.
@@ -62,7 +106,7 @@ struct Payload<'a> {
 }
 
 pub struct Webhook {
-    queue: Mutex<VecDeque<Pending>>,
+    queue: Mutex<Queue>,
     ready: Notify,
     capacity: usize,
     types: Vec<&'static str>,
@@ -107,7 +151,7 @@ impl Webhook {
         let authority = url.authority().map(|a| a.as_str()).unwrap_or_default();
         let path = url.path_and_query().map_or("/", |p| p.as_str());
         Ok(Arc::new(Webhook {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
             capacity: config.queue,
             types: config.types.clone(),
@@ -127,13 +171,15 @@ impl Webhook {
 
     /// A reload replaced `old` with this webhook: its undelivered events move
     /// here (they are sent to the new receiver, signed with the new secret),
-    /// an event offered to it later comes here, and its workers stop.
+    /// those waiting for a retry with their attempts and backoff; an event
+    /// offered to it later, or put back after a failed attempt, comes here;
+    /// and its workers stop.
     pub fn take_over(self: &Arc<Self>, old: &Webhook) {
-        // Set before the queue is emptied: an offer that finds the old queue
+        // Set before the queue is emptied: an event that finds the old queue
         // after that sees the successor (both happen under the queue's lock).
         let _ = old.successor.set(self.clone());
         let moved = std::mem::take(&mut *old.lock_queue());
-        for p in moved {
+        for p in moved.events.into_values() {
             self.push(p);
         }
         old.retire();
@@ -145,22 +191,22 @@ impl Webhook {
         self.ready.notify_waiters();
     }
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `p`, dropping the oldest event when full.
+    /// Queues `p` (a new event, or one back from a failed attempt) at its
+    /// place by age, dropping the oldest undelivered event when full: that may
+    /// be one waiting for its retry, or `p` itself. Once a reload replaced
+    /// this webhook, `p` goes to the successor instead.
     fn push(&self, p: Pending) {
-        let dropped = {
-            let mut queue = self.lock_queue();
-            let dropped = if queue.len() >= self.capacity {
-                queue.pop_front()
-            } else {
-                None
-            };
-            queue.push_back(p);
-            dropped
-        };
+        let mut queue = self.lock_queue();
+        if let Some(next) = self.successor.get() {
+            drop(queue);
+            return next.push(p);
+        }
+        let dropped = queue.insert(p, self.capacity);
+        drop(queue);
         if let Some(old) = dropped {
             self.metrics.webhook_delivery(Delivery::Dropped);
             tracing::warn!(id = ?old.id, "webhook queue full: oldest undelivered event dropped");
@@ -193,8 +239,11 @@ impl Webhook {
         })
         .expect("an event serializes");
         self.push(Pending {
+            seq: RECORDED.fetch_add(1, Ordering::Relaxed),
             id,
             body: body.into(),
+            attempts: 0,
+            not_before: Instant::now(),
         });
     }
 
@@ -212,41 +261,99 @@ impl Webhook {
         }
     }
 
+    /// Sends the oldest due event, one at a time, until retired and empty.
+    /// With nothing due it sleeps until the earliest retry or a new event.
     async fn work(&self) {
         loop {
-            // Registered before looking, so a `retire` in between is not missed.
+            // Registered before looking, so a `push` or `retire` in between is not missed.
             let mut woken = std::pin::pin!(self.ready.notified());
             woken.as_mut().enable();
-            let next = self.lock_queue().pop_front();
+            let next = self.lock_queue().take(Instant::now());
             match next {
-                Some(p) => self.deliver(p).await,
-                None if self.retired.load(Ordering::Acquire) => return,
-                None => woken.await,
+                Next::Send(p) => self.attempt(p).await,
+                Next::WaitUntil(at) => {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                Next::Idle if self.retired.load(Ordering::Acquire) => return,
+                Next::Idle => woken.await,
             }
         }
     }
 
-    /// Up to [`ATTEMPTS`] POSTs of one event, each outcome counted.
-    async fn deliver(&self, p: Pending) {
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let why = match self.target.post(&p).await {
-                Ok(status) if status.is_success() => {
-                    self.metrics.webhook_delivery(Delivery::Ok);
-                    return;
-                }
-                Ok(status) => format!("answered {status}"),
-                Err(e) => e,
-            };
-            if attempt == ATTEMPTS {
-                self.metrics.webhook_delivery(Delivery::Failed);
-                tracing::error!(id = ?p.id, attempt, error = %why, "webhook: event given up");
-                return;
+    /// One POST of `p`, its outcome counted. Between attempts the event waits
+    /// in the queue, not in the worker, so it stays subject to the queue's bound.
+    async fn attempt(&self, mut p: Pending) {
+        p.attempts += 1;
+        match self.target.post(&p).await {
+            Ok(status) if status.is_success() => self.metrics.webhook_delivery(Delivery::Ok),
+            Ok(status) => self.failed(p, &format!("answered {status}")),
+            Err(e) => self.failed(p, &e),
+        }
+    }
+
+    /// After a failed attempt: the event goes back into the queue until its
+    /// backoff is over, or is given up after the [`ATTEMPTS`]th.
+    fn failed(&self, mut p: Pending, why: &str) {
+        let attempt = p.attempts;
+        if attempt >= ATTEMPTS {
+            self.metrics.webhook_delivery(Delivery::Failed);
+            tracing::error!(id = ?p.id, attempt, error = %why, "webhook: event given up");
+            return;
+        }
+        let backoff = backoff_after(attempt);
+        self.metrics.webhook_delivery(Delivery::Retried);
+        tracing::warn!(id = ?p.id, attempt, error = %why, retry_in = ?backoff, "webhook: delivery failed");
+        p.not_before = Instant::now() + backoff;
+        self.push(p);
+    }
+}
+
+/// The wait after failed attempt number `attempt`: 1 s, 2 s, 4 s … (SPEC 11).
+fn backoff_after(attempt: u32) -> Duration {
+    FIRST_BACKOFF * 2u32.pow(attempt.saturating_sub(1))
+}
+
+impl Queue {
+    /// Puts `p` at its place by age; when that makes more than `capacity`,
+    /// takes out the oldest (which may be `p`) and returns it.
+    fn insert(&mut self, p: Pending, capacity: usize) -> Option<Pending> {
+        self.waiting.insert((p.not_before, p.seq));
+        self.events.insert(p.seq, p);
+        if self.events.len() > capacity {
+            self.pop_oldest()
+        } else {
+            None
+        }
+    }
+
+    /// Removes the oldest event, due or not.
+    fn pop_oldest(&mut self) -> Option<Pending> {
+        let (seq, p) = self.events.pop_first()?;
+        if !self.due.remove(&seq) {
+            self.waiting.remove(&(p.not_before, seq));
+        }
+        Some(p)
+    }
+
+    /// The oldest event due at `now`, taken out; else when the next will be.
+    fn take(&mut self, now: Instant) -> Next {
+        while let Some(&(at, seq)) = self.waiting.first() {
+            if at > now {
+                break;
             }
-            self.metrics.webhook_delivery(Delivery::Retried);
-            tracing::warn!(id = ?p.id, attempt, error = %why, retry_in = ?backoff, "webhook: delivery failed");
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            self.waiting.pop_first();
+            self.due.insert(seq);
+        }
+        if let Some(seq) = self.due.pop_first() {
+            let p = self.events.remove(&seq).expect("a due event is queued");
+            return Next::Send(p);
+        }
+        match self.waiting.first() {
+            Some(&(at, _)) => Next::WaitUntil(at),
+            None => Next::Idle,
         }
     }
 }
@@ -315,14 +422,44 @@ mod tests {
     use super::*;
 
     fn hook(url: &str) -> Arc<Webhook> {
+        hook_of(url, 10)
+    }
+
+    fn hook_of(url: &str, queue: usize) -> Arc<Webhook> {
         let config = Config {
             url: url.parse().unwrap(),
             secret: "k".repeat(32).into(),
             types: vec!["login"],
             timeout: Duration::from_secs(1),
-            queue: 10,
+            queue,
         };
         Webhook::new(&config, Arc::new(Metrics::new())).unwrap()
+    }
+
+    /// What a worker would be handed at `now`: the event, or why none.
+    fn take(hook: &Webhook, now: Instant) -> Result<Pending, String> {
+        match hook.lock_queue().take(now) {
+            Next::Send(p) => Ok(p),
+            Next::WaitUntil(at) => Err(format!("nothing due for {:?}", at - now)),
+            Next::Idle => Err("idle".into()),
+        }
+    }
+
+    /// What a worker does with `p` when its POST is answered 500.
+    fn fail(hook: &Webhook, mut p: Pending) {
+        p.attempts += 1;
+        hook.failed(p, "answered 500");
+    }
+
+    fn id(p: &Pending) -> &str {
+        p.id.to_str().unwrap()
+    }
+
+    fn count(hook: &Webhook, result: Delivery) -> u64 {
+        hook.metrics
+            .webhook_deliveries
+            .with_label_values(&[result.as_str()])
+            .get()
     }
 
     fn login(id: &str) -> SecurityEvent {
@@ -340,12 +477,121 @@ mod tests {
         }
     }
 
+    /// The queued ids, oldest first.
     fn queued(hook: &Webhook) -> Vec<String> {
         let queue = hook.lock_queue();
-        queue
-            .iter()
-            .map(|p| p.id.to_str().unwrap().to_owned())
-            .collect()
+        queue.events.values().map(|p| id(p).to_owned()).collect()
+    }
+
+    /// With every event failing, a full queue drops the oldest undelivered
+    /// ones, those waiting for their retry included: it keeps the newest.
+    #[test]
+    fn a_full_queue_drops_its_oldest_even_when_waiting_for_a_retry() {
+        let hook = hook_of("http://127.0.0.1:1/a", 2);
+        hook.offer(&login("e1"));
+        hook.offer(&login("e2"));
+        for _ in 0..2 {
+            fail(&hook, take(&hook, Instant::now()).unwrap());
+        }
+        assert_eq!(queued(&hook), ["e1", "e2"], "waiting for their retry");
+        hook.offer(&login("e3"));
+        hook.offer(&login("e4"));
+        assert_eq!(queued(&hook), ["e3", "e4"]);
+        assert_eq!(count(&hook, Delivery::Dropped), 2);
+        assert_eq!(count(&hook, Delivery::Retried), 2);
+    }
+
+    /// An event whose attempt fails while newer ones fill the queue is the
+    /// oldest when it comes back: it is the one dropped.
+    #[test]
+    fn an_event_back_from_a_failed_attempt_into_a_full_queue_is_the_oldest() {
+        let hook = hook_of("http://127.0.0.1:1/a", 2);
+        hook.offer(&login("e1"));
+        let sending = take(&hook, Instant::now()).unwrap();
+        hook.offer(&login("e2"));
+        hook.offer(&login("e3"));
+        assert_eq!(count(&hook, Delivery::Dropped), 0, "e1 is being sent");
+        fail(&hook, sending);
+        assert_eq!(queued(&hook), ["e2", "e3"]);
+        assert_eq!(count(&hook, Delivery::Dropped), 1);
+    }
+
+    /// Workers take the oldest due event: a retry whose backoff is over goes
+    /// before newer events, one still in its backoff does not.
+    #[test]
+    fn a_due_retry_goes_first_and_one_not_yet_due_waits() {
+        let hook = hook("http://127.0.0.1:1/a");
+        hook.offer(&login("e1"));
+        hook.offer(&login("e2"));
+        let t = Instant::now();
+        let (e1, e2) = (take(&hook, t).unwrap(), take(&hook, t).unwrap());
+        fail(&hook, e1); // due after 1 s
+        let mut e2 = e2;
+        e2.attempts = 2;
+        fail(&hook, e2); // its 3rd attempt: due after 4 s
+        hook.offer(&login("e3"));
+        hook.offer(&login("e4"));
+        let t = Instant::now();
+        assert_eq!(id(&take(&hook, t).unwrap()), "e3", "no retry is due yet");
+        let a_second_later = t + Duration::from_secs(1);
+        assert_eq!(id(&take(&hook, a_second_later).unwrap()), "e1");
+        assert_eq!(id(&take(&hook, a_second_later).unwrap()), "e4");
+        let err = take(&hook, a_second_later).err().unwrap();
+        assert!(err.starts_with("nothing due"), "{err}");
+        let e2 = take(&hook, t + Duration::from_secs(5)).unwrap();
+        assert_eq!((id(&e2), e2.attempts), ("e2", 3));
+        assert_eq!(
+            take(&hook, t + Duration::from_secs(5)).err().unwrap(),
+            "idle"
+        );
+    }
+
+    /// The backoff doubles from 1 s; the 8th failed attempt gives the event up.
+    #[test]
+    fn retries_back_off_and_the_eighth_failure_gives_up() {
+        assert_eq!(backoff_after(1), Duration::from_secs(1));
+        assert_eq!(backoff_after(7), Duration::from_secs(64));
+        let hook = hook("http://127.0.0.1:1/a");
+        hook.offer(&login("e1"));
+        let mut p = take(&hook, Instant::now()).unwrap();
+        p.attempts = ATTEMPTS - 1;
+        fail(&hook, p);
+        assert!(queued(&hook).is_empty());
+        assert_eq!(count(&hook, Delivery::Failed), 1);
+        assert_eq!(count(&hook, Delivery::Retried), 0);
+    }
+
+    /// A reload hands over the events waiting for a retry too (with their
+    /// attempts), and one whose attempt was under way comes back to the new
+    /// webhook, at its place by age.
+    #[test]
+    fn a_replacement_takes_the_events_waiting_for_a_retry() {
+        let (old, new) = (hook("http://127.0.0.1:1/a"), hook("http://127.0.0.1:1/b"));
+        old.offer(&login("e1"));
+        old.offer(&login("e2"));
+        old.offer(&login("e3"));
+        let e1 = take(&old, Instant::now()).unwrap();
+        fail(&old, e1);
+        let sending = take(&old, Instant::now()).unwrap();
+        new.take_over(&old);
+        old.offer(&login("e4"));
+        assert_eq!(queued(&new), ["e1", "e3", "e4"]);
+        fail(&old, sending);
+        assert_eq!(queued(&new), ["e1", "e2", "e3", "e4"]);
+        assert!(queued(&old).is_empty());
+        let later = Instant::now() + Duration::from_secs(2);
+        let attempts: Vec<_> = std::iter::from_fn(|| take(&new, later).ok())
+            .map(|p| (id(&p).to_owned(), p.attempts))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                ("e1".into(), 1),
+                ("e2".into(), 1),
+                ("e3".into(), 0),
+                ("e4".into(), 0)
+            ]
+        );
     }
 
     /// A reload loses no event: what was queued moves to the new webhook,
