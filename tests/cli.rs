@@ -402,6 +402,18 @@ fn a_route_with_an_empty_methods_list_is_refused() {
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("routes[0].methods"), "{text}");
+    // A list of bad names is reported for them, not as an empty list.
+    let (_cfg, path) = config_file(
+        json!({"routes": [{"prefix": "/a", "auth": "none", "methods": ["G ET"]}, {"prefix": "/", "auth": "required"}]}),
+        "bad-method.yaml",
+    );
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("routes[0].methods[0]") && text.contains("not an HTTP method"),
+        "{text}"
+    );
+    assert!(!text.contains("empty list"), "{text}");
 }
 
 /// SPEC 6 takes `X-A` and `x_a` for one header when it drops a client's
@@ -434,6 +446,22 @@ fn header_names_equal_under_the_spec_6_comparison_are_refused() {
     );
     let (code, text) = check(&path, &[]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// Events kept for less than a minute could never be read back.
+#[test]
+fn security_events_kept_less_than_a_minute_are_refused() {
+    for retain in ["0s", "59s"] {
+        let (_cfg, path) = config_file(
+            json!({"security_events": {"retain": retain}}),
+            "retain.yaml",
+        );
+        let (code, text) = check(&path, &[]);
+        assert_eq!(code, Some(2), "{retain}: {text}");
+        assert!(text.contains("security_events.retain"), "{text}");
+    }
+    let (_cfg, path) = config_file(json!({"security_events": {"retain": "1m"}}), "retain.yaml");
+    assert_eq!(check(&path, &[]).0, Some(0));
 }
 
 #[test]

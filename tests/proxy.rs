@@ -326,6 +326,32 @@ fn a_header_larger_than_max_header_bytes_is_431_and_not_forwarded() {
     );
 }
 
+/// `server.max_header_bytes` bounds the head as the client sent it, its
+/// final blank line included: exactly the limit passes, one byte more is 431.
+#[test]
+fn max_header_bytes_counts_the_whole_head_to_the_byte() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({"server": {"max_header_bytes": 4096}}));
+    let head = |pad: usize| {
+        format!(
+            "GET /public/limit HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nX-Pad: {}\r\n\r\n",
+            sc.port(),
+            "a".repeat(pad)
+        )
+    };
+    let pad = 4096 - head(0).len();
+    assert_eq!(head(pad).len(), 4096);
+    let r = exchange(sc.port(), head(pad).as_bytes()).expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = exchange(sc.port(), head(pad + 1).as_bytes()).expect("an answer");
+    assert_error(&r, 431, "headers_too_large");
+    assert_eq!(
+        up.records().len(),
+        1,
+        "only the head within the limit is forwarded"
+    );
+}
+
 #[test]
 fn an_unreachable_upstream_is_502_upstream_unavailable() {
     let dead = format!("http://127.0.0.1:{}", free_port());

@@ -77,7 +77,7 @@ impl TokenKey {
         match (alg, tag) {
             (Alg::EdDSA, "PRIVATE KEY") => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                    .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
+                    .map_err(|e| rejected("an Ed25519 PKCS#8", e))?;
                 let x = B64.encode(pair.public_key().as_ref());
                 let decoding = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
                 Ok(base(
@@ -91,7 +91,7 @@ impl TokenKey {
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                     der,
                 )
-                .map_err(|e| format!("not a P-256 private key: {e}"))?;
+                .map_err(|e| rejected("a P-256 (ES256)", e))?;
                 let point = pair.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
                     return Err("unexpected P-256 public key encoding".into());
@@ -111,7 +111,7 @@ impl TokenKey {
                 } else {
                     aws_lc_rs::rsa::KeyPair::from_der(der)
                 }
-                .map_err(|e| format!("not an RSA private key: {e}"))?;
+                .map_err(|e| rejected("an RSA", e))?;
                 if pair.public_modulus_len() < MIN_RSA_BYTES {
                     return Err("RSA keys must have at least 2048 bits".into());
                 }
@@ -279,6 +279,12 @@ pub fn generate(alg: Alg) -> Result<String, String> {
     Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)))
 }
 
+/// Why a key file's key was refused, in an operator's words: the library's
+/// own reason (e.g. `UnexpectedError`) says little on its own.
+fn rejected(kind: &str, e: aws_lc_rs::error::KeyRejected) -> String {
+    format!("not {kind} private key: the file holds another kind of key (check `alg`), or a damaged one ({e})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,8 +308,12 @@ mod tests {
     #[test]
     fn a_key_of_another_algorithm_is_refused() {
         let pem = generate(Alg::EdDSA).unwrap();
-        assert!(TokenKey::from_pem("k", Alg::ES256, pem.as_bytes()).is_err());
-        assert!(TokenKey::from_pem("k", Alg::RS256, pem.as_bytes()).is_err());
+        for alg in [Alg::ES256, Alg::RS256] {
+            let Err(e) = TokenKey::from_pem("k", alg, pem.as_bytes()) else {
+                panic!("an Ed25519 key loaded as {}", alg.name());
+            };
+            assert!(e.contains("check `alg`"), "{e}");
+        }
     }
 
     #[test]

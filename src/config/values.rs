@@ -34,6 +34,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
+            "" if bytes.get(i) == Some(&b'.') => {
+                return Err(format!(
+                    "`{s}`: whole numbers only (e.g. 1500ms or 1s500ms for 1.5s)"
+                ))
+            }
             "" => return Err(format!("`{s}` needs a unit (ms, s, m, h or d)")),
             other => {
                 return Err(format!(
@@ -124,6 +129,9 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
+        let fraction = parse_duration("1.5s").unwrap_err();
+        assert!(fraction.contains("whole numbers"), "{fraction}");
+        assert!(parse_duration("10").unwrap_err().contains("needs a unit"));
     }
 
     #[test]

@@ -154,12 +154,15 @@ fn refused_form() -> ApiError {
     ApiError::BadRequest("the request target must be a path starting with /")
 }
 
+/// The head's size as an HTTP/1.1 client writes it: request line, `name:
+/// value` lines and the blank line that ends the head.
 fn head_size<B>(req: &Request<B>) -> usize {
     let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
     let line = req.method().as_str().len() + target + 12;
-    line + req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
+    line + 2
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }

@@ -113,7 +113,11 @@ pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<RouteConfig> {
                 AuthPolicy::Required
             }
         };
+        // How many were written: a list of only bad names is reported for
+        // those, not as an empty list.
+        let mut written = 0;
         let methods = n.string_list("methods", p).map(|list| {
+            written = list.len();
             list.into_iter()
                 .filter_map(|(path, m)| {
                     let upper = m.to_ascii_uppercase();
@@ -127,7 +131,7 @@ pub(super) fn read_routes(root: &Node, p: &mut Problems) -> Vec<RouteConfig> {
                 })
                 .collect::<Vec<_>>()
         });
-        if methods.as_ref().is_some_and(|m| m.is_empty()) {
+        if methods.is_some() && written == 0 {
             p.add(
                 &n.key_path("methods"),
                 "an empty list matches no request; omit `methods` to match every method",
@@ -163,10 +167,16 @@ pub(super) fn read_security_events(root: &Node, p: &mut Problems) -> SecurityEve
         &["new_ip", "new_device", "retain", "webhook"],
         p,
     );
+    let retain = n.duration("retain", SECS(30 * 86_400), p);
+    if retain < SECS(60) {
+        // Kept for less than a minute, the events the API and the CLI list
+        // would be gone before anyone could read them.
+        p.add(&n.key_path("retain"), "must be at least 1m");
+    }
     SecurityEventsConfig {
         new_ip: n.boolean("new_ip", true, p),
         new_device: n.boolean("new_device", true, p),
-        retain: n.duration("retain", SECS(30 * 86_400), p),
+        retain,
         webhook: super::webhook::read_webhook(&n, p),
     }
 }
