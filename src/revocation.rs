@@ -295,16 +295,20 @@ impl Revoker {
         if changed {
             self.listed(&[id.to_owned()], reason, now);
         } else {
-            self.stop_tokens(id, now);
+            self.stop_tokens(id, now).await?;
         }
         Ok(changed)
     }
 
     /// Revokes every active session of `user_id` but `except`: the ids revoked.
+    /// `caller`: the session the request came with. Its tokens stop too
+    /// (unless it is `except`) when the store no longer holds it and so
+    /// revoked nothing of it: its last access tokens outlive its record.
     pub async fn revoke_user(
         &self,
         user_id: &str,
         except: Option<&str>,
+        caller: Option<&str>,
         reason: Reason,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
@@ -312,6 +316,9 @@ impl Revoker {
         let ids =
             crate::store::timed(&self.metrics, self.store.backend(), "revoke_user", call).await?;
         self.listed(&ids, reason, now);
+        if let Some(sid) = caller.filter(|c| Some(*c) != except && !ids.iter().any(|i| i == c)) {
+            self.stop_tokens(sid, now).await?;
+        }
         Ok(ids)
     }
 
@@ -332,9 +339,14 @@ impl Revoker {
     }
 
     /// Stops the tokens of a session that ended before (or is no longer in
-    /// the store); nothing is counted.
-    pub fn stop_tokens(&self, id: &str, now: i64) {
+    /// the store), on every replica; nothing is counted. The store first, as
+    /// for a revocation: one that other replicas cannot learn of is an error.
+    pub async fn stop_tokens(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        let call = self.store.stop_tokens(id, now);
+        crate::store::timed(&self.metrics, self.store.backend(), "revoke", call).await?;
         self.list.insert(id, now / 1000);
+        self.metrics.revocation_entries.set(self.list.len() as i64);
+        Ok(())
     }
 
     /// Drops the entries no token can match any more.

@@ -295,6 +295,15 @@ pub trait SessionStore: Send + Sync {
     /// Revokes one session. Returns false when it was unknown or already revoked.
     async fn revoke(&self, id: &str, at: i64) -> Result<bool, StoreError>;
 
+    /// Makes every replica refuse the tokens of session `id`, which the store
+    /// does not hold (any more): it ended and was dropped, or the store lost
+    /// it, while its last access tokens may still be valid. A store shared by
+    /// replicas logs and broadcasts it like a revocation; a local one has no
+    /// one else to tell (the caller's own list is enough).
+    async fn stop_tokens(&self, _id: &str, _at: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Revokes every unrevoked session of `user_id` but `except`; returns their ids.
     async fn revoke_user(
         &self,

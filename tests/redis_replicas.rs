@@ -47,6 +47,51 @@ fn a_login_on_one_replica_works_on_another() {
     assert_eq!(sessions[0]["current"], true);
 }
 
+/// A session's last access tokens outlive its record: Redis drops the record
+/// at the session's end (here `absolute_lifetime: 2s`) while the token (15
+/// minutes) is still valid. Ending such a session by logout, by deleting it or
+/// by revoke-all still stops its tokens on every replica.
+#[test]
+fn ending_a_session_whose_record_expired_stops_its_tokens_on_every_replica() {
+    let (up, redis) = (Upstream::start(), RedisServer::start());
+    let rs = replicas(
+        &up,
+        &redis,
+        2,
+        json!({"sessions": {"absolute_lifetime": "2s"}}),
+    );
+    let logins: Vec<Value> = ["alice", "bob", "{carol}"]
+        .iter()
+        .map(|u| rs[0].login(u))
+        .collect();
+    let access: Vec<String> = logins.iter().map(|t| s(t, "access_token")).collect();
+    thread::sleep(Duration::from_millis(2500));
+    for (t, sc) in access.iter().zip(&rs) {
+        assert_eq!(
+            sc.get(PRIVATE, Some(t)).status,
+            200,
+            "the token outlives its session's record"
+        );
+    }
+    let r = rs[0].send(Request::post("/v1/auth/logout").bearer(&access[0]));
+    assert_eq!(r.status, 204, "{}", r.describe());
+    let own = format!("/v1/auth/sessions/{}", s(&logins[1], "session_id"));
+    assert_error(
+        &rs[0].send(Request::new("DELETE", &own).bearer(&access[1])),
+        404,
+        "not_found",
+    );
+    let r = rs[0].send(Request::post("/v1/auth/sessions/revoke-all").bearer(&access[2]));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let started = Instant::now();
+    for t in &access {
+        for sc in &rs {
+            let took = time_until_revoked(sc, t, started);
+            assert!(took <= PROPAGATION, "refused only after {took:?}");
+        }
+    }
+}
+
 #[test]
 fn a_revocation_on_one_replica_is_rejected_on_the_others_within_a_second() {
     let (up, redis) = (Upstream::start(), RedisServer::start());

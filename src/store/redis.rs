@@ -309,6 +309,38 @@ impl SessionStore for RedisStore {
         Ok(changed)
     }
 
+    async fn stop_tokens(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        if !valid_id(id) {
+            return Ok(());
+        }
+        // The log entry of a revocation, without a session hash to mark: the
+        // resync of every replica finds it, the broadcast reaches them sooner.
+        // NX: a session revoked earlier keeps its (earlier) time.
+        let (log, channel, sid) = (self.keys.revoked(), self.keys.channel(), id.to_owned());
+        self.redis
+            .run("revoke", |mut c| async move {
+                redis::cmd("ZADD")
+                    .arg(&log)
+                    .arg("NX")
+                    .arg(at)
+                    .arg(&sid)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await?;
+        let message = format!("{at}:{id}");
+        let published = self
+            .redis
+            .run("publish", |mut c| async move {
+                c.publish::<_, _, i64>(&channel, &message).await
+            })
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "revocation broadcast failed; replicas catch up at their next resync");
+        }
+        Ok(())
+    }
+
     async fn revoke_user(
         &self,
         user_id: &str,

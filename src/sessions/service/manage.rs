@@ -71,6 +71,15 @@ impl Sessions {
             s.user_id == who.sub && s.revoked_at.is_none() && !self.lifetimes.is_expired(s, now)
         });
         let Some(session) = owned else {
+            if id == who.sid {
+                // The caller's own session, ended or no longer in the store:
+                // 404 as for any session that is gone, but its tokens (the
+                // one this request came with) stop all the same.
+                self.revoker
+                    .stop_tokens(id, now)
+                    .await
+                    .map_err(unavailable)?;
+            }
             return Err(ApiError::NotFound);
         };
         let reason = if session.id == who.sid {
@@ -115,7 +124,7 @@ impl Sessions {
         let except = keep_current.then_some(who.sid.as_str());
         let ids = self
             .revoker
-            .revoke_user(&who.sub, except, Reason::RevokeAll, now)
+            .revoke_user(&who.sub, except, Some(&who.sid), Reason::RevokeAll, now)
             .await
             .map_err(unavailable)?;
         let by = Some(By::User);
@@ -134,8 +143,10 @@ impl Sessions {
             }
             _ => {
                 // Not in the store (cleaned up): still make sure its tokens stop.
-                self.revoker.stop_tokens(&who.sid, now);
-                Ok(())
+                self.revoker
+                    .stop_tokens(&who.sid, now)
+                    .await
+                    .map_err(unavailable)
             }
         }
     }

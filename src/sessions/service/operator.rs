@@ -32,7 +32,7 @@ impl Sessions {
         let now = unix_now_ms();
         let ids = self
             .revoker
-            .revoke_user(user_id, None, Reason::Admin, now)
+            .revoke_user(user_id, None, None, Reason::Admin, now)
             .await
             .map_err(unavailable)?;
         if !ids.is_empty() {

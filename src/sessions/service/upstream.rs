@@ -33,7 +33,7 @@ impl Sessions {
             Scope::Others | Scope::All => {
                 let except = (scope == Scope::Others).then_some(who.sid.as_str());
                 self.revoker
-                    .revoke_user(&who.sub, except, Reason::Upstream, now)
+                    .revoke_user(&who.sub, except, Some(&who.sid), Reason::Upstream, now)
                     .await
                     .map_err(unavailable)?
             }
