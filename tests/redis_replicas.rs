@@ -49,8 +49,9 @@ fn a_login_on_one_replica_works_on_another() {
 
 /// A session's last access tokens outlive its record: Redis drops the record
 /// at the session's end (here `absolute_lifetime: 2s`) while the token (15
-/// minutes) is still valid. Ending such a session by logout, by deleting it or
-/// by revoke-all still stops its tokens on every replica.
+/// minutes) is still valid. Ending such a session by logout (access or
+/// refresh token), by deleting it or by revoke-all still stops its tokens on
+/// every replica.
 #[test]
 fn ending_a_session_whose_record_expired_stops_its_tokens_on_every_replica() {
     let (up, redis) = (Upstream::start(), RedisServer::start());
@@ -60,7 +61,7 @@ fn ending_a_session_whose_record_expired_stops_its_tokens_on_every_replica() {
         2,
         json!({"sessions": {"absolute_lifetime": "2s"}}),
     );
-    let logins: Vec<Value> = ["alice", "bob", "{carol}"]
+    let logins: Vec<Value> = ["alice", "bob", "{carol}", "alice"]
         .iter()
         .map(|u| rs[0].login(u))
         .collect();
@@ -83,6 +84,13 @@ fn ending_a_session_whose_record_expired_stops_its_tokens_on_every_replica() {
     );
     let r = rs[0].send(Request::post("/v1/auth/sessions/revoke-all").bearer(&access[2]));
     assert_eq!(r.status, 200, "{}", r.describe());
+    // A logout with the refresh token alone: the session is gone, and so
+    // are its tokens.
+    let r = rs[0].send(
+        Request::post("/v1/auth/logout")
+            .json(&json!({"refresh_token": s(&logins[3], "refresh_token")})),
+    );
+    assert_eq!(r.status, 204, "{}", r.describe());
     let started = Instant::now();
     for t in &access {
         for sc in &rs {

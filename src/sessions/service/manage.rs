@@ -156,11 +156,22 @@ impl Sessions {
         let presented = refresh_token::verify(token, self.keys.iter().map(|k| k.as_ref()))
             .ok_or(ApiError::InvalidRefreshToken)?;
         let now = unix_now_ms();
-        let s = self
+        match self
             .timed("get", self.store.get(&presented.session_id))
             .await?
-            .ok_or(ApiError::InvalidRefreshToken)?;
-        self.revoke_one_session(&s, Reason::Logout, client, now)
-            .await
+        {
+            Some(s) => {
+                self.revoke_one_session(&s, Reason::Logout, client, now)
+                    .await
+            }
+            // A token we issued (its MAC verified) for a session that is gone
+            // (ended and dropped, or lost by the store): ended already, as
+            // the caller asks; its last access tokens stop all the same.
+            None => self
+                .revoker
+                .stop_tokens(&presented.session_id, now)
+                .await
+                .map_err(unavailable),
+        }
     }
 }
