@@ -14,7 +14,8 @@
 //! `server.http2` is on and the client chose it (ALPN `h2`, or the h2c
 //! prior-knowledge preface), HTTP/1.x otherwise. HTTP/1 upgrades
 //! (WebSocket) are supported. The TLS handshake, the h2c preface and every
-//! HTTP/1 request head must arrive within `server.header_read_timeout`.
+//! HTTP/1 request head must arrive within `server.header_read_timeout`, and
+//! an HTTP/2 connection without a request for that long is closed ([`Idle`]).
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -300,23 +301,36 @@ where
     let mut shutdown = w.shutdown.clone();
     let handler = w.clone();
     let peer = Rc::new(Peer::new(peer.ip()));
-    let service = service_fn(move |req| {
+    let handle = move |req| {
         let view = handler.view();
         let peer = peer.clone();
         async move {
             let live = &view.live;
             Ok::<_, Infallible>(live.gateway.handle(&view.forwarder, &peer, req).await)
         }
-    });
+    };
     let io = TokioIo::new(io);
     if h2 {
+        let idle = Rc::new(Idle::new());
+        let requests = idle.clone();
+        let service = service_fn(move |req| {
+            let busy = requests.busy();
+            let answer = handle(req);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(s.max_header_bytes * 2).unwrap_or(u32::MAX));
         let conn = builder.serve_connection(io, service);
-        until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
+        let idle_out = idle.expired(s.header_read_timeout);
+        until_stop(conn, &mut shutdown, idle_out, |c| c.graceful_shutdown()).await;
     } else {
+        let service = service_fn(handle);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -328,15 +342,74 @@ where
         // rest with its plain 431.
         builder.max_headers(s.max_headers * 2);
         let conn = builder.serve_connection(io, service).with_upgrades();
-        until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
+        // hyper's header_read_timeout closes an idle keep-alive connection.
+        let never = std::future::pending::<Duration>();
+        until_stop(conn, &mut shutdown, never, |c| c.graceful_shutdown()).await;
     }
 }
 
-/// Drives a connection; at shutdown asks it to finish gracefully and keeps
-/// driving it until it has.
-async fn until_shutdown<C, E>(
+/// When an HTTP/2 connection last had no request in progress, and how many
+/// it has. hyper times no HTTP/2 request head, nor an idle connection: a
+/// client could hold one open for ever with a bare preface, PINGs, or a
+/// header block it never ends (CONTINUATION frames). So a connection with
+/// no request in progress and none started for `server.header_read_timeout`
+/// is asked to close (GOAWAY), as an idle HTTP/1 keep-alive connection is.
+/// A request counts from its complete head to its answer's head; a body
+/// still streaming after that finishes under the GOAWAY.
+struct Idle {
+    in_progress: std::cell::Cell<usize>,
+    since: std::cell::Cell<tokio::time::Instant>,
+}
+
+/// A request in progress on an HTTP/2 connection, until dropped.
+struct Busy(Rc<Idle>);
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            in_progress: std::cell::Cell::new(0),
+            since: std::cell::Cell::new(tokio::time::Instant::now()),
+        }
+    }
+
+    fn busy(self: &Rc<Self>) -> Busy {
+        self.in_progress.set(self.in_progress.get() + 1);
+        Busy(self.clone())
+    }
+
+    /// Resolves, with `limit`, once the connection has been idle for `limit`.
+    async fn expired(self: Rc<Self>, limit: Duration) -> Duration {
+        loop {
+            let until = self.since.get() + limit;
+            if self.in_progress.get() == 0 && until <= tokio::time::Instant::now() {
+                return limit;
+            }
+            if self.in_progress.get() == 0 {
+                tokio::time::sleep_until(until).await;
+            } else {
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let idle = &self.0;
+        idle.in_progress.set(idle.in_progress.get() - 1);
+        idle.since.set(tokio::time::Instant::now());
+    }
+}
+
+/// Drives a connection; at shutdown, or when `idle_out` resolves, asks it
+/// to finish gracefully and keeps driving it until it has. After `idle_out`
+/// (which says how long it waited) it gets that long again, then is
+/// dropped: an idle HTTP/2 client may never answer the PING of hyper's
+/// graceful GOAWAY, and has no request in progress to lose.
+async fn until_stop<C, E>(
     conn: C,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    idle_out: impl Future<Output = Duration>,
     graceful: impl FnOnce(std::pin::Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), E>>,
@@ -344,23 +417,35 @@ async fn until_shutdown<C, E>(
 {
     let mut conn = pin!(conn);
     let stopping = async {
-        while !*shutdown.borrow_and_update() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
+        tokio::select! {
+            idle = idle_out => Some(idle),
+            () = async {
+                while !*shutdown.borrow_and_update() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+            } => None,
         }
     };
     // Biased: the connection first, and no random draw per wake.
     let ended = tokio::select! {
         biased;
-        r = conn.as_mut() => Some(r),
-        () = stopping => None,
+        r = conn.as_mut() => Ok(r),
+        stop = stopping => Err(stop),
     };
     let result = match ended {
-        Some(r) => r,
-        None => {
+        Ok(r) => r,
+        Err(None) => {
             graceful(conn.as_mut());
             conn.await
+        }
+        Err(Some(idle)) => {
+            graceful(conn.as_mut());
+            match tokio::time::timeout(idle, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => return, // dropped: the socket closes
+            }
         }
     };
     if let Err(e) = result {

@@ -293,6 +293,36 @@ fn a_connection_header_naming_authorization_does_not_remove_it() {
     }
 }
 
+// Proves: an upstream answer framed by chunked coding that also carries a
+// Content-Length reaches the client whole, framed once: the Content-Length
+// goes (RFC 9112 6.3), so the client never reads a truncated body or the
+// rest of it as the next response.
+#[test]
+fn a_content_length_beside_chunked_coding_in_an_answer_is_dropped() {
+    let body = "x".repeat(63);
+    let chunked = format!("3f\r\n{body}\r\n0\r\n\r\n");
+    let up = upstream(move |req| {
+        let length = if req.path() == "/public/longer" {
+            3
+        } else {
+            100
+        };
+        Reply::raw(format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}"
+        ))
+    });
+    let sc = SidecarConfig::new(&up.url(), json!({})).spawn();
+    for path in ["/public/longer", "/public/shorter"] {
+        let r = sc.get(path, None);
+        assert_eq!(r.status, 200, "{path}: {}", r.describe());
+        assert_eq!(r.text(), "x".repeat(63), "{path}: {}", r.describe());
+        assert_ne!(r.header("Content-Length"), Some("3"), "{path}");
+        assert_ne!(r.header("Content-Length"), Some("100"), "{path}");
+    }
+    // The connection is still in step: the next answer is the next request's.
+    assert_eq!(sc.get("/public/shorter", None).text(), "x".repeat(63));
+}
+
 // Proves: hop-by-hop fields of the upstream's answer, and the field its
 // Connection names, never reach the client; end-to-end fields do.
 #[test]
@@ -966,6 +996,165 @@ fn h2c_without_a_token_is_a_json_401_over_http2() {
     assert!(r.header("x-request-id").is_some(), "{}", r.describe());
     sentinel(&sc);
     assert!(seen_on(&up, "/api/h2").is_empty(), "{:?}", shown_all(&up));
+}
+
+// Proves: an HTTP/2 request whose Host names another authority than its
+// :authority, or whose :authority has a user name, is 400 and not forwarded
+// (RFC 9113 8.3.1), as HTTP/1.1's absolute form is.
+#[test]
+fn h2c_with_a_host_other_than_its_authority_is_400() {
+    let up = h2_upstream();
+    let (sc, tok) = start(&up, json!({}));
+    let at = access(&tok);
+    let answers = block_on(async {
+        let mut send = h2c(sc.port()).await?;
+        let mut two_hosts = h2_request("GET", "http://good.example/api/h2-host", Some(&at), "");
+        two_hosts
+            .headers_mut()
+            .insert("host", http::HeaderValue::from_static("evil.example:1234"));
+        let a = h2_send(&mut send, two_hosts).await;
+        let user = h2_request("GET", "http://u:p@good.example/api/h2-user", Some(&at), "");
+        let b = h2_send(&mut send, user).await;
+        let mut same = h2_request("GET", "http://good.example/api/h2-same", Some(&at), "");
+        same.headers_mut()
+            .insert("host", http::HeaderValue::from_static("GOOD.example"));
+        let c = h2_send(&mut send, same).await;
+        Ok::<_, String>([a, b, c])
+    })
+    .expect("an h2c connection");
+    let [two_hosts, user, same] = answers;
+    assert_error(&two_hosts.expect("an answer"), 400, "bad_request");
+    // hyper's client may refuse to send a user name itself; if it is sent, it is refused.
+    if let Ok(r) = user {
+        assert_error(&r, 400, "bad_request");
+    }
+    assert_eq!(same.expect("an answer").status, 200);
+    sentinel(&sc);
+    for path in ["/api/h2-host", "/api/h2-user"] {
+        assert!(
+            seen_on(&up, path).is_empty(),
+            "{path}: {:?}",
+            shown_all(&up)
+        );
+    }
+}
+
+// Proves: a Host that is more than a host and port (a path, a user name, a
+// space) is 400 and not forwarded: an upstream building URLs from it must
+// not get them (RFC 9112 3.2).
+#[test]
+fn a_host_that_is_not_a_host_and_port_is_400() {
+    let up = upstream(ok);
+    let sc = SidecarConfig::new(&up.url(), json!({})).spawn();
+    for (i, host) in [
+        "a b",
+        "a/b@c",
+        "user@a.example",
+        "a.example/x",
+        "a?b",
+        "a#b",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = format!("/public/host-{i}");
+        let r = client::exchange(
+            sc.port(),
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("an answer");
+        assert_error(&r, 400, "bad_request");
+    }
+    for host in ["a.example", "a.example:8080", "127.0.0.1:1", "[::1]:8080"] {
+        let r = client::exchange(
+            sc.port(),
+            format!("GET /public/host-ok HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("an answer");
+        assert_eq!(r.status, 200, "{host}: {}", r.describe());
+    }
+    sentinel(&sc);
+    for i in 0..6 {
+        let path = format!("/public/host-{i}");
+        assert!(seen_on(&up, &path).is_empty(), "{path} forwarded");
+    }
+}
+
+/// One HTTP/2 frame: type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+// Proves: an h2c connection without a request for header_read_timeout is
+// closed, as an idle HTTP/1 one is: a bare preface, PINGs, or a header block
+// that never ends (HEADERS without END_HEADERS) cannot hold it open, and the
+// unfinished request never reaches the upstream.
+#[test]
+fn an_h2c_connection_without_a_request_is_closed_after_the_header_read_timeout() {
+    let up = upstream(|req| {
+        if req.path() == "/public/slow" {
+            Reply::status(200)
+                .delay(Duration::from_millis(2500))
+                .body("slow")
+        } else {
+            ok(req)
+        }
+    });
+    let sc =
+        SidecarConfig::new(&up.url(), json!({"server": {"header_read_timeout": "1s"}})).spawn();
+    // A request in progress for longer than the timeout is not idleness.
+    let slow = block_on(async {
+        let mut send = h2c(sc.port()).await?;
+        let req = h2_request("GET", "http://127.0.0.1/public/slow", None, "");
+        h2_send(&mut send, req).await
+    })
+    .expect("an HTTP/2 answer");
+    assert_eq!(slow.status, 200, "{}", slow.describe());
+    assert_eq!(slow.text(), "slow");
+    let preface = [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        &h2_frame(0x4, 0, 0, &[]),
+    ]
+    .concat();
+    // :method GET, :scheme http, :path / from HPACK's static table; the
+    // header block is never ended.
+    let unfinished = h2_frame(0x1, 0x1, 1, &[0x82, 0x86, 0x84]);
+    let ping = h2_frame(0x6, 0, 0, &[0; 8]);
+    for (case, after) in [
+        ("bare preface", vec![]),
+        ("unfinished header block", unfinished),
+    ] {
+        let mut s = connect(sc.port());
+        s.write_all(&preface).expect("preface");
+        s.write_all(&after).expect("frames");
+        let started = Instant::now();
+        let (_, closed) = read_until_close(&mut s, Duration::from_secs(6));
+        assert!(closed, "{case}: still open after {:?}", started.elapsed());
+    }
+    // PINGs every 300 ms are not requests.
+    let mut s = connect(sc.port());
+    s.write_all(&preface).expect("preface");
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(6) && !closed {
+        if s.write_all(&ping).is_err() {
+            closed = true;
+            break;
+        }
+        closed = read_until_close(&mut s, Duration::from_millis(300)).1;
+    }
+    assert!(
+        closed,
+        "PINGs held the connection for {:?}",
+        started.elapsed()
+    );
+    sentinel(&sc);
+    assert!(seen_on(&up, "/").is_empty(), "{:?}", shown_all(&up));
 }
 
 // Proves: with server.http2 false an h2c preface is refused (closed or 400),

@@ -49,6 +49,13 @@ pub fn check<'r, B>(req: &'r Request<B>, limits: &Limits) -> Result<Target<'r>, 
     if hosts.next().is_some() {
         return Err(ApiError::BadRequest("more than one Host header"));
     }
+    if host.is_some_and(|h| !is_host(h.as_bytes())) {
+        // RFC 9112 3.2: an upstream building a URL from it must not get a
+        // path, a user name or a second host.
+        return Err(ApiError::BadRequest(
+            "the Host header is not a host name or address with an optional port",
+        ));
+    }
     if req.version() == Version::HTTP_11 && host.is_none() {
         // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.
         return Err(ApiError::BadRequest(
@@ -79,12 +86,19 @@ pub fn check<'r, B>(req: &'r Request<B>, limits: &Limits) -> Result<Target<'r>, 
         return Err(ApiError::BadRequest("backslash in the request target"));
     }
     let form = form(req)?;
-    if form == Form::Absolute && req.version() != Version::HTTP_2 {
-        // RFC 9112 3.2.2: the target's authority is the Host; two different
-        // ones are two opinions of where the request goes.
+    if form == Form::Absolute {
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // RFC 9113 8.3.1 (and 9110 4.2.4): never a user name in the target.
+            return Err(ApiError::BadRequest(
+                "the request target's authority has a user name",
+            ));
+        }
+        // RFC 9112 3.2.2, RFC 9113 8.3.1: the target's authority (HTTP/2's
+        // `:authority`) is the Host; two different ones are two opinions of
+        // where the request goes. HTTP/2 may carry either alone.
         let same = match (uri.authority(), host) {
             (Some(a), Some(h)) => a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()),
-            _ => false,
+            _ => req.version() == Version::HTTP_2,
         };
         if !same {
             return Err(ApiError::BadRequest(
@@ -152,6 +166,16 @@ fn form<B>(req: &Request<B>) -> Result<Form, ApiError> {
 
 fn refused_form() -> ApiError {
     ApiError::BadRequest("the request target must be a path starting with /")
+}
+
+/// `uri-host [":" port]` (RFC 3986 3.2.2): letters, digits and the
+/// characters of a registered name, an IP literal's brackets and the port's
+/// colon. Empty is allowed (RFC 9112 3.2: a target without an authority).
+/// No `@`, `/`, `?`, `#`, space or control: nothing that makes it more
+/// than a host.
+fn is_host(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
 /// The head's size as an HTTP/1.1 client writes it: request line, `name:

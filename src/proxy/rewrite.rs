@@ -10,7 +10,10 @@
 //! Header names keep the client's spelling (hyper's case map travels in the
 //! request's extensions) and the order of the headers that stay is kept.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::request::Parts;
 use http::{Uri, Version};
 
@@ -325,11 +328,18 @@ pub fn strip_cookie(h: &mut HeaderMap, name: &str) {
 /// and `Connection`: they are the switch.
 pub fn strip_response(h: &mut HeaderMap, switching: bool) {
     let named = connection_named(h);
+    // hyper read the body by its Transfer-Encoding (RFC 9112 6.3: it wins
+    // over Content-Length), and re-frames it for the client: a
+    // Content-Length sent along must go too (RFC 9112 6.3 asks an
+    // intermediary to remove it), or the client would read the body by it,
+    // truncated or running into the next response.
+    let framed_by_coding = h.contains_key(TRANSFER_ENCODING);
     let doomed = |k: &HeaderName| {
         if switching && (k == UPGRADE || k == CONNECTION) {
             return false;
         }
         (is_hop_by_hop(k) && k != EXPECT)
+            || (framed_by_coding && k == CONTENT_LENGTH)
             || named.iter().any(|n| same_name(k.as_str().as_bytes(), n))
     };
     remove_in_order(h, doomed);
