@@ -21,6 +21,8 @@ pub mod operator;
 
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
+use crate::proxy::headers::{acceptable_request_id, new_request_id};
+use crate::proxy::respond::X_REQUEST_ID;
 use crate::revocation::RevocationList;
 use crate::shutdown::InFlight;
 use crate::store::SessionStore;
@@ -159,7 +161,15 @@ impl AdminService {
                     let admin = admin.clone();
                     async move {
                         let settings = admin.settings.load_full();
-                        let resp = match &settings.operator {
+                        // SPEC 6: every response carries a request id, the
+                        // client's when acceptable.
+                        let request_id = req
+                            .headers()
+                            .get(&X_REQUEST_ID)
+                            .filter(|v| acceptable_request_id(v))
+                            .cloned()
+                            .unwrap_or_else(new_request_id);
+                        let mut resp = match &settings.operator {
                             Some(op) if req.uri().path().starts_with(operator::PREFIX) => {
                                 let started = std::time::Instant::now();
                                 let resp = op.handle(req, peer.ip()).await;
@@ -175,6 +185,7 @@ impl AdminService {
                             }
                             _ => admin.respond(req.uri().path()).await,
                         };
+                        resp.headers_mut().insert(X_REQUEST_ID, request_id);
                         Ok::<_, Infallible>(resp.map(|body| Full::new(Bytes::from(body))))
                     }
                 });

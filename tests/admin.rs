@@ -16,6 +16,47 @@ fn healthz_and_readyz_answer_200() {
     assert_eq!(sc.admin_get("/nope").status, 404);
 }
 
+/// SPEC 6: a request id on every response sessiongate writes, the admin
+/// listener's included: the client's when acceptable, else a new one.
+#[test]
+fn admin_responses_carry_a_request_id() {
+    let up = Upstream::start();
+    let sc = Sidecar::start(&up, json!({}));
+    let mut seen = Vec::new();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/nope",
+        "/admin/v1/users/u/sessions",
+    ] {
+        let r = sc.admin_get(path);
+        let id = r.header("X-Request-Id").map(str::to_owned);
+        let id = id.unwrap_or_else(|| panic!("{path}: no X-Request-Id: {}", r.describe()));
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{path}: {id}"
+        );
+        seen.push(id);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "request ids repeat: {seen:?}");
+    let mine = Request::get("/healthz").header("X-Request-Id", "trace-42.a_b");
+    assert_eq!(
+        mine.send(sc.admin_port()).header("X-Request-Id"),
+        Some("trace-42.a_b")
+    );
+    let bad = Request::get("/healthz").header("X-Request-Id", "no spaces allowed");
+    let r = bad.send(sc.admin_port());
+    assert_ne!(
+        r.header("X-Request-Id"),
+        Some("no spaces allowed"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.header("X-Request-Id").is_some());
+}
+
 const FAMILIES: &[(&str, &str)] = &[
     ("sessiongate_http_requests_total", "counter"),
     ("sessiongate_http_request_duration_seconds", "histogram"),
