@@ -27,18 +27,42 @@ fn first_refusal(sc: &Sidecar, access: &str, limit: Duration) -> Response {
     }
 }
 
-/// A token that was verified (and, with the cache on, cached) while valid is
-/// refused as `token_expired` once `exp + leeway` has passed.
-fn expired_token_is_refused(cache_entries: u64) {
+/// A sidecar whose access tokens live 2 s, with 1 s of leeway.
+fn short_lived(cache_entries: u64) -> (Upstream, Sidecar) {
     let up = Upstream::start();
     let sc = Sidecar::start(
         &up,
         json!({"tokens": {"access_ttl": "2s", "leeway": "1s",
                           "verified_cache_entries": cache_entries}}),
     );
-    let tok = sc.login("alice");
-    let access = s(&tok, "access_token");
+    (up, sc)
+}
+
+/// Revokes `tok`'s session from `other`, another session of the same user.
+fn revoke_from(sc: &Sidecar, tok: &Value, other: &Value) {
+    let r = sc.send(
+        Request::new(
+            "DELETE",
+            &format!("/v1/auth/sessions/{}", s(tok, "session_id")),
+        )
+        .bearer(&s(other, "access_token")),
+    );
+    assert_eq!(r.status, 204, "{}", r.describe());
+}
+
+/// A token response's access token and its `exp`.
+fn access_and_exp(tok: &Value) -> (String, i64) {
+    let access = s(tok, "access_token");
     let exp = jwt::decode(&access).1["exp"].as_i64().expect("exp");
+    (access, exp)
+}
+
+/// A token that was verified (and, with the cache on, cached) while valid is
+/// refused as `token_expired` once `exp + leeway` has passed.
+fn expired_token_is_refused(cache_entries: u64) {
+    let (_up, sc) = short_lived(cache_entries);
+    let tok = sc.login("alice");
+    let (access, exp) = access_and_exp(&tok);
     assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200, "fresh token");
     let r = first_refusal(&sc, &access, Duration::from_secs(30));
     assert_error(&r, 401, "token_expired");
@@ -80,25 +104,12 @@ fn with_the_cache_off_an_expired_token_is_token_expired() {
 /// between (the list once forgot the session one second early, in the last
 /// second `exp + leeway` in which the token is still accepted).
 fn a_revoked_token_is_never_accepted_again(cache_entries: u64) {
-    let up = Upstream::start();
-    let sc = Sidecar::start(
-        &up,
-        json!({"tokens": {"access_ttl": "2s", "leeway": "1s",
-                          "verified_cache_entries": cache_entries}}),
-    );
+    let (_up, sc) = short_lived(cache_entries);
     let tok = sc.login("alice");
     let other = sc.login("alice");
-    let access = s(&tok, "access_token");
-    let exp = jwt::decode(&access).1["exp"].as_i64().expect("exp");
+    let (access, exp) = access_and_exp(&tok);
     assert_eq!(sc.get(PRIVATE, Some(&access)).status, 200, "fresh token");
-    let r = sc.send(
-        Request::new(
-            "DELETE",
-            &format!("/v1/auth/sessions/{}", s(&tok, "session_id")),
-        )
-        .bearer(&s(&other, "access_token")),
-    );
-    assert_eq!(r.status, 204, "{}", r.describe());
+    revoke_from(&sc, &tok, &other);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut revoked = 0;
     loop {
@@ -141,14 +152,7 @@ fn with_the_cache_off_tokens_verify_every_time_and_revocation_is_immediate() {
         5.0
     );
     // Revoked from another session of the user: refused on the next request.
-    let r = sc.send(
-        Request::new(
-            "DELETE",
-            &format!("/v1/auth/sessions/{}", s(&tok, "session_id")),
-        )
-        .bearer(&s(&other, "access_token")),
-    );
-    assert_eq!(r.status, 204, "{}", r.describe());
+    revoke_from(&sc, &tok, &other);
     assert_error(&sc.get(PRIVATE, Some(&access)), 401, "session_revoked");
     assert_eq!(
         sc.get(PRIVATE, Some(&s(&other, "access_token"))).status,

@@ -156,6 +156,40 @@ impl RedisStore {
             )),
         }
     }
+
+    /// Adds `id` to the revocation log at `at`, unless it is there already
+    /// (NX: an earlier revocation keeps its earlier time). Whether it was added.
+    async fn log_revocation(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let (log, sid) = (self.keys.revoked(), id.to_owned());
+        let added: i64 = self
+            .redis
+            .run("revoke", |mut c| async move {
+                redis::cmd("ZADD")
+                    .arg(&log)
+                    .arg("NX")
+                    .arg(at)
+                    .arg(&sid)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// Tells the other replicas at once. Best effort: a lost broadcast is
+    /// caught by their next resync of the log.
+    async fn broadcast_revocation(&self, id: &str, at: i64) {
+        let (channel, message) = (self.keys.channel(), format!("{at}:{id}"));
+        let published = self
+            .redis
+            .run("publish", |mut c| async move {
+                c.publish::<_, _, i64>(&channel, &message).await
+            })
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "revocation broadcast failed; replicas catch up at their next resync");
+        }
+    }
 }
 
 #[async_trait]
@@ -267,27 +301,13 @@ impl SessionStore for RedisStore {
         }
         // Log first, then the session: should the second step fail, the
         // replicas over-revoke (fail closed) until the caller retries.
-        let (log, channel) = (self.keys.revoked(), self.keys.channel());
-        let log2 = log.clone();
-        let sid = id.to_owned();
-        let added: i64 = self
-            .redis
-            .run("revoke", |mut c| async move {
-                redis::cmd("ZADD")
-                    .arg(&log)
-                    .arg("NX")
-                    .arg(at)
-                    .arg(&sid)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let added = self.log_revocation(id, at).await?;
         let Some((changed, revoked_at, user_id)) = self.revoke_at(id, at).await? else {
-            if added == 1 {
-                let sid = id.to_owned();
+            if added {
+                let (log, sid) = (self.keys.revoked(), id.to_owned());
                 self.redis
                     .run("revoke", |mut c| async move {
-                        c.zrem::<_, _, ()>(&log2, &sid).await
+                        c.zrem::<_, _, ()>(&log, &sid).await
                     })
                     .await?;
             }
@@ -295,17 +315,7 @@ impl SessionStore for RedisStore {
         };
         // Out of the live index: listings and the cap no longer see it.
         self.forget(&user_id, &[id.to_owned()]).await?;
-        let message = format!("{revoked_at}:{id}");
-        // The broadcast is best effort: a lost one is caught by the resync.
-        let published = self
-            .redis
-            .run("publish", |mut c| async move {
-                c.publish::<_, _, i64>(&channel, &message).await
-            })
-            .await;
-        if let Err(e) = published {
-            tracing::warn!(error = %e, "revocation broadcast failed; replicas catch up at their next resync");
-        }
+        self.broadcast_revocation(id, revoked_at).await;
         Ok(changed)
     }
 
@@ -313,31 +323,10 @@ impl SessionStore for RedisStore {
         if !valid_id(id) {
             return Ok(());
         }
-        // The log entry of a revocation, without a session hash to mark: the
-        // resync of every replica finds it, the broadcast reaches them sooner.
-        // NX: a session revoked earlier keeps its (earlier) time.
-        let (log, channel, sid) = (self.keys.revoked(), self.keys.channel(), id.to_owned());
-        self.redis
-            .run("revoke", |mut c| async move {
-                redis::cmd("ZADD")
-                    .arg(&log)
-                    .arg("NX")
-                    .arg(at)
-                    .arg(&sid)
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await?;
-        let message = format!("{at}:{id}");
-        let published = self
-            .redis
-            .run("publish", |mut c| async move {
-                c.publish::<_, _, i64>(&channel, &message).await
-            })
-            .await;
-        if let Err(e) = published {
-            tracing::warn!(error = %e, "revocation broadcast failed; replicas catch up at their next resync");
-        }
+        // A revocation without a session hash to mark: the log entry (every
+        // replica's resync finds it) and the broadcast (sooner).
+        self.log_revocation(id, at).await?;
+        self.broadcast_revocation(id, at).await;
         Ok(())
     }
 
